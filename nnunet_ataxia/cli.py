@@ -1,0 +1,86 @@
+"""``nnunet-ataxia``: one console script with sub-commands.
+
+Each sub-command lives in its own module (``nnunet_ataxia.commands.<name>``) that defines
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported lazily so that ``nnunet-ataxia --help``
+stays fast and a broken optional part cannot break the others.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from nnunet_ataxia.errors import InputError
+
+# sub-command name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "trainer-path": ("nnunet_ataxia.commands.trainer_path",
+                     "print the folder to put in nnUNet_extTrainer so nnU-Net finds this plugin's trainers"),
+    "plan": ("nnunet_ataxia.commands.plan",
+             "plan and preprocess a dataset with the fixed 1 mm / 128x128x96 planner (nnUNetFixed128Plans)"),
+    "preprocess-mri": ("nnunet_ataxia.commands.preprocess_mri",
+                       "the paper's MRI preprocessing: N4, MNI registration, skull strip, equalize, crop"),
+    "to-native": ("nnunet_ataxia.commands.to_native",
+                  "map predictions made on preprocessed (MNI-cropped) images back to native space"),
+    "convert-hammers": ("nnunet_ataxia.commands.convert_hammers",
+                        "convert the Hammers n30r95 atlas into an nnU-Net raw dataset"),
+    "convert-sca2": ("nnunet_ataxia.commands.convert_sca2",
+                     "convert a BIDS-like SCA2 cohort with ACAPULCO outputs into an nnU-Net raw dataset"),
+    "convert-data2": ("nnunet_ataxia.commands.convert_data2",
+                      "merge Hammers (cerebellum only) and the SCA2 cohort into the paper's Data2"),
+    "make-demo": ("nnunet_ataxia.commands.make_demo",
+                  "generate demo subjects from real MNI anatomy shipped in PyPI packages"),
+    "convert-wmh": ("nnunet_ataxia.commands.convert_wmh",
+                    "convert T1+FLAIR+WMH data (plain or MICCAI-WMH-2017 layout) with location features"),
+    "wmh-threshold": ("nnunet_ataxia.commands.wmh_threshold",
+                      "find the Dice-maximizing threshold on validation probabilities and apply it"),
+    "evaluate": ("nnunet_ataxia.commands.evaluate",
+                 "per-case metrics, summary.json and a paper-style table for a prediction folder"),
+    "compare-volumes": ("nnunet_ataxia.commands.compare_volumes",
+                        "whole-cerebellum volumes: ground truth vs model vs ACAPULCO (the paper's Table 4)"),
+    "wmh-stats": ("nnunet_ataxia.commands.wmh_stats",
+                  "WMH threshold sweep, ROC/AUC and patient-level bootstrap comparison"),
+    "report": ("nnunet_ataxia.commands.report", "gather an experiment's results into one Markdown/HTML page"),
+    "demo": ("nnunet_ataxia.commands.demo", "the main job: build the demo, convert, plan, train, predict, report"),
+}
+
+
+def build_parser(available_only: bool = True) -> argparse.ArgumentParser:
+    """Build the top-level parser with one sub-parser per sub-command module that can be imported."""
+    parser = argparse.ArgumentParser(
+        prog="nnunet-ataxia",
+        description="nnU-Net v2 plugin for cerebellum/brainstem (SCA2) and WMH segmentation.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if available_only and e.name == module_name:
+                continue  # sub-command not part of this installation yet
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nnunet-ataxia`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args._run(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
