@@ -1,2 +1,219 @@
-"""M1/M2 trainers (being written by the lead)."""
-__all__: list[str] = []
+"""nnU-Net trainers for M1 and M2 (Cabeza-Ruiz et al.).
+
+``M1Trainer`` / ``M2InceptionTrainer`` keep nnU-Net's whole training recipe and change only the network. The
+``_paperWDA`` / ``_paperNDA`` variants switch to the paper's recipe (Adam with default settings, the soft-Dice loss of
+eq. 1, 200 epochs, and either the paper's rotation+shift augmentation or none, no mirroring); ``_smoke`` variants run
+one epoch of a few iterations for tests. Each variant is a tiny subclass that changes one thing.
+"""
+from __future__ import annotations
+
+from typing import List, Tuple, Type, Union
+
+import numpy as np
+import torch
+from batchgeneratorsv2.helpers.scalar_type import RandomScalar
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+from batchgeneratorsv2.transforms.utils.random import RandomTransform
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+
+from nnunet_ataxia.architectures import M1UNet, M2InceptionUNet
+from nnunet_ataxia.architectures.common import PatchSizeError, check_spatial_divisibility, round_up_to_multiple
+from nnunet_ataxia.trainers.losses import PaperSoftDiceLoss
+from nnunet_ataxia.trainers.paper_augmentation import RandomAxisRotationShiftTransform
+
+__all__ = [
+    "M1Trainer", "M2InceptionTrainer",
+    "M1Trainer_paperWDA", "M1Trainer_paperNDA", "M2InceptionTrainer_paperWDA", "M2InceptionTrainer_paperNDA",
+    "M1Trainer_smoke", "M2InceptionTrainer_smoke",
+    "M1Trainer_paperWDA_smoke", "M1Trainer_paperNDA_smoke",
+    "M2InceptionTrainer_paperWDA_smoke", "M2InceptionTrainer_paperNDA_smoke",
+]
+
+
+def refuse(message: str) -> None:
+    """End an nnU-Net command with one clear message (no traceback from deep inside nnU-Net)."""
+    raise SystemExit(f"nnunet-ataxia: {message}")
+
+
+def build_fixed_network(network_class: Type[nn.Module], configuration_manager: ConfigurationManager,
+                        num_input_channels: int, num_output_channels: int) -> nn.Module:
+    """Build ``network_class`` after checking that it can process the configuration's patch size.
+
+    Args:
+        network_class: ``M1UNet`` or ``M2InceptionUNet``.
+        configuration_manager: nnU-Net's configuration (its ``patch_size`` is checked).
+        num_input_channels: image channels.
+        num_output_channels: nnU-Net's number of segmentation heads.
+    """
+    try:
+        check_spatial_divisibility(configuration_manager.patch_size, network_class.divisor, network_class.__name__)
+    except PatchSizeError as e:
+        refuse(str(e))
+    return network_class(input_channels=num_input_channels, num_classes=num_output_channels,
+                         deep_supervision=False)
+
+
+class CerebellumNetworkTrainer(nnUNetTrainer):
+    """Shared base: a fixed network instead of nnU-Net's planned U-Net, deep supervision off.
+
+    A 3D patch that the network cannot process (not divisible by its down-sampling factor, e.g. nnU-Net's default
+    plans) is rounded up to the next valid size; the adapted patch is written into the ``plans.json`` of the results
+    folder, so ``nnUNetv2_predict`` uses it too. A 2D configuration is refused with a clear message.
+    """
+
+    network_class: Type[nn.Module] = M2InceptionUNet
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.enable_deep_supervision = False
+        self._adapt_patch_size()
+
+    def _adapt_patch_size(self) -> None:
+        patch_size = list(self.configuration_manager.patch_size)
+        name = self.network_class.__name__
+        if len(patch_size) != 3:
+            refuse(f"{type(self).__name__} trains the 3D network {name}, but configuration "
+                   f"'{self.configuration_name}' has the {len(patch_size)}D patch size {patch_size}; "
+                   f"use a 3D configuration such as 3d_fullres")
+        adapted = round_up_to_multiple(patch_size, self.network_class.divisor)
+        if adapted != patch_size:
+            self.print_to_log_file(f"{name} needs every patch axis divisible by {self.network_class.divisor}: "
+                                   f"patch size {patch_size} of the plans adapted to {adapted}")
+            self.configuration_manager.configuration["patch_size"] = adapted
+            self.plans_manager.plans["configurations"][self.configuration_name]["patch_size"] = adapted
+
+    def set_deep_supervision_enabled(self, enabled: bool) -> None:
+        """M1/M2 have a single output. nnU-Net calls this around validation even with deep supervision off, so it
+        does nothing (nnU-Net's own version would touch ``network.decoder.deep_supervision``)."""
+
+
+class M1Trainer(CerebellumNetworkTrainer):
+    """nnU-Net's training recipe with the M1 network (372,521 parameters for one class)."""
+
+    network_class = M1UNet
+
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return build_fixed_network(M1UNet, configuration_manager, num_input_channels, num_output_channels)
+
+
+class M2InceptionTrainer(CerebellumNetworkTrainer):
+    """nnU-Net's training recipe with the M2 inception network (550,097 parameters for one class)."""
+
+    network_class = M2InceptionUNet
+
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return build_fixed_network(M2InceptionUNet, configuration_manager, num_input_channels, num_output_channels)
+
+
+class _PaperRecipe:
+    """Mixin: the paper's recipe — Adam (default settings), soft-Dice loss (eq. 1), 200 epochs, no mirroring.
+
+    Subclasses choose the augmentation with ``paper_augmentation`` (True: WDA, False: NDA).
+    """
+
+    paper_augmentation: bool = True
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-3  # Adam's default
+        self.weight_decay = 0.0
+        self.num_epochs = 200
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.network.parameters())  # default settings, as in the paper
+        # nnU-Net steps the scheduler every epoch; exponent 0 keeps the learning rate constant
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs, exponent=0.0)
+
+    def _build_loss(self):
+        return PaperSoftDiceLoss(ignore_label=self.label_manager.ignore_label)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        self.inference_allowed_mirroring_axes = None
+        return (0.0, 0.0), False, list(self.configuration_manager.patch_size), None
+
+    def get_training_transforms(self, patch_size, rotation_for_DA: RandomScalar,
+                                deep_supervision_scales: Union[List, Tuple, None], mirror_axes: Tuple[int, ...],
+                                do_dummy_2d_data_aug: bool, use_mask_for_norm: List[bool] = None,
+                                is_cascaded: bool = False, foreground_labels=None, regions=None,
+                                ignore_label: int = None) -> BasicTransform:
+        tail = nnUNetTrainer.get_validation_transforms(deep_supervision_scales, is_cascaded, foreground_labels,
+                                                       regions, ignore_label)
+        if not self.paper_augmentation:
+            return tail
+        # the paper made 10 augmented copies per image and kept the original: augment 10 of 11 samples
+        return ComposeTransforms([RandomTransform(RandomAxisRotationShiftTransform((-45.0, 45.0), (-20.0, 20.0)),
+                                                  apply_probability=10 / 11), tail])
+
+
+class _NoAugmentation(_PaperRecipe):
+    paper_augmentation = False
+
+
+class _SmokeSchedule:
+    """Mixin: a cheap run for tests and demos — one epoch of two training iterations and one validation iteration,
+    and no mirroring at inference (test-time augmentation would multiply CPU inference time by eight)."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 1
+        self.num_iterations_per_epoch = 2
+        self.num_val_iterations_per_epoch = 1
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, mirror_axes = \
+            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None
+        return rotation, dummy_2d, initial_patch_size, mirror_axes
+
+
+class M1Trainer_paperWDA(_PaperRecipe, M1Trainer):
+    """M1 with the paper's recipe and its rotation+shift augmentation (WDA)."""
+
+
+class M1Trainer_paperNDA(_NoAugmentation, M1Trainer):
+    """M1 with the paper's recipe and no augmentation (NDA)."""
+
+
+class M2InceptionTrainer_paperWDA(_PaperRecipe, M2InceptionTrainer):
+    """M2 with the paper's recipe and its rotation+shift augmentation (WDA)."""
+
+
+class M2InceptionTrainer_paperNDA(_NoAugmentation, M2InceptionTrainer):
+    """M2 with the paper's recipe and no augmentation (NDA)."""
+
+
+class M1Trainer_smoke(_SmokeSchedule, M1Trainer):
+    """M1Trainer, one short epoch."""
+
+
+class M2InceptionTrainer_smoke(_SmokeSchedule, M2InceptionTrainer):
+    """M2InceptionTrainer, one short epoch."""
+
+
+class M1Trainer_paperWDA_smoke(_SmokeSchedule, M1Trainer_paperWDA):
+    """M1Trainer_paperWDA, one short epoch."""
+
+
+class M1Trainer_paperNDA_smoke(_SmokeSchedule, M1Trainer_paperNDA):
+    """M1Trainer_paperNDA, one short epoch."""
+
+
+class M2InceptionTrainer_paperWDA_smoke(_SmokeSchedule, M2InceptionTrainer_paperWDA):
+    """M2InceptionTrainer_paperWDA, one short epoch."""
+
+
+class M2InceptionTrainer_paperNDA_smoke(_SmokeSchedule, M2InceptionTrainer_paperNDA):
+    """M2InceptionTrainer_paperNDA, one short epoch."""

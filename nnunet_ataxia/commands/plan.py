@@ -1,0 +1,81 @@
+"""``nnunet-ataxia plan``: fingerprint, plan with :class:`FixedPatch128Planner` and preprocess.
+
+nnU-Net's ``nnUNetv2_plan_and_preprocess -pl`` only searches inside nnunetv2, so this command does the same three
+steps through nnU-Net's Python API with the plugin's planner class.
+"""
+from __future__ import annotations
+
+import argparse
+
+from nnunet_ataxia.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--dataset", required=True, nargs="+",
+                        help="dataset id(s) or name(s) in $nnUNet_raw, e.g. 501")
+    parser.add_argument("-c", "--configurations", nargs="+", default=["3d_fullres"],
+                        help="configurations to preprocess (default: 3d_fullres; the fixed patch applies to it)")
+    parser.add_argument("-np", "--num-processes", type=int, default=2, help="processes for fingerprint/preprocessing")
+    parser.add_argument("--no-preprocess", action="store_true", help="only fingerprint and plan")
+    parser.add_argument("--no-integrity-check", action="store_true",
+                        help="skip nnU-Net's dataset integrity check (it is on by default)")
+    parser.add_argument("--clean", action="store_true", help="recompute the fingerprint even if it exists")
+
+
+def plan_and_preprocess_fixed(dataset: str | int, configurations=("3d_fullres",), num_processes: int = 2,
+                              preprocess: bool = True, check_integrity: bool = True, clean: bool = False) -> str:
+    """Fingerprint, plan with the fixed 1 mm / 128×128×96 planner, and preprocess one dataset.
+
+    Args:
+        dataset: id or name of a dataset in ``$nnUNet_raw``.
+        configurations: nnU-Net configurations to preprocess.
+        num_processes: worker processes.
+        preprocess: also run nnU-Net's preprocessing.
+        check_integrity: run nnU-Net's dataset integrity check first.
+        clean: recompute the fingerprint.
+
+    Returns:
+        The plans identifier (``nnUNetFixed128Plans``).
+
+    Example:
+        >>> plan_and_preprocess_fixed(501)  # doctest: +SKIP
+        'nnUNetFixed128Plans'
+    """
+    from nnunet_ataxia.utils.nnunet_env import nnunet_folder, resolve_raw_dataset
+
+    name, raw_folder = resolve_raw_dataset(dataset)
+    nnunet_folder("nnUNet_preprocessed")
+    dataset_id = int(name[len("Dataset"):len("Dataset") + 3])
+
+    from batchgenerators.utilities.file_and_folder_operations import isfile, join
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
+                                                                      plan_experiment_dataset, preprocess_dataset)
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+    from nnunetv2.paths import nnUNet_preprocessed
+
+    from nnunet_ataxia.planners import FixedPatch128Planner
+
+    if check_integrity:
+        try:
+            verify_dataset_integrity(str(raw_folder), num_processes)
+        except Exception as e:  # nnU-Net raises RuntimeError/AssertionError with its own explanation
+            raise InputError(f"{raw_folder}: nnU-Net's dataset integrity check failed: {e}") from e
+    fingerprint = join(nnUNet_preprocessed, name, "dataset_fingerprint.json")
+    if clean or not isfile(fingerprint):
+        extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False,
+                                    clean=True, verbose=False)
+    _, plans_identifier = plan_experiment_dataset(dataset_id, FixedPatch128Planner)
+    if preprocess:
+        preprocess_dataset(dataset_id, plans_identifier, configurations=list(configurations),
+                           num_processes=[num_processes] * len(configurations))
+    return plans_identifier
+
+
+def run(args: argparse.Namespace) -> int:
+    for dataset in args.dataset:
+        plans = plan_and_preprocess_fixed(dataset, args.configurations, args.num_processes,
+                                          preprocess=not args.no_preprocess,
+                                          check_integrity=not args.no_integrity_check, clean=args.clean)
+        print(f"planned {dataset} with {plans}; train with: "
+              f"nnUNetv2_train {dataset} 3d_fullres FOLD -p {plans} -tr M2InceptionTrainer")
+    return 0

@@ -1,0 +1,75 @@
+"""The only augmentation of Cabeza-Ruiz et al. ("WDA"): a random rotation about one axis and random shifts."""
+from __future__ import annotations
+
+import math
+from typing import Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+
+
+class RandomAxisRotationShiftTransform(BasicTransform):
+    """Rotate about one randomly chosen axis by an angle in ``rotation_degrees`` and shift every axis by a random
+    number of voxels in ``shift_voxels`` (the paper: ±45°, ±20 voxels). Images are resampled linearly, the
+    segmentation with nearest neighbour; voxels coming from outside the patch are 0 (background).
+
+    Works on nnU-Net's per-sample tensors of shape (C, X, Y, Z).
+
+    Args:
+        rotation_degrees: range of the rotation angle in degrees.
+        shift_voxels: range of the shift, in voxels, for each axis.
+
+    Example:
+        >>> t = RandomAxisRotationShiftTransform()
+        >>> out = t(image=torch.rand(1, 32, 32, 16), segmentation=torch.zeros(1, 32, 32, 16))
+        >>> out['image'].shape
+        torch.Size([1, 32, 32, 16])
+    """
+
+    def __init__(self, rotation_degrees: Tuple[float, float] = (-45.0, 45.0),
+                 shift_voxels: Tuple[float, float] = (-20.0, 20.0)) -> None:
+        super().__init__()
+        self.rotation_degrees = rotation_degrees
+        self.shift_voxels = shift_voxels
+
+    def get_parameters(self, **data_dict) -> dict:
+        shape = data_dict["image"].shape[1:]
+        dim = len(shape)
+        angle = math.radians(np.random.uniform(*self.rotation_degrees))
+        # rotation in the plane of the two axes other than the randomly chosen axis (2D: the only plane)
+        axis = np.random.randint(3)
+        plane = (0, 1) if dim == 2 else [a for a in range(3) if a != axis]
+        rotation = np.eye(dim)
+        i, j = plane
+        rotation[i, i] = rotation[j, j] = math.cos(angle)
+        rotation[i, j], rotation[j, i] = -math.sin(angle), math.sin(angle)
+        shift = np.random.uniform(*self.shift_voxels, size=dim)
+        return {"theta": _normalized_affine(rotation, shift, shape)}
+
+    def _warp(self, x: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
+        spatial = x.shape[1:]
+        grid = F.affine_grid(theta[None].to(torch.float32), [1, x.shape[0], *spatial], align_corners=True)
+        return F.grid_sample(x[None].float(), grid, mode=mode, padding_mode="zeros", align_corners=True)[0]
+
+    def _apply_to_image(self, img: torch.Tensor, **params) -> torch.Tensor:
+        return self._warp(img, params["theta"], "bilinear").to(img.dtype)
+
+    def _apply_to_segmentation(self, segmentation: torch.Tensor, **params) -> torch.Tensor:
+        return self._warp(segmentation, params["theta"], "nearest").to(segmentation.dtype)
+
+
+def _normalized_affine(rotation: np.ndarray, shift: np.ndarray, shape) -> torch.Tensor:
+    """``theta`` for ``affine_grid`` (align_corners=True) of ``p_src = R (p - c) + c + t`` in voxel coordinates.
+
+    With ``D = diag((n - 1) / 2)`` voxel offsets from the centre are ``D u`` in normalized coordinates ``u``, so
+    ``u_src = D⁻¹ R D u + D⁻¹ t``. ``affine_grid`` orders grid coordinates (x, y, z) = last tensor axis first.
+    """
+    half = np.maximum((np.asarray(shape, dtype=float) - 1) / 2, 0.5)
+    d_inv = np.diag(1 / half)
+    matrix = d_inv @ rotation @ np.diag(half)
+    offset = d_inv @ shift
+    order = list(range(len(shape)))[::-1]
+    theta = np.concatenate([matrix[np.ix_(order, order)], offset[order][:, None]], axis=1)
+    return torch.from_numpy(theta)

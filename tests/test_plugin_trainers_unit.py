@@ -1,0 +1,95 @@
+"""Pieces of the M1/M2 trainers that need no training run: loss, augmentation, discovery, planner class."""
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from nnunet_ataxia.trainers.losses import PaperSoftDiceLoss
+from nnunet_ataxia.trainers.paper_augmentation import RandomAxisRotationShiftTransform
+
+
+def _logits_from_probabilities(p_foreground: torch.Tensor) -> torch.Tensor:
+    # two-class logits whose softmax foreground probability is p
+    p = p_foreground.clamp(1e-7, 1 - 1e-7)
+    return torch.stack([torch.zeros_like(p), torch.log(p / (1 - p))], dim=1)
+
+
+def test_soft_dice_is_the_papers_equation_1():
+    p = torch.tensor([0.9, 0.8, 0.3, 0.1, 0.6]).reshape(1, 5, 1, 1)
+    g = torch.tensor([1, 1, 0, 0, 1]).reshape(1, 1, 5, 1, 1)
+    expected_dsc = 2 * (0.9 + 0.8 + 0.6) / ((0.81 + 0.64 + 0.09 + 0.01 + 0.36) + 3)
+    loss = PaperSoftDiceLoss(smooth=0.0)(_logits_from_probabilities(p), g)
+    assert float(loss) == pytest.approx(1 - expected_dsc, abs=1e-5)
+
+
+def test_soft_dice_leaves_ignore_label_out():
+    p = torch.tensor([0.9, 0.1, 0.7]).reshape(1, 3, 1, 1)
+    g = torch.tensor([1, 0, 2]).reshape(1, 1, 3, 1, 1)  # the third voxel is "ignore"
+    loss = PaperSoftDiceLoss(ignore_label=2, smooth=0.0)(_logits_from_probabilities(p), g)
+    assert float(loss) == pytest.approx(1 - 2 * 0.9 / (0.81 + 0.01 + 1), abs=1e-5)
+
+
+def test_soft_dice_perfect_and_gradient():
+    g = torch.randint(0, 3, (2, 1, 4, 4, 4))
+    perfect = torch.nn.functional.one_hot(g[:, 0], 3).permute(0, 4, 1, 2, 3).float() * 50
+    assert float(PaperSoftDiceLoss()(perfect, g)) == pytest.approx(0.0, abs=1e-4)
+    logits = torch.zeros(2, 3, 4, 4, 4, requires_grad=True)
+    PaperSoftDiceLoss()(logits, g).backward()
+    assert torch.any(logits.grad != 0)
+
+
+def test_augmentation_shift_only_moves_the_volume_by_whole_voxels():
+    t = RandomAxisRotationShiftTransform(rotation_degrees=(0.0, 0.0), shift_voxels=(2.0, 2.0))
+    image = torch.rand(1, 10, 12, 14)
+    seg = torch.randint(0, 3, (1, 10, 12, 14)).float()
+    out = t(image=image.clone(), segmentation=seg.clone())
+    # output voxel p samples input voxel p + 2 on every axis
+    assert torch.allclose(out["image"][:, :-2, :-2, :-2], image[:, 2:, 2:, 2:], atol=1e-5)
+    assert torch.equal(out["segmentation"][:, :-2, :-2, :-2], seg[:, 2:, 2:, 2:])
+    assert torch.all(out["image"][:, -2:] == 0)
+
+
+def test_augmentation_rotates_about_exactly_one_axis_within_45_degrees():
+    np.random.seed(3)
+    t = RandomAxisRotationShiftTransform(rotation_degrees=(-45.0, 45.0), shift_voxels=(0.0, 0.0))
+    for _ in range(20):
+        theta = t.get_parameters(image=torch.zeros(1, 9, 9, 9))["theta"].numpy()
+        rotation = theta[:, :3]
+        fixed_axes = [a for a in range(3) if np.allclose(rotation[a], np.eye(3)[a])]
+        assert len(fixed_axes) >= 1  # one axis stays put
+        angle = math.degrees(math.acos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
+        assert angle <= 45 + 1e-6
+    # segmentation values stay labels (nearest neighbour)
+    seg = torch.randint(0, 3, (1, 9, 9, 9)).float()
+    out = t(image=torch.rand(1, 9, 9, 9), segmentation=seg)
+    assert set(out["segmentation"].unique().tolist()) <= {0.0, 1.0, 2.0}
+
+
+def test_trainer_path_command_and_nnunet_discovery():
+    folder = subprocess.run(["nnunet-ataxia", "trainer-path"], capture_output=True, text=True, check=True).stdout.strip()
+    assert os.path.isdir(folder)
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f;"
+            "import nnunet_ataxia.trainers as t;"
+            "names=['M2InceptionTrainer','M1Trainer','M2InceptionTrainer_paperWDA_smoke'];"
+            "found=[f(n) for n in names];"
+            "assert all(c is getattr(t, n) for c, n in zip(found, names)), found;"
+            "print('ok')")
+    env = dict(os.environ, nnUNet_extTrainer=folder)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_trainer_names_follow_nnunet_rules():
+    import nnunet_ataxia.trainers as t
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    for name in t.__all__:
+        assert "__" not in name
+        assert issubclass(getattr(t, name), nnUNetTrainer)
+    smoke = [n for n in t.__all__ if n.endswith("_smoke")]
+    assert {n[: -len("_smoke")] for n in smoke} <= set(t.__all__)
