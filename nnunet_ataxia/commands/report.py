@@ -1,0 +1,24 @@
+"""``nnunet-ataxia report``: one Markdown + HTML page from the evaluate / compare-volumes / wmh-stats outputs."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", "-o", required=True, help="report folder (report.md, report.html, figures/)")
+    parser.add_argument("--title", default="nnunet-ataxia experiment", help="page title")
+    parser.add_argument("--evaluation", nargs="*", default=[], help="output folder(s) of 'nnunet-ataxia evaluate'")
+    parser.add_argument("--volumes", nargs="*", default=[],
+                        help="output folder(s) of 'nnunet-ataxia compare-volumes'")
+    parser.add_argument("--wmh", nargs="*", default=[], help="output folder(s) of 'nnunet-ataxia wmh-stats'")
+    parser.add_argument("--notes", help="free text placed under the title")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_ataxia.evaluation.report import build_report
+    from nnunet_ataxia.utils.atomic import atomic_output_dir
+
+    with atomic_output_dir(args.out) as tmp:
+        build_report(tmp, args.title, args.evaluation, args.volumes, args.wmh, args.notes)
+    print(f"report -> {args.out}/report.html")
+    return 0

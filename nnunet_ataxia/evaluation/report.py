@@ -1,0 +1,150 @@
+"""One page per experiment: the evaluate / compare-volumes / wmh-stats outputs gathered into Markdown and HTML.
+
+The Markdown links the figures (copied to ``figures/``); the HTML embeds them (base64), so ``report.html`` can be
+mailed or archived as a single file.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from nnunet_ataxia.errors import InputError
+
+#: (section title, the table file each command writes, its figures)
+SECTIONS = {
+    "evaluation": ("Segmentation accuracy", "table.md", ()),
+    "volumes": ("Cerebellar volumes", "volumes_table.md", ("scatter.png", "bland_altman.png")),
+    "wmh": ("White matter hyperintensities", "wmh_table.md",
+            ("dice_vs_threshold_validation.png", "dice_vs_threshold_test.png", "roc_test.png")),
+}
+
+
+def _section_markdown(kind: str, folder: Path, figures_dir: Path) -> list[str]:
+    title, table_file, figures = SECTIONS[kind]
+    if not (folder / table_file).is_file():
+        raise InputError(f"{folder}: no {table_file}; is this the output folder of the matching command?")
+    body = (folder / table_file).read_text().strip()
+    body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", body, flags=re.M)  # demote headings
+    lines = [f"## {title}", "", f"Source: `{folder}`", "", body, ""]
+    for fig in figures:
+        if (folder / fig).is_file():
+            target = figures_dir / f"{kind}_{fig}"
+            shutil.copyfile(folder / fig, target)
+            lines += [f"![{kind}: {fig[:-4].replace('_', ' ')}](figures/{target.name})", ""]
+    return lines
+
+
+def _inline(text: str) -> str:
+    t = html.escape(text)
+    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+    t = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+    return t.replace("\\*", "*")
+
+
+def markdown_to_html(md: str, base_dir: Path, title: str) -> str:
+    """Convert the Markdown subset written here (headings, pipe tables, images, paragraphs) to one HTML page
+    with the images embedded as base64."""
+    out, table = [], []
+
+    def flush_table():
+        if not table:
+            return
+        rows = [[c.strip() for c in r.strip().strip("|").split("|")] for r in table if not re.match(r"^\|\s*-", r)]
+        out.append("<table>")
+        for i, row in enumerate(rows):
+            tag = "th" if i == 0 else "td"
+            out.append("<tr>" + "".join(f"<{tag}>{_inline(c)}</{tag}>" for c in row) + "</tr>")
+        out.append("</table>")
+        table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        m_h = re.match(r"^(#{1,6}) (.*)$", line)
+        m_img = re.match(r"^!\[([^\]]*)\]\(([^)]+)\)$", line.strip())
+        if m_h:
+            n = len(m_h.group(1))
+            out.append(f"<h{n}>{_inline(m_h.group(2))}</h{n}>")
+        elif m_img:
+            data = base64.b64encode((base_dir / m_img.group(2)).read_bytes()).decode("ascii")
+            out.append(f'<figure><img alt="{html.escape(m_img.group(1))}" src="data:image/png;base64,{data}">'
+                       f"<figcaption>{html.escape(m_img.group(1))}</figcaption></figure>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+    flush_table()
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+             "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}"
+             "img{max-width:100%}figure{display:inline-block;margin:0.5em;max-width:48%}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+
+
+def build_report(out_dir: str | os.PathLike, title: str = "nnunet-ataxia experiment",
+                 evaluation: Sequence[str | os.PathLike] = (), volumes: Sequence[str | os.PathLike] = (),
+                 wmh: Sequence[str | os.PathLike] = (), notes: str | None = None) -> Path:
+    """Write ``report.md``, ``report.html`` and ``figures/`` into ``out_dir`` (a folder being built, e.g. the
+    temporary folder of ``atomic_output_dir``).
+
+    Args:
+        out_dir: the folder to write into.
+        title: page title.
+        evaluation, volumes, wmh: output folders of ``evaluate``, ``compare-volumes`` and ``wmh-stats``.
+        notes: optional free text placed under the title.
+
+    Example:
+        >>> build_report("/tmp/rep", "Demo", evaluation=["/tmp/eval"])  # doctest: +SKIP
+    """
+    out = Path(out_dir)
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    if not (evaluation or volumes or wmh):
+        raise InputError("report: give at least one of --evaluation, --volumes, --wmh")
+    md = [f"# {title}", "", f"Generated by nnunet-ataxia on {_dt.datetime.now():%Y-%m-%d %H:%M}.", ""]
+    if notes:
+        md += [notes, ""]
+    for kind, folders in (("evaluation", evaluation), ("volumes", volumes), ("wmh", wmh)):
+        for folder in folders:
+            folder = Path(folder)
+            if not folder.is_dir():
+                raise InputError(f"{folder}: folder not found")
+            md += _section_markdown(kind, folder, figures)
+            if kind == "volumes" and (folder / "volumes_summary.json").is_file():
+                md += _volume_statistics_lines(folder / "volumes_summary.json")
+    text = "\n".join(md)
+    (out / "report.md").write_text(text)
+    (out / "report.html").write_text(markdown_to_html(text, out, title))
+    return out / "report.md"
+
+
+def _volume_statistics_lines(path: Path) -> list[str]:
+    stats = json.loads(path.read_text())["statistics"]
+    name = stats.get("model_name", "model")
+    lines = ["### Paired statistics", "", "| method | MAE (mm³) | bias (mm³) | Pearson r | paired t p | Wilcoxon p |",
+             "| --- | --- | --- | --- | --- | --- |"]
+
+    def g(d, *keys):
+        for k in keys:
+            d = d.get(k) if isinstance(d, dict) else None
+        return "n/a" if d is None else (f"{d:.3g}" if isinstance(d, float) else str(d))
+
+    for key, label in (("model", name), ("acapulco", "ACAPULCO")):
+        if key in stats:
+            s = stats[key]
+            lines.append(f"| {label} | {g(s, 'mae')} | {g(s, 'bland_altman', 'bias')} | "
+                         f"{g(s, 'pearson', 'statistic')} | {g(s, 'paired_t_vs_ground_truth', 'p_value')} | "
+                         f"{g(s, 'wilcoxon_vs_ground_truth', 'p_value')} |")
+    if "model_vs_acapulco_abs_error" in stats:
+        s = stats["model_vs_acapulco_abs_error"]
+        lines += ["", f"Absolute errors {name} vs ACAPULCO: paired t p = {g(s, 'paired_t', 'p_value')}, "
+                      f"Wilcoxon p = {g(s, 'wilcoxon', 'p_value')}."]
+    return lines + [""]

@@ -1,0 +1,202 @@
+"""Evaluate nnU-Net prediction folders against references: per-case metrics, summary.json, paper-style tables."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.evaluation.io import list_cases, read_image
+from nnunet_ataxia.evaluation.metrics import structure_metrics, valid_voxels
+
+# the columns of Table 2 of Cabeza-Ruiz et al. and the metric keys behind them
+PAPER_COLUMNS: tuple[tuple[str, str], ...] = (("DSC", "Dice"), ("JI", "Jaccard"), ("SP", "Specificity"),
+                                              ("SN", "Sensitivity"))
+
+
+def evaluate_case(case_id: str, reference_file: str | os.PathLike, prediction_file: str | os.PathLike,
+                  structures: Mapping[str, Sequence[int]], ignore_label: int | None = None,
+                  allowed_labels: set[int] | None = None, brain_mask_file: str | os.PathLike | None = None,
+                  compute_hd95: bool = True, lesion_metrics: bool = False) -> dict:
+    """Metrics of every structure of one case.
+
+    Args:
+        case_id: the case (named in error messages).
+        reference_file, prediction_file: label maps on the same grid.
+        structures: structure name -> label values (union for a region).
+        ignore_label: reference voxels with this value are left out.
+        allowed_labels: label values that may occur (from dataset.json); others raise InputError.
+        brain_mask_file: optional mask; only voxels inside count.
+        compute_hd95, lesion_metrics: see :func:`structure_metrics`.
+
+    Returns:
+        ``{"case_id", "reference_file", "prediction_file", "metrics": {structure: {metric: value}}}``.
+
+    Raises:
+        InputError: geometry mismatch or unknown label value, naming the case.
+    """
+    ref, ref_geom = read_image(reference_file)
+    pred, pred_geom = read_image(prediction_file)
+    if not ref_geom.matches(pred_geom):
+        raise InputError(f"{case_id}: prediction {prediction_file} has another geometry than its reference "
+                         f"{reference_file} (size {pred_geom.size} vs {ref_geom.size}, spacing "
+                         f"{pred_geom.spacing} vs {ref_geom.spacing}, origin {pred_geom.origin} vs "
+                         f"{ref_geom.origin})")
+    if allowed_labels is not None:
+        for what, arr in (("reference", ref), ("prediction", pred)):
+            unknown = sorted(set(np.unique(arr).astype(int).tolist()) - set(allowed_labels))
+            if unknown:
+                raise InputError(f"{case_id}: {what} contains label value(s) {unknown} not in dataset.json "
+                                 f"(allowed {sorted(allowed_labels)})")
+    brain = None
+    if brain_mask_file is not None:
+        brain, brain_geom = read_image(brain_mask_file)
+        if brain.shape != ref.shape:
+            raise InputError(f"{case_id}: brain mask {brain_mask_file} has shape {brain.shape}, reference "
+                             f"{ref.shape}")
+    valid = valid_voxels(ref, brain, ignore_label)
+    metrics = {}
+    for name, values in structures.items():
+        metrics[name] = structure_metrics(np.isin(ref, values), np.isin(pred, values), ref_geom.array_spacing,
+                                          valid=valid, compute_hd95=compute_hd95, lesion_metrics=lesion_metrics)
+    return {"case_id": case_id, "reference_file": str(reference_file), "prediction_file": str(prediction_file),
+            "metrics": metrics}
+
+
+def match_cases(reference_folder: str | os.PathLike, prediction_folders: Sequence[str | os.PathLike],
+                require_all: bool = True) -> list[tuple[str, Path, Path]]:
+    """Pair prediction files (over merged folders) with reference files by case id.
+
+    A prediction without a reference is always an error; a reference without a prediction is an error when
+    ``require_all`` (nnU-Net's ``chill=False``).
+    """
+    refs = list_cases([reference_folder])
+    preds = list_cases(prediction_folders)
+    if not preds:
+        raise InputError(f"{', '.join(map(str, prediction_folders))}: no prediction images found")
+    extra = sorted(set(preds) - set(refs))
+    if extra:
+        raise InputError(f"{extra[0]}: prediction {preds[extra[0]]} has no reference in {reference_folder}")
+    missing = sorted(set(refs) - set(preds))
+    if missing and require_all:
+        raise InputError(f"{missing[0]}: reference {refs[missing[0]]} has no prediction in "
+                         f"{', '.join(map(str, prediction_folders))} ({len(missing)} case(s) missing; use "
+                         f"--subset to evaluate only the predicted cases)")
+    return [(c, refs[c], preds[c]) for c in sorted(preds)]
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    return float(np.nanmean(arr)) if arr.size and not np.all(np.isnan(arr)) else float("nan")
+
+
+def summarize(results: Sequence[dict], groups: Mapping[str, str] | None = None) -> dict:
+    """nnU-Net-style summary: ``metric_per_case``, ``mean`` (per structure), ``foreground_mean`` and, with
+    ``groups`` (case id -> group), ``mean_per_group`` (group -> structure -> metric -> mean). nan-aware means."""
+    if not results:
+        raise InputError("no case to summarize")
+    structures = list(results[0]["metrics"].keys())
+    metric_names = list(results[0]["metrics"][structures[0]].keys())
+
+    def means(rs: Sequence[dict]) -> dict:
+        return {s: {m: _nanmean([r["metrics"][s][m] for r in rs]) for m in metric_names} for s in structures}
+
+    mean = means(results)
+    foreground_mean = {m: _nanmean([mean[s][m] for s in structures]) for m in metric_names}
+    summary = {"metric_per_case": list(results), "mean": mean, "foreground_mean": foreground_mean}
+    if groups:
+        by_group: dict[str, list[dict]] = {}
+        for r in results:
+            by_group.setdefault(groups.get(r["case_id"], "unknown"), []).append(r)
+        summary["mean_per_group"] = {g: means(rs) for g, rs in sorted(by_group.items())}
+        summary["n_per_group"] = {g: len(rs) for g, rs in sorted(by_group.items())}
+    return summary
+
+
+def json_safe(obj):
+    """Replace nan/inf by None and numpy scalars by Python ones, recursively (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    return obj
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    Path(path).write_text(json.dumps(json_safe(obj), indent=2, sort_keys=True))
+
+
+def per_case_rows(method: str, results: Sequence[dict], groups: Mapping[str, str] | None = None) -> list[dict]:
+    """Long-format rows (method, case_id, group, structure, metrics...) for the per-case CSV."""
+    rows = []
+    for r in results:
+        for s, m in r["metrics"].items():
+            rows.append({"method": method, "case_id": r["case_id"],
+                         "group": (groups or {}).get(r["case_id"], ""), "structure": s, **m})
+    return rows
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def paper_table_markdown(summaries: Mapping[str, dict], structures: Sequence[str] | None = None,
+                         group: str | None = None, digits: int = 3) -> str:
+    """Markdown table laid out like Table 2 of Cabeza-Ruiz et al.: one row per method, one column group per
+    structure with DSC, JI, SP, SN (means over cases; ``group`` restricts to ``mean_per_group[group]``).
+
+    Example:
+        >>> s = {"M1": {"mean": {"brainstem": {"Dice": .926, "Jaccard": .861, "Specificity": .988,
+        ...                                    "Sensitivity": .982}}}}
+        >>> print(paper_table_markdown(s))
+        | Method | Brainstem |  |  |  |
+        | --- | --- | --- | --- | --- |
+        |  | DSC | JI | SP | SN |
+        | M1 | 0.926 | 0.861 | 0.988 | 0.982 |
+    """
+    first = next(iter(summaries.values()))
+    structures = list(structures or first["mean"].keys())
+    header = ["Method"]
+    sub = [""]
+    for s in structures:
+        header += [s.replace("_", " ").capitalize()] + [""] * (len(PAPER_COLUMNS) - 1)
+        sub += [c for c, _ in PAPER_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |",
+             "| " + " | ".join(sub) + " |"]
+    for method, summary in summaries.items():
+        mean = summary["mean"] if group is None else summary.get("mean_per_group", {}).get(group)
+        if mean is None:
+            continue
+        cells = [method]
+        for s in structures:
+            cells += [_fmt(mean.get(s, {}).get(k), digits) for _, k in PAPER_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def extra_metrics_markdown(summaries: Mapping[str, dict], digits: int = 2) -> str:
+    """Second table: HD95, volumes and (WMH) lesion metrics per method and structure, mean over cases."""
+    keys = [("HD95 (mm)", "HD95_mm"), ("V ref (mm³)", "volume_ref_mm3"), ("V pred (mm³)", "volume_pred_mm3"),
+            ("|ΔV| (mm³)", "abs_volume_difference_mm3"), ("ΔV (%)", "rel_volume_difference_pct"),
+            ("lesion recall", "lesion_recall"), ("lesion F1", "lesion_f1"), ("AVD (%)", "AVD_pct")]
+    first = next(iter(summaries.values()))
+    some_struct = next(iter(first["mean"].values()))
+    keys = [(c, k) for c, k in keys if k in some_struct]
+    lines = ["| Method | Structure | " + " | ".join(c for c, _ in keys) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in keys) + " |"]
+    for method, summary in summaries.items():
+        for s, m in summary["mean"].items():
+            lines.append(f"| {method} | {s} | " + " | ".join(_fmt(m.get(k), digits) for _, k in keys) + " |")
+    return "\n".join(lines)
