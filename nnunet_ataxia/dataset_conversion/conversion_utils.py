@@ -1,0 +1,389 @@
+"""Shared helpers of the dataset converters: checked reading, geometry checks, parallel cases, atomic datasets.
+
+Every converter in this package follows the same recipe, modelled on nnU-Net's ``dataset_conversion/DatasetXXX_*.py``:
+
+1. find the cases of the source layout and check them (missing files, duplicates) before writing anything;
+2. build the dataset in a temporary sibling folder (:func:`write_raw_dataset`, around
+   :func:`nnunet_ataxia.utils.atomic.atomic_output_dir`);
+3. convert the cases in parallel (:func:`convert_cases`, ``-np``) with a tqdm bar, re-using the outputs of cases that
+   an earlier run into the same folder already converted from the same inputs and options;
+4. write ``dataset.json`` with nnU-Net's ``generate_dataset_json`` and run nnU-Net's ``verify_dataset_integrity`` on
+   the temporary folder; only then is it moved into place.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.utils.atomic import atomic_output_dir
+
+MANIFEST_NAME = "conversion_manifest.json"
+PARTICIPANTS_COLUMNS = ("case_id", "group", "source", "subject")
+KNOWN_GROUPS = ("control", "presymptomatic", "sca2", "atlas")
+NIFTI_ENDINGS = (".nii.gz", ".nii")
+
+
+def read_image_checked(path: str | os.PathLike) -> sitk.Image:
+    """Read an image with SimpleITK, turning every failure into one clear :class:`InputError`.
+
+    Args:
+        path: image file (NIfTI or anything SimpleITK reads).
+
+    Returns:
+        The image.
+
+    Example:
+        >>> img = read_image_checked("sub-01_T1w.nii.gz")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+        raise InputError(f"{path}: unreadable image ({first[:200]})") from None
+
+
+def check_same_geometry(image: sitk.Image, label: sitk.Image, image_path, label_path, tol: float = 1e-3) -> None:
+    """Raise :class:`InputError` naming ``label_path`` when the label map is not on the image's voxel grid.
+
+    Compares size, spacing, origin (absolute tolerance ``tol`` mm) and direction cosines.
+
+    Args:
+        image, label: the two images.
+        image_path, label_path: their files (for the message).
+        tol: tolerance for spacing/origin/direction.
+
+    Example:
+        >>> check_same_geometry(t1, seg, "a01.nii.gz", "a01-seg.nii.gz")  # doctest: +SKIP
+    """
+    problems = []
+    if image.GetSize() != label.GetSize():
+        problems.append(f"size {label.GetSize()} vs {image.GetSize()}")
+    else:
+        if not np.allclose(image.GetSpacing(), label.GetSpacing(), atol=tol):
+            problems.append(f"spacing {_fmt(label.GetSpacing())} vs {_fmt(image.GetSpacing())}")
+        if not np.allclose(image.GetOrigin(), label.GetOrigin(), atol=tol):
+            problems.append(f"origin {_fmt(label.GetOrigin())} vs {_fmt(image.GetOrigin())}")
+        if not np.allclose(image.GetDirection(), label.GetDirection(), atol=tol):
+            problems.append("direction cosines differ")
+    if problems:
+        raise InputError(f"{label_path}: geometry differs from its image {image_path} ({'; '.join(problems)})")
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+def _call(func: Callable, item) -> Any:
+    return func(item)
+
+
+def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, desc: str) -> list:
+    """Apply ``func`` to every case, in ``num_processes`` worker processes, with a tqdm progress bar.
+
+    Results come back in the order of ``cases``. An :class:`InputError` raised in a worker reaches the caller as an
+    :class:`InputError` with the same message (the remaining cases are cancelled). ``func`` and the cases must be
+    picklable (module-level functions, plain data). Workers are started with ``spawn`` (safe with SimpleITK's
+    threads).
+
+    Args:
+        func: called as ``func(case)``.
+        cases: the work items.
+        num_processes: 1 runs everything in this process.
+        desc: label of the progress bar.
+
+    Example:
+        >>> run_cases(abs, [-1, -2], num_processes=1, desc="abs")
+        [1, 2]
+    """
+    from tqdm import tqdm
+
+    cases = list(cases)
+    if not cases:
+        return []
+    results: list = [None] * len(cases)
+    with tqdm(total=len(cases), desc=desc, unit="case") as bar:  # closed (newline) also on errors
+        if num_processes <= 1 or len(cases) == 1:
+            for i, c in enumerate(cases):
+                results[i] = func(c)
+                bar.update()
+            return results
+        with ProcessPoolExecutor(max_workers=min(num_processes, len(cases)), mp_context=get_context("spawn")) as ex:
+            futures = {ex.submit(_call, func, c): i for i, c in enumerate(cases)}
+            try:
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    bar.update()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    return results
+
+
+def file_fingerprint(path: str | os.PathLike | None) -> list | None:
+    """``[absolute path, size, mtime_ns]`` of a file (``None`` for ``None``): cheap change detection."""
+    if path is None:
+        return None
+    st = Path(path).stat()
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+
+def case_fingerprint(**parts) -> str:
+    """Hash of everything that determines a case's output (input file fingerprints, options)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=_link_file, dirs_exist_ok=True)
+    else:
+        _link_file(str(src), str(dst))
+
+
+def _link_file(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def convert_cases(worker: Callable[[dict], dict], jobs: Sequence[dict], out_dir: Path, previous_dir: Path | None,
+                  num_processes: int, desc: str) -> list[dict]:
+    """Run ``worker`` for every job not already converted in ``previous_dir``; record a manifest in ``out_dir``.
+
+    Each job is a dict with at least ``case_id``, ``fingerprint`` (see :func:`case_fingerprint`), ``outputs`` (paths
+    relative to the dataset folder that the worker writes) and ``out_dir`` (set here). A job whose fingerprint is in
+    ``previous_dir``'s manifest and whose outputs all exist there is not recomputed: its files are hard-linked (or
+    copied) into ``out_dir``. The worker returns a dict (written into the manifest as ``info``).
+
+    Returns:
+        The per-case info dicts, in job order.
+    """
+    previous = _read_manifest(previous_dir)
+    todo, infos = [], {}
+    for job in jobs:
+        job = dict(job, out_dir=str(out_dir))
+        old = previous.get(job["case_id"])
+        if (previous_dir is not None and old is not None and old.get("fingerprint") == job["fingerprint"]
+                and all((previous_dir / rel).exists() for rel in job["outputs"])):
+            for rel in job["outputs"]:
+                _link_or_copy(previous_dir / rel, out_dir / rel)
+            infos[job["case_id"]] = old.get("info", {})
+        else:
+            todo.append(job)
+    if len(todo) < len(jobs):
+        print(f"{desc}: {len(jobs) - len(todo)} case(s) already converted, {len(todo)} to do")
+    for job, info in zip(todo, run_cases(worker, todo, num_processes, desc)):
+        infos[job["case_id"]] = info or {}
+    manifest = {j["case_id"]: {"fingerprint": j["fingerprint"], "outputs": list(j["outputs"]),
+                               "info": infos[j["case_id"]]} for j in jobs}
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, default=str))
+    return [infos[j["case_id"]] for j in jobs]
+
+
+def _read_manifest(folder: Path | None) -> dict:
+    if folder is None or not (folder / MANIFEST_NAME).is_file():
+        return {}
+    try:
+        return json.loads((folder / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def verify_raw_dataset(folder: str | os.PathLike, num_processes: int = 1, name: str | None = None) -> None:
+    """Run nnU-Net's ``verify_dataset_integrity`` and turn its failures into :class:`InputError`."""
+    import contextlib
+    import io
+
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            verify_dataset_integrity(str(folder), num_processes=max(1, num_processes))
+    except (AssertionError, RuntimeError, FileNotFoundError) as e:
+        details = " ".join((str(e) + " " + buf.getvalue()).split())[:600]
+        raise InputError(f"{name or folder}: nnU-Net dataset integrity check failed: {details}") from None
+
+
+def write_raw_dataset(final_dir: str | os.PathLike, fill: Callable[[Path, Path | None], None],
+                      num_processes: int = 1, verify: bool = True) -> Path:
+    """Build an nnU-Net raw dataset atomically: ``fill`` writes into a temporary folder, nnU-Net checks it, then it
+    is moved to ``final_dir``.
+
+    Args:
+        final_dir: ``$nnUNet_raw/DatasetXXX_Name``.
+        fill: called as ``fill(tmp_dir, previous_dir)``; ``previous_dir`` is the existing ``final_dir`` (to re-use
+            converted cases) or ``None``. It must write ``dataset.json`` (nnU-Net's ``generate_dataset_json``).
+        num_processes: processes for nnU-Net's integrity check.
+        verify: run ``verify_dataset_integrity`` (on the temporary folder, before the move).
+
+    Returns:
+        ``final_dir`` as a Path.
+
+    Example:
+        >>> write_raw_dataset("/raw/Dataset501_HammersN30R95", lambda tmp, prev: ...)  # doctest: +SKIP
+    """
+    final_dir = Path(final_dir)
+    previous = final_dir if (final_dir / MANIFEST_NAME).is_file() else None
+    with atomic_output_dir(final_dir) as tmp:
+        fill(tmp, previous)
+        if verify:
+            verify_raw_dataset(tmp, num_processes, name=final_dir)
+    return final_dir
+
+
+def dataset_folder(dataset_id: int, name: str, output: str | os.PathLike | None = None) -> Path:
+    """``output`` if given, else ``$nnUNet_raw/Dataset{id:03d}_{name}`` (InputError when nnUNet_raw is unset)."""
+    if output:
+        return Path(output)
+    raw = os.environ.get("nnUNet_raw")
+    if not raw:
+        raise InputError("nnUNet_raw: environment variable not set (set it or pass -o OUTPUT_FOLDER)")
+    return Path(raw) / f"Dataset{int(dataset_id):03d}_{name}"
+
+
+def write_image_like(array: np.ndarray, reference: sitk.Image, path: str | os.PathLike, dtype=np.uint8) -> None:
+    """Write a (z, y, x) array with ``reference``'s geometry (compressed NIfTI)."""
+    img = sitk.GetImageFromArray(np.asarray(array).astype(dtype, copy=False))
+    img.CopyInformation(reference)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(img, str(path), useCompression=True)
+
+
+def copy_image_as_nifti(src: str | os.PathLike, image: sitk.Image, dst: str | os.PathLike) -> None:
+    """Copy a ``.nii.gz`` image file as is (hard link / copy); anything else is re-written as ``.nii.gz``."""
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    if str(src).endswith(".nii.gz"):
+        shutil.copyfile(src, dst)
+    else:
+        sitk.WriteImage(image, str(dst), useCompression=True)
+
+
+def strip_nifti_ending(name: str) -> str | None:
+    """``'a01-seg.nii.gz'`` -> ``'a01-seg'``; ``None`` when the name is not NIfTI."""
+    for ending in NIFTI_ENDINGS:
+        if name.endswith(ending):
+            return name[: -len(ending)]
+    return None
+
+
+def write_participants_tsv(path: str | os.PathLike, rows: Sequence[dict]) -> None:
+    """Write the team's ``participants.tsv`` (``case_id``, ``group``, ``source``, ``subject``, + extra columns)."""
+    df = pd.DataFrame(list(rows))
+    cols = list(PARTICIPANTS_COLUMNS) + [c for c in df.columns if c not in PARTICIPANTS_COLUMNS]
+    df.reindex(columns=cols).to_csv(path, sep="\t", index=False)
+
+
+def write_splits(path: str | os.PathLike, splits: Sequence[dict]) -> None:
+    """Write nnU-Net's ``splits_final.json`` (a list of ``{"train": [...], "val": [...]}``)."""
+    clean = [{"train": sorted(map(str, s["train"])), "val": sorted(map(str, s["val"]))} for s in splits]
+    Path(path).write_text(json.dumps(clean, indent=2))
+
+
+def make_label_array(kind: str, source: np.ndarray, mapping: dict | None = None) -> np.ndarray:
+    """The nnU-Net label map (uint8) from a source label array.
+
+    Args:
+        kind: ``"remap"`` (source value -> output value via ``mapping``, everything else 0), ``"mask"`` (non-zero ->
+            1) or ``"acapulco"`` (union of ACAPULCO's 28 lobule labels, by value -> 1).
+        source: the source label array.
+        mapping: ``{source value: output value}`` for ``"remap"``.
+    """
+    if kind == "remap":
+        out = np.zeros(source.shape, np.uint8)
+        for src, dst in (mapping or {}).items():
+            out[source == int(src)] = int(dst)
+        return out
+    if kind == "mask":
+        return (source != 0).astype(np.uint8)
+    if kind == "acapulco":
+        from nnunet_ataxia.dataset_conversion.acapulco import acapulco_whole_cerebellum_mask
+        return acapulco_whole_cerebellum_mask(source).astype(np.uint8)
+    raise ValueError(f"unknown label kind {kind!r}")
+
+
+def convert_labelled_case(job: dict) -> dict:
+    """Worker shared by the converters: one T1 + one label source -> ``images{Tr,Ts}`` / ``labels{Tr,Ts}``.
+
+    ``job`` keys: ``case_id``, ``image`` (T1 path), ``label`` (label path), ``label_kind`` and ``mapping`` (see
+    :func:`make_label_array`), ``subset`` (``"Tr"`` or ``"Ts"``), ``out_dir``, optional ``require_labels`` (output
+    values that must be present), optional ``preprocess`` (``None`` or a dict of keyword arguments for
+    ``nnunet_ataxia.preprocessing.mri_pipeline.preprocess_t1_case``, e.g. ``{"skull_strip": True}``).
+
+    Returns:
+        ``{"voxels": {output label: count}, "voxel_volume_mm3": float}`` measured in the source (native) space.
+    """
+    out_dir = Path(job["out_dir"])
+    case_id, subset = job["case_id"], job["subset"]
+    image = read_image_checked(job["image"])
+    if image.GetDimension() != 3:
+        raise InputError(f"{job['image']}: expected a 3D image, got {image.GetDimension()}D")
+    label_img = read_image_checked(job["label"])
+    check_same_geometry(image, label_img, job["image"], job["label"])
+    labels = make_label_array(job["label_kind"], sitk.GetArrayViewFromImage(label_img), job.get("mapping"))
+    values, counts = np.unique(labels, return_counts=True)
+    voxels = {int(v): int(c) for v, c in zip(values, counts) if v != 0}
+    missing = [v for v in job.get("require_labels", ()) if v not in voxels]
+    if missing:
+        raise InputError(f"{job['label']}: no voxels of the expected region(s) {job.get('require_names', missing)}")
+    out_image = out_dir / f"images{subset}" / f"{case_id}_0000.nii.gz"
+    out_label = out_dir / f"labels{subset}" / f"{case_id}.nii.gz"
+    if job.get("preprocess") is None:
+        copy_image_as_nifti(job["image"], image, out_image)
+        write_image_like(labels, image, out_label)
+    else:
+        try:
+            from nnunet_ataxia.preprocessing.mri_pipeline import preprocess_t1_case
+        except ImportError as e:
+            raise InputError(f"--preprocess: the MRI preprocessing pipeline is not available ({e})") from None
+        work = out_dir / ".work" / f"{case_id}.nii.gz"
+        write_image_like(labels, image, work)
+        out_label.parent.mkdir(parents=True, exist_ok=True)
+        out_image.parent.mkdir(parents=True, exist_ok=True)
+        preprocess_t1_case(job["image"], out_image, label_paths=(work,), out_label_paths=(out_label,),
+                           transform_dir=out_dir / "transforms" / case_id, **job["preprocess"])
+        work.unlink()
+    return {"voxels": voxels, "voxel_volume_mm3": float(np.prod(image.GetSpacing()))}
+
+
+def case_outputs(case_id: str, subset: str, preprocess: bool) -> list[str]:
+    """Relative paths that :func:`convert_labelled_case` writes for a case."""
+    outs = [f"images{subset}/{case_id}_0000.nii.gz", f"labels{subset}/{case_id}.nii.gz"]
+    return outs + ([f"transforms/{case_id}"] if preprocess else [])
+
+
+def finish_dataset(out_dir: Path, jobs: Sequence[dict], infos: Sequence[dict], labels: dict, name: str,
+                   description: str, reference: str) -> None:
+    """Write ``dataset.json`` (nnU-Net's ``generate_dataset_json``) and a per-case voxel-count table."""
+    from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+
+    shutil.rmtree(out_dir / ".work", ignore_errors=True)
+    for sub in ("imagesTr", "labelsTr"):
+        (out_dir / sub).mkdir(exist_ok=True)
+    n_train = sum(1 for j in jobs if j["subset"] == "Tr")
+    generate_dataset_json(str(out_dir), channel_names={0: "T1"}, labels=dict(labels), num_training_cases=n_train,
+                          file_ending=".nii.gz", dataset_name=name, description=description, reference=reference,
+                          license="see the source dataset's licence; converted data must not be redistributed",
+                          converted_by="nnunet-ataxia")
+    inv = {v: k for k, v in labels.items()}
+    rows = [{"case_id": j["case_id"], "subset": j["subset"],
+             **{f"{inv[v]}_voxels": i.get("voxels", {}).get(str(v), i.get("voxels", {}).get(v, 0))
+                for v in sorted(inv) if v != 0},
+             "voxel_volume_mm3": i.get("voxel_volume_mm3")} for j, i in zip(jobs, infos)]
+    pd.DataFrame(rows).to_csv(out_dir / "label_voxel_counts.tsv", sep="\t", index=False)
