@@ -1,0 +1,46 @@
+"""``nnunet-ataxia convert-wmh``: T1 + FLAIR + WMH data -> nnU-Net raw dataset with the eight location channels."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``convert-wmh``."""
+    parser.add_argument("-i", "--input", required=True,
+                        help="training cases: <case>/{T1,FLAIR,wmh}.nii.gz (plain) or "
+                             "<site>/[<scanner>/]<id>/{orig,pre}/{T1,FLAIR}.nii.gz + wmh.nii.gz (MICCAI WMH 2017)")
+    parser.add_argument("-t", "--test-input", default=None,
+                        help="test cases in the same layout -> imagesTs/labelsTs (never used for the WMH prior)")
+    parser.add_argument("-o", "--output", default=None,
+                        help="dataset folder (default: $nnUNet_raw/Dataset<ID>_<NAME>)")
+    parser.add_argument("-d", "--dataset-id", type=int, default=504, help="nnU-Net dataset id (default 504)")
+    parser.add_argument("--name", default="WMH", help="dataset name (default WMH)")
+    parser.add_argument("--layout", choices=("auto", "plain", "miccai"), default="auto")
+    parser.add_argument("--miccai-images", choices=("pre", "orig"), default="pre",
+                        help="MICCAI layout: use pre/ (bias-corrected, T1 already on the FLAIR grid) or orig/ "
+                             "(full pipeline: N4 and rigid T1->FLAIR registration)")
+    parser.add_argument("--prior-fold", type=int, default=None,
+                        help="build the WMH prior without this fold's validation cases (nnU-Net's default split, "
+                             "written to splits_final.json); default: all training cases")
+    parser.add_argument("--num-folds", type=int, default=5)
+    parser.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
+    parser.add_argument("--mni-spacing", type=float, default=1.0,
+                        help="resample the MNI template to this spacing (mm) for the affine registration "
+                             "(2 is about 8x faster)")
+    parser.add_argument("--prior-sigma", type=float, default=3.0, help="smoothing of the WMH prior (mm)")
+    parser.add_argument("-np", "--num-processes", type=int, default=1, help="cases converted in parallel")
+    parser.add_argument("--no-verify", action="store_true", help="skip nnU-Net's verify_dataset_integrity")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the conversion; print the dataset folder."""
+    from nnunet_ataxia.dataset_conversion.Dataset504_WMH import convert_wmh_dataset
+    from nnunet_ataxia.wmh.pipeline import WMHOptions
+
+    options = WMHOptions(n4=not args.no_n4, mni_spacing_mm=args.mni_spacing, prior_sigma_mm=args.prior_sigma)
+    out = convert_wmh_dataset(args.input, args.output, test_dir=args.test_input, dataset_id=args.dataset_id,
+                              dataset_name=args.name, layout=args.layout, miccai_images=args.miccai_images,
+                              prior_fold=args.prior_fold, num_folds=args.num_folds,
+                              num_processes=args.num_processes, options=options, verify=not args.no_verify)
+    print(out)
+    return 0

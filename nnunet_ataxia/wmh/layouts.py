@@ -1,0 +1,182 @@
+"""Find and check the cases of T1 + FLAIR + WMH data in the plain and the MICCAI WMH 2017 layouts.
+
+Plain (RUN DMC-style)::
+
+    <root>/<case>/T1.nii.gz, FLAIR.nii.gz, wmh.nii.gz [, brainmask.nii.gz, ventricles.nii.gz]
+
+MICCAI WMH 2017::
+
+    <root>/<site>/[<scanner>/]<id>/orig/{T1,FLAIR}.nii.gz, pre/{T1,FLAIR}.nii.gz, wmh.nii.gz [, brainmask.nii.gz, ...]
+
+``wmh.nii.gz`` holds 0 background, 1 WMH, 2 other pathology (nnU-Net's ignore label) on the FLAIR grid. The optional
+``brainmask.nii.gz`` (non-zero = brain) and ``ventricles.nii.gz`` (FreeSurfer values 4 left, 43 right lateral
+ventricle) must be on the FLAIR grid too. Checks here are cheap (headers, label values) and run before any
+registration, so bad input fails fast with one :class:`InputError` naming the file and the problem.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnunet_ataxia.errors import InputError
+
+__all__ = ["WMHCaseFiles", "find_cases", "check_case_files", "LABEL_NAME", "MASK_NAME", "VENTRICLES_NAME"]
+
+LABEL_NAME, MASK_NAME, VENTRICLES_NAME = "wmh", "brainmask", "ventricles"
+_ENDINGS = (".nii.gz", ".nii")
+
+
+@dataclass
+class WMHCaseFiles:
+    """Input files of one case (paths as strings so that the record pickles and hashes simply)."""
+    case_id: str
+    source_dir: str
+    layout: str
+    t1: str | None
+    flair: str | None
+    label: str | None = None
+    brain_mask: str | None = None
+    ventricles: str | None = None
+    t1_in_flair_space: bool = False
+
+
+def _find(folder: Path, stem: str) -> str | None:
+    for ending in _ENDINGS:
+        p = folder / f"{stem}{ending}"
+        if p.is_file():
+            return str(p)
+    return None
+
+
+def _case_id(parts: tuple[str, ...]) -> str:
+    """Folder names joined by ``_``; other characters than letters, digits and ``-`` become ``-``."""
+    return "_".join(re.sub(r"[^A-Za-z0-9-]+", "-", p).strip("-") or "x" for p in parts)
+
+
+def _is_miccai_case(folder: Path) -> bool:
+    return (folder / "orig").is_dir() or (folder / "pre").is_dir()
+
+
+def find_cases(root: str | Path, layout: str = "auto", miccai_images: str = "pre") -> list[WMHCaseFiles]:
+    """All cases under ``root`` (sorted by case id).
+
+    Args:
+        root: the input folder.
+        layout: ``"plain"``, ``"miccai"`` or ``"auto"`` (MICCAI when a case folder has ``orig/`` or ``pre/``).
+        miccai_images: MICCAI only: ``"pre"`` (bias-corrected, T1 already on the FLAIR grid: no registration needed)
+            or ``"orig"`` (the raw images; the full pipeline runs).
+
+    Returns:
+        One :class:`WMHCaseFiles` per case; ``t1``/``flair`` may be ``None`` (:func:`check_case_files` complains).
+
+    Example:
+        >>> cases = find_cases("/data/wmh2017/training", layout="miccai")  # doctest: +SKIP
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: input folder not found")
+    if miccai_images not in ("pre", "orig"):
+        raise InputError(f"miccai_images: {miccai_images!r} is neither 'pre' nor 'orig'")
+    if layout == "auto":
+        layout = "miccai" if any(_is_miccai_case(p) for p in root.glob("**/") if len(p.relative_to(root).parts) <= 3
+                                 and p != root) else "plain"
+    cases = []
+    if layout == "plain":
+        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            t1, flair, label = _find(d, "T1"), _find(d, "FLAIR"), _find(d, LABEL_NAME)
+            if t1 is None and flair is None and label is None:
+                continue
+            cases.append(WMHCaseFiles(_case_id((d.name,)), str(d), "plain", t1, flair, label,
+                                      _find(d, MASK_NAME), _find(d, VENTRICLES_NAME)))
+    elif layout == "miccai":
+        for d in sorted(p for p in root.glob("**/") if p != root and _is_miccai_case(p)):
+            rel = d.relative_to(root).parts
+            if len(rel) > 3:
+                continue
+            img = d / miccai_images
+            cases.append(WMHCaseFiles(_case_id(rel), str(d), "miccai", _find(img, "T1"), _find(img, "FLAIR"),
+                                      _find(d, LABEL_NAME), _find(d, MASK_NAME), _find(d, VENTRICLES_NAME),
+                                      t1_in_flair_space=miccai_images == "pre"))
+    else:
+        raise InputError(f"layout: {layout!r} is not one of plain, miccai, auto")
+    if not cases:
+        raise InputError(f"{root}: no {layout} WMH cases found (expected <case>/FLAIR.nii.gz, T1.nii.gz, wmh.nii.gz "
+                         "or <site>/<id>/pre|orig/{T1,FLAIR}.nii.gz)")
+    ids = [c.case_id for c in cases]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise InputError(f"{root}: duplicate case ids {dup}")
+    return cases
+
+
+def _header(path: str) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as e:
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+        raise InputError(f"{path}: unreadable image ({first[:200]})") from None
+    return reader
+
+
+def _same_grid(ref: sitk.ImageFileReader, other: sitk.ImageFileReader, ref_path: str, path: str, what: str) -> None:
+    problems = []
+    if ref.GetSize() != other.GetSize():
+        problems.append(f"size {other.GetSize()} vs {ref.GetSize()}")
+    else:
+        for name, a, b in (("spacing", other.GetSpacing(), ref.GetSpacing()),
+                           ("origin", other.GetOrigin(), ref.GetOrigin()),
+                           ("direction", other.GetDirection(), ref.GetDirection())):
+            if not np.allclose(a, b, atol=1e-3):
+                problems.append(f"{name} differs")
+    if problems:
+        raise InputError(f"{path}: {what} is not on the FLAIR grid of {ref_path} ({'; '.join(problems)})")
+
+
+def _read_array(path: str) -> np.ndarray:
+    try:
+        return sitk.GetArrayFromImage(sitk.ReadImage(path))
+    except RuntimeError as e:
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+        raise InputError(f"{path}: unreadable image ({first[:200]})") from None
+
+
+def check_case_files(case: WMHCaseFiles, require_label: bool) -> None:
+    """Check one case's files before any work; raise :class:`InputError` naming the file and the problem.
+
+    Checks: T1 and FLAIR present; label present when ``require_label``; label, brain mask and ventricle labels on
+    the FLAIR grid (and the MICCAI ``pre`` T1 too); label values only 0, 1, 2; brain mask not empty.
+
+    Example:
+        >>> check_case_files(find_cases("/data/wmh")[0], require_label=True)  # doctest: +SKIP
+    """
+    where = case.source_dir
+    if case.flair is None:
+        raise InputError(f"{where}: no FLAIR image (FLAIR.nii.gz)")
+    if case.t1 is None:
+        raise InputError(f"{where}: FLAIR without T1 (T1.nii.gz missing)")
+    if require_label and case.label is None:
+        raise InputError(f"{where}: no WMH label ({LABEL_NAME}.nii.gz) for a training case")
+    flair = _header(case.flair)
+    if case.t1_in_flair_space:
+        _same_grid(flair, _header(case.t1), case.flair, case.t1, "the pre-registered T1")
+    else:
+        _header(case.t1)
+    if case.label is not None:
+        _same_grid(flair, _header(case.label), case.flair, case.label, "the WMH label")
+        values = np.unique(_read_array(case.label))
+        bad = [v for v in values.tolist() if v not in (0, 1, 2)]
+        if bad:
+            raise InputError(f"{case.label}: label values {bad[:10]} found; only 0 (background), 1 (WMH) and "
+                             "2 (other pathology, ignored) are allowed")
+    if case.brain_mask is not None:
+        _same_grid(flair, _header(case.brain_mask), case.flair, case.brain_mask, "the brain mask")
+        if not (_read_array(case.brain_mask) > 0).any():
+            raise InputError(f"{case.brain_mask}: the brain mask is empty")
+    if case.ventricles is not None:
+        _same_grid(flair, _header(case.ventricles), case.flair, case.ventricles, "the ventricle label map")

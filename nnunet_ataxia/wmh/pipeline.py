@@ -1,0 +1,205 @@
+"""Preprocessing of one WMH case in FLAIR space (Ghafoorian et al. §2.2) and its first nine input channels.
+
+Steps: N4 on the T1 -> rigid T1->FLAIR registration (Mattes MI) -> affine T1->MNI registration -> FLAIR->MNI affine
+(the composition) -> brain mask (the user's, or the MNI template's brain mask carried to FLAIR) -> N4 on the FLAIR
+(inside the brain) -> T1 resampled onto the FLAIR grid -> both normalized per case to [0, 1] inside the brain, 0
+outside -> lateral ventricles (user labels, or the atlas's refined on the image) -> the location features.
+The registration functions come from :mod:`nnunet_ataxia.preprocessing.registration`.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.wmh.affine import grid_points, lps_to_ras, matrix_from_transform, transform_from_matrix
+from nnunet_ataxia.wmh.layouts import WMHCaseFiles
+from nnunet_ataxia.wmh.location_features import compute_location_features, normalize_features
+from nnunet_ataxia.wmh.ventricles import refine_ventricles, ventricles_from_labels, warp_atlas_ventricles
+
+__all__ = ["WMHOptions", "PreprocessedCase", "mni_template", "preprocess_case", "normalize_intensity"]
+
+
+@dataclass(frozen=True)
+class WMHOptions:
+    """Settings of the WMH preprocessing (defaults: the real pipeline; tests shrink iterations and grids).
+
+    Attributes:
+        n4: run N4 (always skipped for MICCAI ``pre`` images, which are bias-corrected already).
+        n4_iterations, n4_shrink: N4 iterations per level and shrink factor.
+        rigid_iterations, rigid_sampling: T1->FLAIR rigid registration effort.
+        mni_spacing_mm: the MNI template is resampled to this spacing for the affine registration (1 = as shipped).
+        mni_iterations, mni_exhaustive_init: MNI affine registration effort.
+        ventricle_margin_mm: how far from the warped atlas ventricle dark FLAIR voxels may be kept.
+        intensity_percentiles: robust min/max (percentiles inside the brain) mapped to 0 and 1.
+        prior_grid_mm, prior_sigma_mm: grid and smoothing of the WMH prior in MNI space.
+        seed: random seed of the registration metric sampling.
+    """
+    n4: bool = True
+    n4_iterations: tuple[int, ...] = (50, 50, 30)
+    n4_shrink: int = 4
+    rigid_iterations: int = 200
+    rigid_sampling: float = 0.1
+    mni_spacing_mm: float = 1.0
+    mni_iterations: int = 200
+    mni_exhaustive_init: bool = True
+    ventricle_margin_mm: float = 4.0
+    intensity_percentiles: tuple[float, float] = (0.1, 99.9)
+    prior_grid_mm: float = 2.0
+    prior_sigma_mm: float = 3.0
+    seed: int = 0
+
+
+@dataclass
+class PreprocessedCase:
+    """Outputs of :func:`preprocess_case` (arrays in (z, y, x) order on the FLAIR grid)."""
+    reference: sitk.Image           # the FLAIR grid (geometry only is used)
+    t1: np.ndarray                  # T1 on the FLAIR grid, [0, 1] in the brain, 0 outside
+    flair: np.ndarray               # FLAIR, [0, 1] in the brain, 0 outside
+    brain: np.ndarray               # bool
+    features: dict                  # normalized location features without the prior
+    flair_to_mni: np.ndarray        # 4x4, FLAIR points -> MNI points (LPS)
+    flair_to_t1: sitk.Transform     # rigid, FLAIR points -> T1 points
+    ventricle_source: str
+
+
+@functools.lru_cache(maxsize=4)
+def _template_at(spacing_mm: float) -> tuple[sitk.Image, sitk.Image]:
+    from nnunet_ataxia.preprocessing.registration import load_mni_template
+
+    template, mask = load_mni_template(with_brain_mask=True)
+    if abs(spacing_mm - 1.0) < 1e-6:
+        return template, mask
+    from nnunet_ataxia.wmh.wmh_prior import mni_grid
+
+    grid = mni_grid(template, spacing_mm)
+    smooth = sitk.SmoothingRecursiveGaussian(template, 0.5 * spacing_mm)
+    t = sitk.Resample(smooth, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    m = sitk.Resample(sitk.Cast(mask, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear, 0.0,
+                      sitk.sitkFloat32)
+    return t, sitk.Cast(m >= 0.5, sitk.sitkUInt8)
+
+
+def mni_template(spacing_mm: float = 1.0) -> tuple[sitk.Image, sitk.Image]:
+    """The MNI152 template and its brain mask, resampled to ``spacing_mm`` (copies; cached per process).
+
+    Example:
+        >>> template, mask = mni_template(2.0)  # doctest: +SKIP
+    """
+    t, m = _template_at(float(spacing_mm))
+    return sitk.Image(t), sitk.Image(m)
+
+
+def normalize_intensity(image: np.ndarray, brain: np.ndarray, percentiles: tuple[float, float] = (0.1, 99.9)
+                        ) -> np.ndarray:
+    """Per-case intensity normalization to [0, 1] inside the brain (robust percentiles), 0 outside.
+
+    Example:
+        >>> normalize_intensity(np.array([0.0, 2.0, 4.0]), np.array([False, True, True]), (0, 100)).tolist()
+        [0.0, 0.0, 1.0]
+    """
+    out = np.zeros(image.shape, dtype=np.float32)
+    values = np.asarray(image, dtype=np.float64)[brain]
+    if values.size == 0:
+        return out
+    lo, hi = np.percentile(values, percentiles)
+    if hi <= lo:
+        return out
+    out[brain] = np.clip((values - lo) / (hi - lo), 0.0, 1.0)
+    return out
+
+
+def _read(path: str) -> sitk.Image:
+    from nnunet_ataxia.preprocessing.registration import read_image
+
+    return read_image(path, sitk.sitkFloat32)
+
+
+def preprocess_case(case: WMHCaseFiles, options: WMHOptions) -> PreprocessedCase:
+    """Run the FLAIR-space preprocessing of one case and compute its location features (without the prior).
+
+    Args:
+        case: the case's files (checked with :func:`nnunet_ataxia.wmh.layouts.check_case_files`).
+        options: pipeline settings.
+
+    Returns:
+        A :class:`PreprocessedCase`.
+
+    Example:
+        >>> pre = preprocess_case(find_cases("/data/wmh")[0], WMHOptions())  # doctest: +SKIP
+    """
+    from nnunet_ataxia.preprocessing.registration import (affine_register_to_mni, n4_bias_correction,
+                                                          resample_to, rigid_register)
+
+    flair, t1 = _read(case.flair), _read(case.t1)
+    run_n4 = options.n4 and not case.t1_in_flair_space
+    n4_kw = dict(shrink_factor=options.n4_shrink, iterations=options.n4_iterations)
+    t1n = n4_bias_correction(t1, **n4_kw) if run_n4 else t1
+    if case.t1_in_flair_space:
+        flair_to_t1: sitk.Transform = sitk.Euler3DTransform()
+    else:
+        flair_to_t1 = rigid_register(flair, t1n, sampling_fraction=options.rigid_sampling, seed=options.seed,
+                                     iterations=options.rigid_iterations)
+    template, template_mask = mni_template(options.mni_spacing_mm)
+    mni_to_t1 = affine_register_to_mni(t1n, template=template, template_mask=template_mask, seed=options.seed,
+                                       iterations=options.mni_iterations,
+                                       exhaustive_init=options.mni_exhaustive_init)
+    flair_to_mni = np.linalg.inv(matrix_from_transform(mni_to_t1)) @ matrix_from_transform(flair_to_t1)
+
+    if case.brain_mask is not None:
+        brain = sitk.GetArrayFromImage(_read(case.brain_mask)) > 0
+    else:
+        warped = sitk.Resample(sitk.Cast(template_mask, sitk.sitkFloat32), flair, transform_from_matrix(flair_to_mni),
+                               sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        brain = sitk.GetArrayFromImage(warped) >= 0.5
+    if not brain.any():
+        raise InputError(f"{case.brain_mask or case.t1}: the brain mask in FLAIR space is empty "
+                         "(registration to MNI failed or the images do not overlap)")
+    brain_img = sitk.GetImageFromArray(brain.astype(np.uint8))
+    brain_img.CopyInformation(flair)
+
+    flair_n = n4_bias_correction(flair, mask=brain_img, **n4_kw) if run_n4 else flair
+    t1_on_flair = resample_to(flair, t1n, flair_to_t1, is_label=False)
+    flair_arr = sitk.GetArrayFromImage(flair_n).astype(np.float32)
+    spacing_zyx = tuple(reversed(flair.GetSpacing()))
+
+    if case.ventricles is not None:
+        left, right = ventricles_from_labels(sitk.GetArrayFromImage(sitk.ReadImage(case.ventricles)), case.ventricles)
+        source = "labels"
+    else:
+        atlas_left, atlas_right = warp_atlas_ventricles(flair, flair_to_mni)
+        if not atlas_left.any() or not atlas_right.any():
+            raise InputError(f"{case.flair}: the atlas lateral ventricles do not fall into the FLAIR field of view "
+                             "(check the MNI registration or give ventricles.nii.gz)")
+        left, right = refine_ventricles(flair_arr, brain, atlas_left, atlas_right, spacing_zyx,
+                                        options.ventricle_margin_mm)
+        source = "atlas"
+    mni_ras = lps_to_ras(grid_points(flair, flair_to_mni))
+    try:
+        raw = compute_location_features(mni_ras, brain, left, right, None, spacing_zyx)
+    except ValueError as e:
+        raise InputError(f"{case.flair}: {e}") from None
+    features = normalize_features(raw, brain)
+    return PreprocessedCase(
+        reference=flair,
+        t1=normalize_intensity(sitk.GetArrayFromImage(t1_on_flair), brain, options.intensity_percentiles),
+        flair=normalize_intensity(flair_arr, brain, options.intensity_percentiles),
+        brain=brain, features=features, flair_to_mni=flair_to_mni, flair_to_t1=flair_to_t1,
+        ventricle_source=source)
+
+
+def save_matrix(path: str | Path, matrix: np.ndarray) -> None:
+    """Write a 4x4 matrix as text (``numpy.savetxt``)."""
+    np.savetxt(str(path), np.asarray(matrix, dtype=float), fmt="%.10g")
+
+
+def load_matrix(path: str | Path) -> np.ndarray:
+    """Read a 4x4 matrix written by :func:`save_matrix`."""
+    m = np.loadtxt(str(path), dtype=float)
+    if m.shape != (4, 4):
+        raise InputError(f"{path}: not a 4x4 matrix")
+    return m

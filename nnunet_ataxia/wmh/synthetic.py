@@ -1,0 +1,153 @@
+"""Synthetic T1 + thick-slice FLAIR + WMH cases made from the real MNI152 template (for tests and demos).
+
+Each case has a known subject->MNI affine (``subject_to_mni``: FLAIR physical point -> MNI point), a known rigid
+offset between the T1 and the FLAIR (``t1_to_flair``: T1 physical point -> FLAIR physical point of the same anatomy),
+and WMH blobs in the periventricular white matter next to the atlas lateral ventricles (label 1), plus one
+"other pathology" blob (label 2). FLAIR contrast: CSF dark, grey matter brighter than white matter, lesions bright.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from nnunet_ataxia.wmh.affine import grid_points, transform_from_matrix
+
+__all__ = ["rigid_matrix", "make_synthetic_case", "write_plain_case", "write_miccai_case"]
+
+
+def rigid_matrix(angle_z_deg: float = 0.0, translation: Sequence[float] = (0.0, 0.0, 0.0),
+                 scale: float = 1.0) -> np.ndarray:
+    """4x4 matrix: rotation about z by ``angle_z_deg``, isotropic ``scale``, then ``translation`` (mm).
+
+    Example:
+        >>> rigid_matrix(0.0, (1, 2, 3))[:3, 3].tolist()
+        [1.0, 2.0, 3.0]
+    """
+    a = math.radians(angle_z_deg)
+    m = np.eye(4)
+    m[:3, :3] = scale * np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    m[:3, 3] = translation
+    return m
+
+
+def _grid(size_xyz, spacing_xyz, center) -> sitk.Image:
+    img = sitk.Image([int(s) for s in size_xyz], sitk.sitkFloat32)
+    img.SetSpacing([float(s) for s in spacing_xyz])
+    img.SetOrigin([float(c - (n - 1) * s / 2.0) for c, n, s in zip(center, size_xyz, spacing_xyz)])
+    return img
+
+
+def _flair_contrast(t1: np.ndarray) -> np.ndarray:
+    # template T1 intensities: CSF ~1600, grey matter ~5500, white matter ~7100 (DESIGN.md section 5)
+    return np.interp(t1, [0, 1000, 2600, 4500, 5600, 6800, 9000], [0, 80, 110, 450, 600, 420, 400])
+
+
+@functools.lru_cache(maxsize=2)
+def _anatomy(radius: int) -> tuple[sitk.Image, np.ndarray, sitk.Image]:
+    """Smoothed template, candidate lesion voxels (atlas index, z y x) and the atlas (cached per process)."""
+    from nnunet_ataxia.preprocessing.registration import load_mni_template
+    from nnunet_ataxia.wmh.ventricles import LEFT_LATERAL_VENTRICLE, RIGHT_LATERAL_VENTRICLE, atlas_path
+
+    template = sitk.SmoothingRecursiveGaussian(load_mni_template(with_brain_mask=False)[0], 1.0)
+    # lesion centres: periventricular white matter next to the atlas lateral ventricles
+    atlas = sitk.ReadImage(str(atlas_path()))
+    vent = np.isin(sitk.GetArrayFromImage(atlas), (LEFT_LATERAL_VENTRICLE, RIGHT_LATERAL_VENTRICLE))
+    ring = ndimage.binary_dilation(vent, iterations=radius + 2) & ~ndimage.binary_dilation(vent, iterations=radius)
+    t_on_atlas = sitk.GetArrayFromImage(sitk.Resample(template, atlas, sitk.Transform(), sitk.sitkLinear, 0.0))
+    return template, np.argwhere(ring & (t_on_atlas > 6500)), atlas
+
+
+def make_synthetic_case(seed: int = 0, flair_spacing: Sequence[float] = (2.4, 2.4, 5.0),
+                        t1_spacing: float = 2.0, subject_to_mni: np.ndarray | None = None,
+                        t1_to_flair: np.ndarray | None = None, n_lesions: int = 3,
+                        lesion_radius_mm: float = 5.0) -> dict:
+    """One synthetic case (images, label, ground-truth transforms).
+
+    Args:
+        seed: random seed (lesion positions, noise, default transforms).
+        flair_spacing: FLAIR voxel size (x, y, z) in mm; thick slices along z.
+        t1_spacing: isotropic T1 voxel size in mm.
+        subject_to_mni: FLAIR physical point -> MNI point (default: a small random rotation + shift).
+        t1_to_flair: T1 physical point -> FLAIR physical point (default: a random rigid offset of a few mm/degrees).
+        n_lesions: number of periventricular WMH blobs.
+        lesion_radius_mm: blob radius.
+
+    Returns:
+        ``{"t1", "flair", "label": sitk.Image, "subject_to_mni", "t1_to_flair": 4x4, "lesion_centers_mni"}``.
+
+    Example:
+        >>> case = make_synthetic_case(seed=1)  # doctest: +SKIP
+    """
+    rng = np.random.default_rng(seed)
+    if subject_to_mni is None:
+        subject_to_mni = rigid_matrix(rng.uniform(-4, 4), rng.uniform(-6, 6, 3), rng.uniform(0.97, 1.03))
+    if t1_to_flair is None:
+        t1_to_flair = rigid_matrix(rng.uniform(-3, 3), rng.uniform(-5, 5, 3))
+    template, candidates, atlas = _anatomy(int(lesion_radius_mm))
+    center_mni = np.array([0.0, 18.0, 10.0])  # LPS, roughly the brain centre of the FSL template
+    center_subject = np.linalg.solve(subject_to_mni, np.append(center_mni, 1.0))[:3]
+    picks = candidates[rng.choice(len(candidates), size=n_lesions + 1, replace=False)]
+    centers = np.array([atlas.TransformIndexToPhysicalPoint([int(i) for i in p[::-1]]) for p in picks])
+
+    flair_size = [int(math.ceil(ext / s)) for ext, s in zip((150.0, 185.0, 135.0), flair_spacing)]
+    flair_grid = _grid(flair_size, flair_spacing, center_subject)
+    mni_pts = grid_points(flair_grid, subject_to_mni)  # (3, z, y, x) LPS
+    sq = [((mni_pts - c.reshape(3, 1, 1, 1)) ** 2).sum(0) for c in centers]
+    label = np.zeros(mni_pts.shape[1:], np.uint8)
+    for d2 in sq[:-1]:
+        label[d2 <= lesion_radius_mm ** 2] = 1
+    label[sq[-1] <= (0.8 * lesion_radius_mm) ** 2] = 2
+
+    t_flair = sitk.GetArrayFromImage(sitk.Resample(template, flair_grid, transform_from_matrix(subject_to_mni),
+                                                   sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+    flair_arr = _flair_contrast(t_flair)
+    flair_arr[label == 1] = 900.0
+    flair_arr[label == 2] = 150.0
+    flair_arr = flair_arr + rng.normal(0, 8, flair_arr.shape) * (t_flair > 0)
+    flair = sitk.GetImageFromArray(flair_arr.astype(np.float32))
+    flair.CopyInformation(flair_grid)
+    lab = sitk.GetImageFromArray(label)
+    lab.CopyInformation(flair_grid)
+
+    # T1: same anatomy, seen through the rigid offset (T1 point q shows the anatomy of FLAIR point t1_to_flair(q))
+    center_t1 = np.linalg.solve(t1_to_flair, np.append(center_subject, 1.0))[:3]
+    t1_grid = _grid([int(math.ceil(e / t1_spacing)) for e in (160.0, 195.0, 160.0)], [t1_spacing] * 3, center_t1)
+    t1 = sitk.Resample(template, t1_grid, transform_from_matrix(subject_to_mni @ t1_to_flair), sitk.sitkLinear, 0.0,
+                       sitk.sitkFloat32)
+    t1_arr = sitk.GetArrayFromImage(t1)
+    t1_arr = t1_arr + rng.normal(0, 40, t1_arr.shape) * (t1_arr > 0)
+    t1n = sitk.GetImageFromArray(t1_arr.astype(np.float32))
+    t1n.CopyInformation(t1_grid)
+    return {"t1": t1n, "flair": flair, "label": lab, "subject_to_mni": subject_to_mni, "t1_to_flair": t1_to_flair,
+            "lesion_centers_mni": centers[:-1]}
+
+
+def write_plain_case(folder: str | Path, case: dict) -> Path:
+    """Write ``<folder>/{T1,FLAIR,wmh}.nii.gz`` (the plain layout)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, key in (("T1", "t1"), ("FLAIR", "flair"), ("wmh", "label")):
+        sitk.WriteImage(case[key], str(folder / f"{name}.nii.gz"), useCompression=True)
+    return folder
+
+
+def write_miccai_case(folder: str | Path, case: dict, with_label: bool = True) -> Path:
+    """Write ``<folder>/orig/{T1,FLAIR}``, ``pre/{T1,FLAIR}`` (T1 resampled onto the FLAIR grid) and ``wmh``."""
+    folder = Path(folder)
+    for sub in ("orig", "pre"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(case["t1"], str(folder / "orig" / "T1.nii.gz"), useCompression=True)
+    sitk.WriteImage(case["flair"], str(folder / "orig" / "FLAIR.nii.gz"), useCompression=True)
+    t1_pre = sitk.Resample(case["t1"], case["flair"], transform_from_matrix(np.linalg.inv(case["t1_to_flair"])),
+                           sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    sitk.WriteImage(t1_pre, str(folder / "pre" / "T1.nii.gz"), useCompression=True)
+    sitk.WriteImage(case["flair"], str(folder / "pre" / "FLAIR.nii.gz"), useCompression=True)
+    if with_label:
+        sitk.WriteImage(case["label"], str(folder / "wmh.nii.gz"), useCompression=True)
+    return folder
