@@ -21,6 +21,7 @@ setup(
         "SimpleITK>=2.2",
         "nibabel>=5.0",
         "scikit-image>=0.21",
+        "scikit-learn>=1.2",
         "scipy>=1.10",
         "numpy>=1.24",
         "pandas>=2.0",

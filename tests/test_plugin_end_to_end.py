@@ -112,7 +112,9 @@ def test_five_fold_cross_validation_predict_and_evaluate(planned):
 
 def test_default_nnunet_plans_patch_is_adapted_and_predicts(workspace, tmp_path):
     root, raw, env = workspace
-    _run(["nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", 1], env)
+    # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for 0
+    _run(["nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", 1],
+         dict(env, nnUNet_n_proc_DA="1"))
     default_patch = json.loads((root / "preprocessed" / raw.name / "nnUNetPlans.json").read_text())[
         "configurations"]["3d_fullres"]["patch_size"]
     _run(["nnUNetv2_train", DATASET_ID, "3d_fullres", 1, "-tr", "M2InceptionTrainer_smoke", "-device", "cpu"], env)

@@ -6,6 +6,7 @@ steps through nnU-Net's Python API with the plugin's planner class.
 from __future__ import annotations
 
 import argparse
+import os
 
 from nnunet_ataxia.errors import InputError
 
@@ -64,7 +65,16 @@ def plan_and_preprocess_fixed(dataset: str | int, configurations=("3d_fullres",)
     if clean or not isfile(fingerprint):
         extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False,
                                     clean=True, verbose=False)
-    _, plans_identifier = plan_experiment_dataset(dataset_id, FixedPatch128Planner)
+    # nnU-Net's VRAM estimate calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for the value 0 that is
+    # recommended for CPU training; plan with at least one thread and restore the variable afterwards
+    saved = os.environ.get("nnUNet_n_proc_DA")
+    if saved is not None and saved.strip() == "0":
+        os.environ["nnUNet_n_proc_DA"] = "1"
+    try:
+        _, plans_identifier = plan_experiment_dataset(dataset_id, FixedPatch128Planner)
+    finally:
+        if saved is not None:
+            os.environ["nnUNet_n_proc_DA"] = saved
     if preprocess:
         preprocess_dataset(dataset_id, plans_identifier, configurations=list(configurations),
                            num_processes=[num_processes] * len(configurations))

@@ -15,7 +15,6 @@ Usage (same as ``nnunet-ataxia convert-hammers``)::
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from pathlib import Path
@@ -218,12 +217,6 @@ def convert_hammers(input_folder: str | os.PathLike, output_folder: str | os.Pat
 if __name__ == "__main__":
     import sys
 
-    from nnunet_ataxia.commands import convert_hammers as _cmd
+    from nnunet_ataxia.cli import main
 
-    _p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _cmd.add_arguments(_p)
-    try:
-        sys.exit(_cmd.run(_p.parse_args()))
-    except InputError as _e:
-        print(f"error: {_e}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(main(["convert-hammers", *sys.argv[1:]]))

@@ -18,7 +18,6 @@ whole-cerebellum volumes go to ``acapulco_volumes.tsv`` (``space`` says native o
 """
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -220,12 +219,6 @@ def convert_sca2(input_folder: str | os.PathLike, output_folder: str | os.PathLi
 if __name__ == "__main__":
     import sys
 
-    from nnunet_ataxia.commands import convert_sca2 as _cmd
+    from nnunet_ataxia.cli import main
 
-    _p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _cmd.add_arguments(_p)
-    try:
-        sys.exit(_cmd.run(_p.parse_args()))
-    except InputError as _e:
-        print(f"error: {_e}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(main(["convert-sca2", *sys.argv[1:]]))

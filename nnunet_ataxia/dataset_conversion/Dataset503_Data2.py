@@ -15,7 +15,6 @@ of ``splits_final.json``. For cohorts of other sizes the same per-group fraction
 """
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from nnunet_ataxia.dataset_conversion.Dataset501_HammersN30R95 import (
     find_hammers_cases, hammers_jobs, hammers_label_scheme, read_hammers_regions)
 from nnunet_ataxia.dataset_conversion.Dataset502_SCA2Cohort import (
     acapulco_volume_rows, find_sca2_cases, sca2_case_id, sca2_jobs)
-from nnunet_ataxia.errors import InputError
 
 DEFAULT_DATASET_ID = 503
 DATASET_NAME = "Data2"
@@ -116,12 +114,6 @@ def convert_data2(hammers_folder: str | os.PathLike, sca2_folder: str | os.PathL
 if __name__ == "__main__":
     import sys
 
-    from nnunet_ataxia.commands import convert_data2 as _cmd
+    from nnunet_ataxia.cli import main
 
-    _p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _cmd.add_arguments(_p)
-    try:
-        sys.exit(_cmd.run(_p.parse_args()))
-    except InputError as _e:
-        print(f"error: {_e}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(main(["convert-data2", *sys.argv[1:]]))

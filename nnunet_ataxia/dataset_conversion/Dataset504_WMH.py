@@ -176,3 +176,11 @@ def convert_wmh_dataset(input_dir: str | Path, output_dir: str | Path | None = N
             wmh_prior={"built_from_training_cases": len(prior_ids), "fold_excluded": prior_fold})
 
     return write_raw_dataset(final, fill, num_processes=num_processes, verify=verify)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from nnunet_ataxia.cli import main
+
+    sys.exit(main(["convert-wmh", *sys.argv[1:]]))

