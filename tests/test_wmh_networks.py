@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from nnunet_ataxia.architectures.wmh_fft_conv import (KernelSpectrumCache, conv2d_fft, polyphase_merge,
+                                                      polyphase_split)
 from nnunet_ataxia.architectures.wmh_location_networks import VARIANTS, WMHLocationNet, expected_parameter_count
 from nnunet_ataxia.architectures.wmh_patches import extract_multiscale_patches
 
@@ -32,9 +35,11 @@ def _patch_classifier_everywhere(net: WMHLocationNet, x: torch.Tensor) -> torch.
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("use_location", [False, True])
-def test_dense_equals_patch_classifier(variant, use_location):
+@pytest.mark.parametrize("fc1_method", ["direct", "fft"])
+def test_dense_equals_patch_classifier(variant, use_location, fc1_method):
     torch.manual_seed(1)
     net = WMHLocationNet(variant, use_location=use_location, location_alpha=3.0).eval()
+    net.dense_fc1_method = fc1_method
     with torch.no_grad():   # larger biases/weights than Glorot so that the probabilities are far from 0.5
         net.fc3.weight.mul_(20)
         net.fc3.bias.uniform_(-1, 1)
@@ -141,3 +146,67 @@ def test_bad_input_channel_count_is_rejected():
     net = WMHLocationNet("SS", use_location=False, input_channels=2).eval()
     with torch.no_grad():
         assert net(torch.rand(1, 2, 3, 3)).shape == (1, 2, 3, 3)
+
+
+def test_polyphase_split_merge_reproduce_dilated_convolution():
+    g = torch.Generator().manual_seed(11)
+    x, w = torch.randn(2, 3, 23, 19, generator=g, dtype=torch.float64), torch.randn(4, 3, 3, 3, generator=g,
+                                                                                    dtype=torch.float64)
+    ref = F.conv2d(x, w, dilation=3)                                      # (2, 4, 17, 13)
+    phases = polyphase_split(x, 3, tuple(ref.shape[2:]), 3)
+    assert phases.shape == (2 * 9, 3, 6 + 2, 5 + 2)
+    assert torch.equal(phases[1 * 3 + 2, :, :8, :6], x[0, :, 1::3, 2::3])   # phase (a, b) = x[a::s, b::s]
+    merged = polyphase_merge(F.conv2d(phases, w), 3, tuple(ref.shape[2:]))
+    assert torch.allclose(merged, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("dilation, out_side", [(1, 9), (2, 14), (4, 16)])
+def test_fft_fc1_equals_direct_convolution(dilation, out_side):
+    """FC1's real shape (110 -> 300, 18x18): FFT (overlap-save, polyphase for s > 1) == F.conv2d(dilation=s)."""
+    g = torch.Generator().manual_seed(dilation)
+    w = (torch.rand(300, 110, 18, 18, generator=g) - 0.5) * 0.02
+    b = torch.rand(300, generator=g)
+    side = out_side + 17 * dilation
+    x = torch.relu(torch.randn(1, 110, side, side + dilation, generator=g))
+    with torch.no_grad():
+        direct = F.conv2d(x, w, b, dilation=dilation)
+        exact = F.conv2d(x.double(), w.double(), b.double(), dilation=dilation)
+        cache = KernelSpectrumCache()
+        fft = conv2d_fft(x, w, b, dilation, cache=cache, max_tile=6)      # several tiles per phase grid
+        assert len(cache) == 1 and torch.equal(conv2d_fft(x, w, b, dilation, cache=cache, max_tile=6), fft)
+    assert fft.shape == direct.shape == (1, 300, out_side, out_side + dilation)
+    scale = exact.abs().max().item()
+    assert (fft - direct).abs().max().item() <= 1e-5 * scale
+    assert (fft.double() - exact).abs().max().item() <= 1e-6 * scale
+
+
+def test_dense_fft_path_equals_direct_path_all_scales():
+    """MSWS+Loc on a 16x16 slice: auto picks the FFT for FC1 at s = 1, 2, 4; outputs equal the direct path."""
+    torch.manual_seed(12)
+    net = WMHLocationNet("MSWS", use_location=True, location_alpha=2.0).eval()
+    x = _random_input(1, 16, 16, seed=13)
+    with torch.no_grad():
+        net.fc3.weight.mul_(20)
+        assert all(net._use_fft_fc1(x, s) for s in (1, 2, 4))
+        fft = torch.softmax(net(x), 1)
+        net.dense_fc1_method = "direct"
+        direct = torch.softmax(net(x), 1)
+        assert (fft - direct).abs().max().item() <= 1e-5
+        assert fft[:, 1].max() - fft[:, 1].min() > 0.05, "outputs must vary over the slice for a real test"
+        net.dense_fc1_method = "auto"
+        net.fc1[1].weight.mul_(-1.5)            # in-place update (as an optimizer step): cached spectrum is stale
+        fft2, direct2 = torch.softmax(net(x), 1), None
+        net.dense_fc1_method = "direct"
+        direct2 = torch.softmax(net(x), 1)
+    assert (fft2 - direct2).abs().max().item() <= 1e-5
+    assert (fft2 - fft).abs().max().item() > 1e-3
+
+
+def test_auto_uses_direct_fc1_when_gradients_are_needed():
+    net = WMHLocationNet("SS", use_location=False).train()
+    x = _random_input(1, 12, 12, seed=14)
+    assert not net._use_fft_fc1(x, 1)
+    net(x).sum().backward()
+    assert net.fc1[0].weight.grad is not None and net._fc1_spectra is None
+    with torch.no_grad():
+        assert net._use_fft_fc1(x, 1)

@@ -7,20 +7,25 @@ One module holds the weights and offers two forms of the same function:
 * the dense form :meth:`WMHLocationNet.forward_dense` / :meth:`WMHLocationNet.forward` (a whole slice -> logits at
   every pixel). Fully connected layers become convolutions (FC1 an 18x18 convolution, FC2/FC3 1x1
   convolutions); scale ``s`` becomes stride-1 ``s x s`` averaging followed by convolutions dilated by
-  ``s``. MSEF has no such form (its channel-stacked scales do not share a spatial grid), so its dense form evaluates
-  the patch classifier on every pixel.
+  ``s``. For slices large enough (and no gradient needed) FC1 runs in the frequency domain on the ``s x s``
+  polyphase grids (:mod:`nnunet_ataxia.architectures.wmh_fft_conv`): same result, ~10x cheaper. MSEF has no such
+  form (its channel-stacked scales do not share a spatial grid), so its dense form evaluates the patch classifier on
+  every pixel.
 
 ``forward(x)`` takes nnU-Net's (B, 10, H, W) input: channel 0 T1, 1 FLAIR, 2-9 location features (ignored when
 ``use_location`` is False) and returns (B, num_classes, H, W) logits.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnunet_ataxia.architectures.wmh_fft_conv import (DEFAULT_TILE, KernelSpectrumCache, conv2d_fft,
+                                                      polyphase_merge, polyphase_split)
 from nnunet_ataxia.architectures.wmh_patches import (PATCH_SIZE, SCALE_FACTORS, extract_multiscale_patches,
                                                      scale_padding)
 
@@ -70,6 +75,10 @@ class WMHLocationNet(nn.Module):
         torch.Size([1, 2, 20, 24])
     """
 
+    dense_fc1_method = "auto"        # "auto", "fft" or "direct": how forward_dense computes FC1 (same result)
+    fft_min_outputs = 16              # auto: FFT when each s x s phase grid has >= this many output pixels
+    fft_tile = DEFAULT_TILE           # overlap-save output tile (FFT size tile + 17); spectrum memory ~ tile**2
+
     def __init__(self, variant: str = "MSWS", use_location: bool = True, location_alpha: float = 1.0,
                  location_injection: str = "first_fc", num_classes: int = 2, dropout: float = 0.3,
                  input_channels: int | None = None):
@@ -92,6 +101,7 @@ class WMHLocationNet(nn.Module):
         self.fc2 = nn.Linear(FC_SIZES[0] * n_streams + (n_loc if location_injection == "first_fc" else 0), FC_SIZES[1])
         self.fc3 = nn.Linear(FC_SIZES[1] + (n_loc if location_injection == "second_fc" else 0), num_classes)
         self.dropout = nn.Dropout(dropout)
+        self._fc1_spectra: KernelSpectrumCache | None = None   # FC1 kernel spectra of the FFT dense path (no state)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -158,15 +168,14 @@ class WMHLocationNet(nn.Module):
     # ------------------------------------------------------------------ dense form
     def _dense_conv_features(self, images: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
         """Per stream: (last conv responses on the padded, stride-1 averaged slice, dilation)."""
-        out = []
-        for k, s in enumerate(self.scale_factors):
-            before, after = scale_padding(s)
-            a = F.pad(images, (before, after, before, after))
-            if s > 1:
-                a = F.avg_pool2d(a, kernel_size=s, stride=1)
-            stack = self.conv_stacks[k if self.variant == "MSIW" else 0]
-            out.append((stack(a, dilation=s), s))
-        return out
+        return [(self._dense_stream_features(images, k, s), s) for k, s in enumerate(self.scale_factors)]
+
+    def _dense_stream_features(self, images: torch.Tensor, stream: int, s: int) -> torch.Tensor:
+        before, after = scale_padding(s)
+        a = F.pad(images, (before, after, before, after))
+        if s > 1:
+            a = F.avg_pool2d(a, kernel_size=s, stride=1)
+        return self.conv_stacks[stream if self.variant == "MSIW" else 0](a, dilation=s)
 
     def forward_dense(self, images: torch.Tensor, location: torch.Tensor | None = None) -> torch.Tensor:
         """Dense form: (B, 2, H, W) images + (B, 8, H, W) location maps -> (B, num_classes, H, W) logits.
@@ -181,16 +190,51 @@ class WMHLocationNet(nn.Module):
         if self.variant == "MSEF":
             return self._dense_by_patches(images, location)
         fc1_out = []
-        for k, (feat, s) in enumerate(self._dense_conv_features(images)):
-            w = self.fc1[k].weight[:, :CONV_FEATURES].reshape(FC_SIZES[0], CONV_LAYERS[-1][0],
-                                                               CONV_OUT_SIZE, CONV_OUT_SIZE)
-            feat = self.dropout(feat)
-            h = F.conv2d(feat, w, self.fc1[k].bias, dilation=s)
+        for k, s in enumerate(self.scale_factors):
+            if self._use_fft_fc1(images, s):
+                h = self._dense_fc1_fft(images, k, s)
+            else:
+                feat = self._dense_stream_features(images, k, s)
+                h = F.conv2d(self.dropout(feat), self._fc1_kernel(k), self.fc1[k].bias, dilation=s)
             w_loc = self._fc1_location_weight(k)
             if w_loc is not None:
                 h = h + F.conv2d(location * self.location_alpha.to(h.dtype), w_loc[:, :, None, None])
             fc1_out.append(h)
         return self._head(fc1_out, location, dense=True)
+
+    def _fc1_kernel(self, stream: int) -> torch.Tensor:
+        """FC1 weights of one stream (without location columns) as an 18x18 kernel: (300, 110, 18, 18)."""
+        return self.fc1[stream].weight[:, :CONV_FEATURES].reshape(FC_SIZES[0], CONV_LAYERS[-1][0],
+                                                                   CONV_OUT_SIZE, CONV_OUT_SIZE)
+
+    def _use_fft_fc1(self, images: torch.Tensor, s: int) -> bool:
+        """FC1 of the scale-``s`` stream in the frequency domain? ``dense_fc1_method`` "fft" / "direct", or "auto":
+        when no gradient is needed (the cached kernel spectrum is detached) and each of the ``s x s`` phase grids has
+        >= ``fft_min_outputs`` output pixels."""
+        method = self.dense_fc1_method
+        assert method in ("auto", "fft", "direct"), f"dense_fc1_method must be auto/fft/direct, got {method!r}"
+        if method != "auto":
+            return method == "fft"
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.fc1.parameters()):
+            return False
+        h, w = images.shape[2:]
+        return math.ceil(h / s) * math.ceil(w / s) >= self.fft_min_outputs
+
+    def _dense_fc1_fft(self, images: torch.Tensor, stream: int, s: int) -> torch.Tensor:
+        """FC1 pre-activations (B, 300, H, W) of one stream: the padded, averaged slice is split into its ``s x s``
+        phase grids (batch axis), the conv stack and FC1 run undilated on them (FC1 through FFTs), then merged."""
+        h, w = images.shape[2:]
+        before, after = scale_padding(s)
+        a = F.pad(images, (before, after, before, after))
+        if s > 1:
+            a = F.avg_pool2d(a, kernel_size=s, stride=1)
+            a = polyphase_split(a, s, (h, w), PATCH_SIZE)
+        feat = self.dropout(self.conv_stacks[stream if self.variant == "MSIW" else 0](a))
+        if self._fc1_spectra is None:
+            self._fc1_spectra = KernelSpectrumCache()
+        out = conv2d_fft(feat, self._fc1_kernel(stream), self.fc1[stream].bias, dilation=1,
+                         cache=self._fc1_spectra, max_tile=self.fft_tile, cache_owner=self.fc1[stream].weight)
+        return polyphase_merge(out, s, (h, w)) if s > 1 else out
 
     def _dense_by_patches(self, images: torch.Tensor, location: torch.Tensor | None,
                           chunk: int = 1024) -> torch.Tensor:

@@ -1,0 +1,208 @@
+"""Large-kernel valid convolutions (FC1 of the WMH networks in dense form) in the frequency domain.
+
+FC1 recast as a convolution is an 18x18 kernel, 110 -> 300 channels, dilated by the scale ``s``: computed directly it
+costs 10.7 M multiply-adds per output pixel, as much as the fully connected layer costs per patch. Here it is computed
+as a cross-correlation in the Fourier domain, ``irfft2(rfft2(x) * conj(rfft2(w)))``, with one complex
+(C_in -> C_out) matrix product per frequency bin:
+
+* overlap-save tiling: the output is cut into ``T x T`` tiles, each read from a ``(T + k - 1)``-sized input tile, so
+  the FFT size (and the cached kernel spectrum, ``C_out * C_in * N * (N // 2 + 1)`` complex numbers) does not grow
+  with the slice;
+* polyphase decomposition for dilation ``s > 1``: a convolution dilated by ``s`` equals ``s**2`` undilated
+  convolutions on the phase grids ``x[..., a::s, b::s]`` (stacked on the batch axis), so the kernel is never
+  dilated and its spectrum stays small;
+* the kernel spectrum is cached per (weight tensor, its in-place version counter, tile size, dtype, device).
+
+The result equals ``F.conv2d(x, w, b, dilation=s)`` up to floating-point rounding (tested <= 1e-5).
+"""
+from __future__ import annotations
+
+import math
+import weakref
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_TILE = 25                 # output tile side T; FFT size N = T + k - 1 = 42 for k = 18
+MAX_WORK_BYTES = 128 * 2 ** 20    # bound on the per-chunk spectra of input and output tiles
+
+
+def polyphase_split(x: torch.Tensor, dilation: int, out_size: tuple[int, int], kernel_size: int) -> torch.Tensor:
+    """(P, C, H, W) -> (P * s * s, C, ceil(Ho/s) + k - 1, ceil(Wo/s) + k - 1): the ``s x s`` phase grids.
+
+    Phase ``(a, b)`` (batch index ``p * s * s + a * s + b``) is ``x[p, :, a::s, b::s]``, zero-padded at the end so
+    that an undilated valid ``k x k`` convolution of it gives the outputs ``a::s, b::s`` of the dilated convolution
+    whose output is ``out_size``.
+
+    Example:
+        >>> polyphase_split(torch.rand(1, 3, 10, 9), 2, (4, 3), 4).shape
+        torch.Size([4, 3, 5, 5])
+    """
+    s = dilation
+    p, c, h, w = x.shape
+    lh, lw = math.ceil(out_size[0] / s) + kernel_size - 1, math.ceil(out_size[1] / s) + kernel_size - 1
+    assert s * lh >= h and s * lw >= w, f"input {h}x{w} larger than the phase grids {s}x({lh}x{lw}) cover"
+    x = F.pad(x, (0, s * lw - w, 0, s * lh - h))
+    return x.view(p, c, lh, s, lw, s).permute(0, 3, 5, 1, 2, 4).reshape(p * s * s, c, lh, lw)
+
+
+def polyphase_merge(y: torch.Tensor, dilation: int, out_size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`polyphase_split` on the outputs: (P * s * s, C, h, w) -> (P, C, *out_size).
+
+    Example:
+        >>> polyphase_merge(torch.rand(4, 3, 2, 2), 2, (3, 4)).shape
+        torch.Size([1, 3, 3, 4])
+    """
+    s = dilation
+    ps2, c, h, w = y.shape
+    y = y.view(ps2 // (s * s), s, s, c, h, w).permute(0, 3, 4, 1, 5, 2).reshape(ps2 // (s * s), c, h * s, w * s)
+    return y[:, :, :out_size[0], :out_size[1]]
+
+
+class KernelSpectrumCache:
+    """Kernel spectra ``conj(rfft2(w, (Nh, Nw)))`` as (bins, C_in, C_out), one entry per owning parameter.
+
+    An entry is valid while the owner is the same tensor object (held by weak reference) with the same in-place
+    version counter (an optimizer step or ``load_state_dict`` writes in place and bumps it), FFT size, dtype and
+    device; a new tile size replaces the entry, so memory stays one spectrum per parameter.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[weakref.ref, tuple, torch.Tensor]] = {}
+
+    def get(self, owner: torch.Tensor, kernel: torch.Tensor, fft_size: tuple[int, int],
+            dtype: torch.dtype) -> torch.Tensor:
+        """Spectrum of ``kernel`` (a view of ``owner``, e.g. a reshaped Linear weight), cached under ``owner``."""
+        key = (owner._version, kernel.data_ptr(), tuple(kernel.shape), kernel.stride(), fft_size, dtype,
+               kernel.device)
+        entry = self._entries.get(id(owner))
+        if entry is not None and entry[0]() is owner and entry[1] == key:
+            return entry[2]
+        self._entries.pop(id(owner), None)           # free the old spectrum before building the new one
+        spectrum = kernel_spectrum(kernel.detach(), fft_size, dtype)
+        self._entries[id(owner)] = (weakref.ref(owner), key, spectrum)
+        return spectrum
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def kernel_spectrum(weight: torch.Tensor, fft_size: tuple[int, int], dtype: torch.dtype,
+                    chunk: int = 32) -> torch.Tensor:
+    """(C_out, C_in, k, k) real kernel -> (Nh * (Nw // 2 + 1), C_in, C_out) complex ``conj(rfft2)``, built in chunks
+    of output channels (bounded temporary memory).
+
+    Example:
+        >>> kernel_spectrum(torch.rand(5, 3, 4, 4), (8, 8), torch.float64).shape
+        torch.Size([40, 3, 5])
+    """
+    c_out, c_in = weight.shape[:2]
+    nh, nw = fft_size
+    bins = nh * (nw // 2 + 1)
+    out = torch.empty(bins, c_in, c_out, dtype=torch.complex128 if dtype == torch.float64 else torch.complex64,
+                      device=weight.device)
+    for start in range(0, c_out, chunk):
+        w = weight[start:start + chunk].to(dtype)
+        spec = torch.fft.rfft2(w, s=(nh, nw)).conj()                 # (c, C_in, Nh, Nf)
+        out[:, :, start:start + chunk] = spec.reshape(spec.shape[0], c_in, bins).permute(2, 1, 0)
+    return out
+
+
+def fft_conv2d_valid(x: torch.Tensor, spectrum: torch.Tensor, bias: torch.Tensor | None, kernel_size: int,
+                     tile: tuple[int, int]) -> torch.Tensor:
+    """Undilated valid cross-correlation of (P, C_in, H, W) with the kernel whose spectrum (for FFT size
+    ``tile + kernel_size - 1``) is given: (P, C_out, H - k + 1, W - k + 1), in ``x``'s dtype.
+
+    Overlap-save: output tile ``T`` reads input tile ``N = T + k - 1``; the circular correlation of length ``N`` is
+    exact on the first ``T`` outputs.
+    """
+    k = kernel_size
+    p, c_in, h, w = x.shape
+    ho, wo = h - k + 1, w - k + 1
+    th, tw = tile
+    nh, nw = th + k - 1, tw + k - 1
+    nf = nw // 2 + 1
+    bins, c_out = spectrum.shape[0], spectrum.shape[2]
+    assert bins == nh * nf and spectrum.shape[1] == c_in, "kernel spectrum does not match the tile / channels"
+    n_th, n_tw = math.ceil(ho / th), math.ceil(wo / tw)
+    real = torch.float64 if spectrum.dtype == torch.complex128 else torch.float32
+    xp = F.pad(x.to(real), (0, n_tw * tw + k - 1 - w, 0, n_th * th + k - 1 - h))
+    tiles = xp.unfold(2, nh, th).unfold(3, nw, tw)                       # (P, C, n_th, n_tw, Nh, Nw)
+    tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(p * n_th * n_tw, c_in, nh, nw)
+    m_total = tiles.shape[0]
+    bytes_per_tile = bins * (c_in + c_out) * spectrum.element_size() * 2
+    chunk = max(1, MAX_WORK_BYTES // bytes_per_tile)
+    out = torch.empty(th, tw, m_total, c_out, dtype=real, device=x.device)
+    for start in range(0, m_total, chunk):
+        t = tiles[start:start + chunk]
+        m = t.shape[0]
+        spec_x = torch.fft.rfft2(t).reshape(m, c_in, bins).permute(2, 0, 1).contiguous()    # (bins, m, C_in)
+        spec_y = torch.bmm(spec_x, spectrum).view(nh, nf, m, c_out)                        # (Nh, Nf, m, C_out)
+        # inverse transform, separable, keeping only the T x T valid outputs of each tile
+        rows = torch.fft.ifft(spec_y, dim=0)[:th]
+        out[:, :, start:start + m] = torch.fft.irfft(rows, n=nw, dim=1)[:, :tw]
+    y = out.view(th, tw, p, n_th, n_tw, c_out).permute(2, 5, 3, 0, 4, 1).reshape(p, c_out, n_th * th, n_tw * tw)
+    y = y[:, :, :ho, :wo]
+    if bias is not None:
+        y = y + bias.to(real)[None, :, None, None]
+    return y.to(x.dtype)
+
+
+def smooth_fft_size(n: int) -> int:
+    """Smallest integer >= n whose prime factors are 2, 3, 5 or 7 (fast sizes for pocketfft / cuFFT).
+
+    Example:
+        >>> smooth_fft_size(41)
+        42
+    """
+    while True:
+        m = n
+        for p in (2, 3, 5, 7):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
+def fft_tile(out_size: tuple[int, int], kernel_size: int, max_tile: int = DEFAULT_TILE) -> tuple[int, int]:
+    """Output tile per axis: ``min(axis length, max_tile)`` grown so that the FFT size ``tile + k - 1`` is smooth.
+
+    Example:
+        >>> fft_tile((96, 10), 18)
+        (25, 10)
+    """
+    return tuple(smooth_fft_size(min(o, max_tile) + kernel_size - 1) - kernel_size + 1 for o in out_size)
+
+
+def conv2d_fft(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int = 1,
+               cache: KernelSpectrumCache | None = None, max_tile: int = DEFAULT_TILE,
+               dtype: torch.dtype = torch.float32, cache_owner: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, dilation=dilation)`` (valid, stride 1, square kernel) through FFTs.
+
+    ``cache`` keeps the kernel spectrum between calls, under ``cache_owner`` (the parameter ``weight`` is a view of;
+    default ``weight``). It is bypassed when a gradient with respect to ``weight`` is needed (cached spectra are
+    detached).
+
+    Example:
+        >>> x, w = torch.rand(1, 3, 30, 30), torch.rand(4, 3, 5, 5)
+        >>> bool((conv2d_fft(x, w, None, dilation=2) - F.conv2d(x, w, dilation=2)).abs().max() < 1e-4)
+        True
+    """
+    k = weight.shape[-1]
+    assert weight.shape[-2] == k, "square kernels only"
+    s = dilation
+    ho, wo = x.shape[2] - s * (k - 1), x.shape[3] - s * (k - 1)
+    assert ho > 0 and wo > 0, f"input {tuple(x.shape[2:])} smaller than the dilated kernel"
+    phases = polyphase_split(x, s, (ho, wo), k) if s > 1 else x
+    tile = fft_tile((math.ceil(ho / s), math.ceil(wo / s)), k, max_tile)
+    fft_size = (tile[0] + k - 1, tile[1] + k - 1)
+    if cache is None or (torch.is_grad_enabled() and weight.requires_grad):
+        spectrum = kernel_spectrum(weight, fft_size, dtype)          # differentiable, not cached
+    else:
+        spectrum = cache.get(weight if cache_owner is None else cache_owner, weight, fft_size, dtype)
+    y = fft_conv2d_valid(phases, spectrum, bias, k, tile)
+    return polyphase_merge(y, s, (ho, wo)) if s > 1 else y
