@@ -79,3 +79,16 @@ def test_nnunet_builds_the_networks_from_a_plans_entry():
                         ("nnunet_ataxia.architectures.M2InceptionUNet", 550_097)):
         net = get_network_from_plans(name, {}, [], 1, 1, allow_init=True, deep_supervision=False)
         assert n_params(net) == count
+
+
+def test_m2_channels_last_layout_gives_the_same_result():
+    torch.manual_seed(0)
+    net = M2InceptionUNet(2, 3).eval()
+    x = torch.randn(1, 2, 32, 16, 48)
+    with torch.no_grad():
+        fast = net(x)
+        net.memory_format = torch.contiguous_format
+        net.to(memory_format=torch.contiguous_format)
+        plain = net(x)
+    assert fast.is_contiguous()
+    assert torch.allclose(fast, plain, atol=1e-5)

@@ -73,6 +73,9 @@ class M2InceptionUNet(nn.Module):
     """
 
     divisor: int = 16
+    #: memory layout used inside the network: channels-last makes oneDNN's CPU convolutions and max-pooling markedly
+    #: faster (``benchmarks/bench_networks.py``); the result is the same (tested), set ``contiguous_format`` to compare
+    memory_format: torch.memory_format = torch.channels_last_3d
 
     def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False,
                  dropout: float = 0.2) -> None:
@@ -100,9 +103,11 @@ class M2InceptionUNet(nn.Module):
             self.decoder.append(InceptionBlock3d(n_t + skip, n))
         self.dropout = nn.Dropout3d(p=dropout) if dropout > 0 else nn.Identity()
         self.output_conv = nn.Conv3d(16, num_classes, kernel_size=1)
+        self.to(memory_format=self.memory_format)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_spatial_divisibility(tuple(x.shape[2:]), self.divisor, type(self).__name__)
+        x = x.contiguous(memory_format=self.memory_format)
         skips = []
         for i, block in enumerate(self.encoder):
             x = block(x if i == 0 else self.pool(x))
@@ -111,4 +116,4 @@ class M2InceptionUNet(nn.Module):
         # skips[-1] is the bottom's input (same resolution), the decoder uses skips[3], [2], [1], [0]
         for up, block, skip in zip(self.up, self.decoder, reversed(skips[:-1])):
             x = block(torch.cat([F.relu(up(x)), skip], dim=1))
-        return self.output_conv(self.dropout(x))
+        return self.output_conv(self.dropout(x)).contiguous()

@@ -115,7 +115,7 @@ def convert_wmh_dataset(input_dir: str | Path, output_dir: str | Path | None = N
         layout: ``plain``, ``miccai`` or ``auto``.
         miccai_images: ``pre`` or ``orig`` images of the MICCAI layout.
         prior_fold: build the WMH prior without the validation cases of this fold of nnU-Net's default 5-fold split
-            (written as ``splits_final.json``); ``None`` = from all training cases (see docs/wmh_data.md).
+            (written as ``splits_final.json``); ``None`` = from all training cases (see the README, "WMH prior and leakage").
         num_folds: folds of that split.
         num_processes: cases converted in parallel.
         options: a :class:`nnunet_ataxia.wmh.pipeline.WMHOptions` (default settings when ``None``).

@@ -1,6 +1,6 @@
 """nnU-Net 2d trainers for the location-sensitive WMH networks of Ghafoorian et al.
 
-Input per case (WMH conventions, ``docs/wmh_networks.md``): channel 0 T1, 1 FLAIR, 2-9 location features (``noNorm``,
+Input per case (the README's WMH conventions): channel 0 T1, 1 FLAIR, 2-9 location features (``noNorm``,
 per case in [0, 1] inside the brain mask, 0 outside). The dense form of :class:`WMHLocationNet` is trained with
 cross-entropy on a balanced pixel sample per batch (50 % of the foreground pixels and as many background pixels from
 inside the brain mask; ignore label never sampled), RMSprop, dropout 0.3, Glorot init, no deep supervision. nnU-Net's
