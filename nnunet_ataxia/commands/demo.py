@@ -10,7 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="parallel processes (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the demo subjects")
     parser.add_argument("--trainer", default=None,
-                        help="nnU-Net trainer (default M2InceptionTrainer_paperNDA_demo; M2InceptionTrainer_paperNDA_smoke with --quick)")
+                        help="nnU-Net trainer (default M2InceptionTrainer_paperWDA_demo; M2InceptionTrainer_paperNDA_smoke with --quick)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -77,7 +77,8 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
         quick: tiny run (fewer, coarser subjects; ``M2InceptionTrainer_smoke``) for tests.
         num_processes: parallel processes for generation, conversion and nnU-Net preprocessing.
         seed: seed of the demo subjects.
-        trainer: nnU-Net trainer (default ``M2InceptionTrainer_paperNDA_demo``, or ``M2InceptionTrainer_paperNDA_smoke`` with ``quick``).
+        trainer: nnU-Net trainer (default ``M2InceptionTrainer_paperWDA_demo``; with ``quick``
+            ``M2InceptionTrainer_paperNDA_smoke``).
 
     Example:
         >>> run_demo("nnunet_ataxia_demo")  # doctest: +SKIP
@@ -85,7 +86,7 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
     started = time.time()
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    trainer = trainer or ("M2InceptionTrainer_paperNDA_smoke" if quick else "M2InceptionTrainer_paperNDA_demo")
+    trainer = trainer or ("M2InceptionTrainer_paperNDA_smoke" if quick else "M2InceptionTrainer_paperWDA_demo")
     from nnunet_ataxia.commands.trainer_path import shim_folder
 
     env = dict(os.environ, nnUNet_raw=str(out / "nnUNet_raw"), nnUNet_preprocessed=str(out / "nnUNet_preprocessed"),
