@@ -16,7 +16,6 @@ import time
 import torch
 
 from nnunet_ataxia.architectures.wmh_location_networks import VARIANTS, WMHLocationNet, expected_parameter_count
-from nnunet_ataxia.architectures.wmh_patches import extract_multiscale_patches
 
 
 def _sync(device: torch.device) -> None:
@@ -42,19 +41,9 @@ def _timed(fn, device: torch.device) -> tuple[torch.Tensor, float]:
 
 
 def patch_inference(net: WMHLocationNet, case: torch.Tensor, batch: int) -> torch.Tensor:
-    """The paper's way: classify the patches centred at every pixel, ``batch`` pixels per forward pass."""
-    z_n, _, h, w = case.shape
-    out = torch.empty(z_n, net.num_classes, h, w, device=case.device)
-    rows, cols = torch.meshgrid(torch.arange(h, device=case.device), torch.arange(w, device=case.device),
-                                indexing="ij")
-    rows, cols = rows.flatten(), cols.flatten()
-    for z in range(z_n):
-        for start in range(0, rows.numel(), batch):
-            r, c = rows[start:start + batch], cols[start:start + batch]
-            patches = extract_multiscale_patches(case[z, :2], r, c, net.scale_factors)
-            loc = case[z, 2:, r, c].T if net.use_location else None
-            out[z][:, r, c] = torch.softmax(net.forward_patches(patches, loc), 1).T
-    return out
+    """The paper's way (``WMHLocationNet.forward_patchwise``): ``batch`` pixels' patches per forward pass."""
+    location = case[:, 2:10] if net.use_location else None
+    return torch.softmax(net.forward_patchwise(case[:, :2], location, chunk=batch), 1)
 
 
 def main() -> int:

@@ -188,7 +188,7 @@ class WMHLocationNet(nn.Module):
             assert location is not None and location.shape[1] == NUM_LOCATION_FEATURES and \
                 location.shape[2:] == images.shape[2:], "location maps must be (B, 8, H, W) like the images"
         if self.variant == "MSEF":
-            return self._dense_by_patches(images, location)
+            return self.forward_patchwise(images, location)
         fc1_out = []
         for k, s in enumerate(self.scale_factors):
             if self._use_fft_fc1(images, s):
@@ -236,8 +236,12 @@ class WMHLocationNet(nn.Module):
                          cache=self._fc1_spectra, max_tile=self.fft_tile, cache_owner=self.fc1[stream].weight)
         return polyphase_merge(out, s, (h, w)) if s > 1 else out
 
-    def _dense_by_patches(self, images: torch.Tensor, location: torch.Tensor | None,
+    def forward_patchwise(self, images: torch.Tensor, location: torch.Tensor | None,
                           chunk: int = 1024) -> torch.Tensor:
+        """The paper's way: the patch classifier on the patches centred at every pixel, ``chunk`` pixels per pass.
+
+        Same input and output as :meth:`forward_dense` (logits); MSEF's dense form is this.
+        """
         b, _, h, w = images.shape
         out = images.new_empty(b, self.num_classes, h, w)
         rows, cols = torch.meshgrid(torch.arange(h, device=images.device), torch.arange(w, device=images.device),
