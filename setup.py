@@ -12,7 +12,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["nnunet_ataxia", "nnunet_ataxia.*"]),
-    package_data={"nnunet_ataxia": ["nnunet_ext_trainers/*.py", "data/*"]},
+    package_data={"nnunet_ataxia": ["nnunet_ext_trainers/*.py", "data/*", "data/pretrained/*"]},
     include_package_data=True,
     install_requires=[
         "nnunetv2>=2.8,<2.9",

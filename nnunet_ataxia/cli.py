@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
-from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.errors import InputError, one_line, os_error_message
 
 # sub-command name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -42,13 +43,26 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "wmh-stats": ("nnunet_ataxia.commands.wmh_stats",
                   "WMH threshold sweep, ROC/AUC and patient-level bootstrap comparison"),
     "report": ("nnunet_ataxia.commands.report", "gather an experiment's results into one Markdown/HTML page"),
+    "train-pretrained": ("nnunet_ataxia.commands.train_pretrained",
+                         "reproduce the pretrained M2: generate data, plan, train (resumable chunks), export"),
     "demo": ("nnunet_ataxia.commands.demo", "the main job: build the demo, convert, plan, train, predict, report"),
+    "segment": ("nnunet_ataxia.commands.segment",
+                "segment cerebellum and brainstem in native T1 images (pretrained M2): masks, volumes, QC"),
+    "install-pretrained": ("nnunet_ataxia.commands.install_pretrained",
+                           "install the shipped pretrained M2 into nnUNet_results (for nnUNetv2_predict / fine-tuning)"),
 }
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse parser whose usage errors are one line ``error: <command>: <problem>`` (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser(available_only: bool = True) -> argparse.ArgumentParser:
     """Build the top-level parser with one sub-parser per sub-command module that can be imported."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="nnunet-ataxia",
         description="nnU-Net v2 plugin for cerebellum/brainstem (SCA2) and WMH segmentation.",
     )
@@ -67,18 +81,36 @@ def build_parser(available_only: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: str, code: int) -> int:
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``nnunet-ataxia`` console script."""
+    """Entry point of the ``nnunet-ataxia`` console script.
+
+    Every failure ends in one line ``error: <file or case>: <problem>`` on stderr and a non-zero exit status:
+    1 for bad input and OS errors (permissions, read-only file system, disk full), 2 for a wrong command line,
+    130 for Ctrl-C. Set ``NNUNET_ATAXIA_TRACEBACK=1`` to get the traceback of an unexpected error.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code = args._run(args)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _fail(str(e), 1)
+    except KeyboardInterrupt as e:
+        return _fail(str(e) or f"{args.command}: interrupted; outputs are written atomically, nothing half-written "
+                               f"was left behind", 130)
+    except OSError as e:
+        return _fail(os_error_message(e), 1)
+    except MemoryError:
+        return _fail(f"{args.command}: out of memory (use fewer processes, or a machine with more memory)", 1)
+    except Exception as e:  # a bug, not the user's fault: still one line, the traceback on request
+        if os.environ.get("NNUNET_ATAXIA_TRACEBACK"):
+            raise
+        return _fail(f"{args.command}: unexpected {type(e).__name__}: {e} (this is a bug; re-run with "
+                     f"NNUNET_ATAXIA_TRACEBACK=1 and report the traceback)", 1)
     return int(code or 0)
 
 

@@ -34,17 +34,22 @@ def test_preprocess_mri_then_to_native_round_trip(native_folder, tmp_path, capsy
     assert code == 0
     image = sitk.ReadImage(str(out / "s01_0000.nii.gz"))
     assert image.GetSize() == (128, 128, 96)
-    assert (out / "labels" / "s01_0000.nii.gz").is_file()
-    assert (out / "transforms" / "s01_0000" / "mni_to_native.tfm").is_file()
+    assert (out / "labels" / "s01.nii.gz").is_file()  # case id without nnU-Net's _0000 channel suffix
+    assert (out / "transforms" / "s01" / "mni_to_native.tfm").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+    # nnUNetv2_predict -i <out> finds the case by nnU-Net's own naming rule and names its prediction <id>.nii.gz
+    from nnunetv2.utilities.utils import get_identifiers_from_splitted_dataset_folder
+    [identifier] = get_identifiers_from_splitted_dataset_folder(str(out), ".nii.gz")
+    assert identifier == "s01"
 
     # the preprocessed labels play the part of a prediction: map them back and compare volumes
     preds = tmp_path / "preds"
     preds.mkdir()
-    os.replace(out / "labels" / "s01_0000.nii.gz", preds / "s01_0000.nii.gz")
+    os.replace(out / "labels" / "s01.nii.gz", preds / f"{identifier}.nii.gz")
     native_out = tmp_path / "native"
     assert main(["to-native", "-i", str(preds), "-t", str(out / "transforms"), "-o", str(native_out)]) == 0
-    back = sitk.ReadImage(str(native_out / "s01_0000.nii.gz"))
+    back = sitk.ReadImage(str(native_out / "s01.nii.gz"))
     assert back.GetSize() == native_labels.GetSize()
     assert np.allclose(back.GetOrigin(), native_labels.GetOrigin())
     table = pd.read_csv(native_out / "volumes_native.tsv", sep="\t")
@@ -70,5 +75,5 @@ def test_preprocess_mri_bad_input_exits_1_and_leaves_nothing(native_folder, tmp_
     assert main(["preprocess-mri", "-i", str(root / "images"), "-o", str(out), "--labels", str(bad)]) == 1
     assert "s01_0000.nii.gz: no label map named s01" in capsys.readouterr().err
     # to-native without transforms for a prediction
-    assert main(["to-native", "-i", str(root / "labels"), "-t", str(tmp_path), "-o", str(tmp_path / "n")]) == 1
+    assert main(["to-native", "-i", str(root / "labels"), "-t", str(bad), "-o", str(tmp_path / "n")]) == 1
     assert "no transform folder" in capsys.readouterr().err

@@ -1,7 +1,11 @@
-"""Checks shared by the plugin's architectures."""
+"""Checks and fast CPU building blocks shared by the plugin's architectures."""
 from __future__ import annotations
 
 from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 class PatchSizeError(ValueError):
@@ -35,3 +39,128 @@ def round_up_to_multiple(spatial_shape: Sequence[int], divisor: int) -> list[int
         [48, 64, 48]
     """
     return [int(-(-int(s) // divisor) * divisor) for s in spatial_shape]
+
+
+#: the memory layout M1/M2 run in on the CPU: oneDNN's channels-last 3D convolutions and PyTorch's channels-last max
+#: pooling are several times faster than their channels-first versions for these small channel counts
+#: (``benchmarks/bench_networks.py``); the numbers are the same (tested)
+CHANNELS_LAST = torch.channels_last_3d
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the channels-last 3D layout (no copy when it already is).
+
+    Example:
+        >>> to_channels_last(torch.zeros(1, 2, 4, 4, 4)).is_contiguous(memory_format=CHANNELS_LAST)
+        True
+    """
+    return x.contiguous(memory_format=CHANNELS_LAST)
+
+
+def _onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16)
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and not torch.is_autocast_enabled("cpu") and hasattr(torch.ops.aten, "mkldnn_convolution")
+            and not torch.compiler.is_compiling())
+
+
+def conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)``, on the CPU through oneDNN directly and in the channels-last layout.
+
+    PyTorch's own dispatch sends small batch-1 inputs (every inference patch of the lower levels) to its slow
+    reference convolution; oneDNN is 10–20× faster there. The result equals ``conv(x)`` (to float rounding), autograd
+    included; elsewhere (GPU, autocast, ``torch.compile``, no oneDNN) this is plain ``conv(x)``.
+
+    Example:
+        >>> conv = nn.Conv3d(2, 4, 3, padding=1)
+        >>> conv3d(conv, torch.zeros(1, 2, 8, 8, 8)).shape
+        torch.Size([1, 4, 8, 8, 8])
+    """
+    if not _onednn_applies(x, conv.weight) or isinstance(conv.padding, str):
+        return conv(x)
+    out = torch.ops.aten.mkldnn_convolution(x, conv.weight, conv.bias, list(conv.padding), list(conv.stride),
+                                            list(conv.dilation), conv.groups)
+    return to_channels_last(out)
+
+
+def conv1x1(conv: nn.Conv3d, *parts: torch.Tensor) -> torch.Tensor:
+    """The 1×1×1 convolution ``conv(torch.cat(parts, dim=1))``, as matrix products over the channels-last channel axis.
+
+    Each part is multiplied by its slice of the weights and the products are accumulated in place, so a concatenation
+    that only feeds this convolution is never built. On the CPU the backward pass is several times faster than
+    oneDNN's for the few channels of M1/M2, and the result is channels-last (no layout copies). The weights stay
+    ``conv``'s, so checkpoints are unchanged.
+
+    Example:
+        >>> conv = nn.Conv3d(6, 2, 1)
+        >>> a, b = torch.randn(1, 4, 4, 4, 4), torch.randn(1, 2, 4, 4, 4)
+        >>> torch.allclose(conv1x1(conv, a, b), conv(torch.cat([a, b], dim=1)), atol=1e-6)
+        True
+    """
+    assert conv.kernel_size == (1, 1, 1) and conv.stride == (1, 1, 1) and conv.groups == 1, conv
+    assert sum(p.shape[1] for p in parts) == conv.in_channels, (conv, [tuple(p.shape) for p in parts])
+    weight = conv.weight.flatten(1)
+    n, _, *spatial = parts[0].shape
+    out, start = None, 0
+    for part in parts:
+        rows = to_channels_last(part).permute(0, 2, 3, 4, 1).reshape(-1, part.shape[1])
+        # a contiguous slice: autograd then computes the weight gradient as grad^T @ rows, 10x faster on the CPU
+        # than rows^T @ grad for these shapes (PyTorch's mm_mat2_backward picks the order from the strides)
+        w = weight[:, start:start + part.shape[1]].contiguous().t()
+        start += part.shape[1]
+        if out is None:
+            out = rows @ w if conv.bias is None else torch.addmm(conv.bias, rows, w)
+        else:  # in place: autocast does not apply, so match the dtype of the first product (bf16 under autocast)
+            out = out.addmm_(rows.to(out.dtype), w.to(out.dtype))
+    return out.view(n, *spatial, conv.out_channels).permute(0, 4, 1, 2, 3)
+
+
+def max_pool3x3(x: torch.Tensor) -> torch.Tensor:
+    """Max pooling, kernel 3, stride 1, padding 1 (``same``): ``F.max_pool3d(x, 3, 1, 1)``.
+
+    When no gradient is needed for ``x`` (inference, or the network's input image) it is computed separably, one
+    axis after the other (max is separable), which is 1.5–15× faster on the CPU and gives the same numbers.
+
+    Example:
+        >>> x = torch.randn(1, 2, 5, 6, 7)
+        >>> torch.equal(max_pool3x3(x), F.max_pool3d(x, 3, 1, 1))
+        True
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        return F.max_pool3d(x, kernel_size=3, stride=1, padding=1)
+    for axis in range(2, x.ndim):
+        size = x.shape[axis]
+        if size == 1:
+            continue
+        # out[i] = max(x[i], x[i+1]), then out[i] = max(out[i], x[i-1]): two passes, no copy of x
+        out = torch.empty_like(x)
+        torch.maximum(x.narrow(axis, 0, size - 1), x.narrow(axis, 1, size - 1), out=out.narrow(axis, 0, size - 1))
+        out.narrow(axis, size - 1, 1).copy_(x.narrow(axis, size - 1, 1))
+        after = out.narrow(axis, 1, size - 1)
+        torch.maximum(after, x.narrow(axis, 0, size - 1), out=after)
+        x = out
+    return x
+
+
+#: where M1/M2 apply their dropout (see :func:`make_dropout`)
+DROPOUT_PLACEMENTS = ("features", "output")
+
+
+def make_dropout(p: float, placement: str) -> nn.Module:
+    """The dropout module of M1/M2 for ``placement``.
+
+    ``"features"``: channel-wise ``Dropout3d`` of the feature maps that enter the output convolution (the nnU-Net
+    recipe trainers and the released pretrained model). ``"output"``: element-wise ``Dropout`` of the output
+    convolution's result — "a dropout of 0.2 after the last convolutional layer" in the paper, Keras ``Dropout(0.2)``
+    after the output ``Conv3D`` in the authors' code (used by the ``_paperWDA`` / ``_paperNDA`` trainers).
+    Dropout has no parameters, so the placement does not change checkpoints or inference.
+
+    Example:
+        >>> make_dropout(0.2, "output")
+        Dropout(p=0.2, inplace=False)
+    """
+    if placement not in DROPOUT_PLACEMENTS:
+        raise ValueError(f"dropout placement must be one of {DROPOUT_PLACEMENTS}, got {placement!r}")
+    if p <= 0:
+        return nn.Identity()
+    return nn.Dropout3d(p=p) if placement == "features" else nn.Dropout(p=p)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from nnunet_ataxia.architectures.common import check_spatial_divisibility
+from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, conv3d, make_dropout,
+                                                to_channels_last)
 
 
 def _conv(in_channels: int, out_channels: int, dilation: int = 1) -> nn.Sequential:
@@ -35,7 +37,13 @@ class M1UNet(nn.Module):
         num_classes: number of output channels (nnU-Net passes the number of segmentation heads).
         deep_supervision: accepted for nnU-Net's ``get_network_from_plans``; M1 has no deep supervision, so only
             ``False`` is allowed.
-        dropout: dropout probability before the output convolution (0.2 in the paper).
+        dropout: dropout probability (0.2 in the paper).
+        dropout_placement: ``"features"`` (channel-wise dropout of the 4 feature maps before the output convolution)
+            or ``"output"`` (element-wise dropout of the output convolution's result, as the paper and the authors'
+            Keras code do); see :func:`~nnunet_ataxia.architectures.common.make_dropout`.
+
+    On the CPU the network runs in the channels-last layout with oneDNN convolutions (``common.conv3d``); the
+    function and the parameters are those of the plain layers.
 
     Example:
         >>> net = M1UNet(input_channels=1, num_classes=3)
@@ -46,7 +54,7 @@ class M1UNet(nn.Module):
     divisor: int = 8
 
     def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False,
-                 dropout: float = 0.2) -> None:
+                 dropout: float = 0.2, dropout_placement: str = "features") -> None:
         super().__init__()
         assert input_channels >= 1, f"input_channels must be >= 1, got {input_channels}"
         assert num_classes >= 1, f"num_classes must be >= 1, got {num_classes}"
@@ -65,15 +73,35 @@ class M1UNet(nn.Module):
         self.up2 = _up(32, 16)
         self.dec2 = nn.Sequential(_conv(32, 16), _conv(16, 16))
         self.up1 = _up(16, 4)
-        self.dropout = nn.Dropout3d(p=dropout) if dropout > 0 else nn.Identity()
+        self.dropout_placement = dropout_placement
+        self.dropout = make_dropout(dropout, dropout_placement)
         self.output_conv = nn.Conv3d(4, num_classes, kernel_size=3, padding=1, bias=True)
+        self.to(memory_format=CHANNELS_LAST)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_spatial_divisibility(tuple(x.shape[2:]), self.divisor, type(self).__name__)
-        e1 = self.enc1(x)
-        skip_a = self.enc2(self.pool(e1))
-        skip_b = self.enc3(self.pool(skip_a))
-        b = self.bottom(self.pool(skip_b))
-        d3 = self.dec3(torch.cat([self.up3(b), skip_b], dim=1))
-        d2 = self.dec2(torch.cat([self.up2(d3), skip_a], dim=1))
-        return self.output_conv(self.dropout(self.up1(d2)))
+        e1 = _stage(self.enc1, to_channels_last(x))
+        skip_a = _stage(self.enc2, self.pool(e1))
+        skip_b = _stage(self.enc3, self.pool(skip_a))
+        b = _stage(self.bottom, self.pool(skip_b))
+        d3 = _stage(self.dec3, torch.cat([_upsample(self.up3, b), skip_b], dim=1))
+        d2 = _stage(self.dec2, torch.cat([_upsample(self.up2, d3), skip_a], dim=1))
+        x = _upsample(self.up1, d2)
+        if self.dropout_placement == "features":
+            x = self.dropout(x)
+        out = conv3d(self.output_conv, x)
+        if self.dropout_placement == "output":
+            out = self.dropout(out)
+        return out.contiguous()
+
+
+def _stage(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Run a sequence of ``_conv`` blocks (convolution + ReLU) in the channels-last layout."""
+    for conv, _ in layers:
+        x = F.relu(conv3d(conv, x), inplace=True)
+    return x
+
+
+def _upsample(up: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Run an ``_up`` block (transposed convolution + ReLU), result channels-last."""
+    return F.relu(to_channels_last(up[0](x)), inplace=True)

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunet_ataxia.architectures.common import check_spatial_divisibility
+from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, conv1x1, conv3d,
+                                                make_dropout, max_pool3x3, to_channels_last)
 
 
 class InceptionBlock3d(nn.Module):
@@ -33,23 +34,50 @@ class InceptionBlock3d(nn.Module):
         self.t4 = nn.Conv3d(in_channels, n, kernel_size=1)
         self.out_channels = 4 * n
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t1 = F.relu(self.t1(x))
-        t2 = F.relu(self.t2(t1))
-        t3 = F.relu(self.t3(t2))
-        t4 = F.relu(self.t4(self.pool(x)))
+    def forward(self, *parts: torch.Tensor) -> torch.Tensor:
+        """The block applied to ``torch.cat(parts, dim=1)``; the concatenation itself is never built.
+
+        Computed in the channels-last layout: the 1×1 branches as matrix products over channels, accumulated part by
+        part (``common.conv1x1``), the 3×3×3 ones through oneDNN (``common.conv3d``), max pooling per part (it acts
+        on each channel alone), ReLU in place. The same function and parameters as the plain layers (tested).
+        """
+        parts = [to_channels_last(p) for p in parts]
+        t1 = F.relu(conv1x1(self.t1, *parts), inplace=True)
+        t2 = F.relu(conv3d(self.t2, t1), inplace=True)
+        t3 = F.relu(conv3d(self.t3, t2), inplace=True)
+        t4 = F.relu(conv1x1(self.t4, *[max_pool3x3(p) for p in parts]), inplace=True)
         return torch.cat([t1, t2, t3, t4], dim=1)
 
 
 class _SamePadMaxPool3d(nn.Module):
-    """Max pooling, kernel 3, stride 2, with TensorFlow's ``same`` padding (output = ceil(input / 2))."""
+    """Max pooling, kernel 3, stride 2, with TensorFlow's ``same`` padding (output = ceil(input / 2)).
+
+    For even sizes (always the case inside M2, whose input is divisible by 16) TensorFlow pads one voxel at the end,
+    which is exactly PyTorch's ``ceil_mode`` window: no padded copy of the input is made.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if all(size % 2 == 0 for size in x.shape[2:]):
+            if torch.is_grad_enabled() and x.requires_grad:
+                return F.max_pool3d(x, kernel_size=3, stride=2, ceil_mode=True)
+            # no gradient needed: separably, out[i] = max(x[2i], x[2i+1], x[2i+2]) one axis after the other
+            for axis in range(2, x.ndim):
+                even, odd = x[_every_other(x.ndim, axis, 0)], x[_every_other(x.ndim, axis, 1)]
+                out = torch.maximum(even, odd)
+                head = out.narrow(axis, 0, out.shape[axis] - 1)
+                torch.maximum(head, even.narrow(axis, 1, even.shape[axis] - 1), out=head)
+                x = out
+            return x
         pads = []
         for size in reversed(x.shape[2:]):
             total = max(3 - (2 if size % 2 == 0 else 1), 0)
             pads += [total // 2, total - total // 2]
         return F.max_pool3d(F.pad(x, pads, value=float("-inf")), kernel_size=3, stride=2)
+
+
+def _every_other(ndim: int, axis: int, start: int) -> tuple:
+    """Index taking every other element of ``axis``, from ``start``."""
+    return tuple(slice(start, None, 2) if a == axis else slice(None) for a in range(ndim))
 
 
 class M2InceptionUNet(nn.Module):
@@ -64,7 +92,10 @@ class M2InceptionUNet(nn.Module):
         input_channels: number of image channels.
         num_classes: number of output channels (nnU-Net passes the number of segmentation heads).
         deep_supervision: accepted for nnU-Net's ``get_network_from_plans``; only ``False`` is allowed.
-        dropout: dropout probability before the output convolution (0.2 in the paper).
+        dropout: dropout probability (0.2 in the paper).
+        dropout_placement: ``"features"`` (channel-wise dropout of the 16 feature maps before the output convolution)
+            or ``"output"`` (element-wise dropout of the output convolution's result, as the paper and the authors'
+            Keras code do); see :func:`~nnunet_ataxia.architectures.common.make_dropout`.
 
     Example:
         >>> net = M2InceptionUNet(input_channels=1, num_classes=3)
@@ -73,12 +104,9 @@ class M2InceptionUNet(nn.Module):
     """
 
     divisor: int = 16
-    #: memory layout used inside the network: channels-last makes oneDNN's CPU convolutions and max-pooling markedly
-    #: faster (``benchmarks/bench_networks.py``); the result is the same (tested), set ``contiguous_format`` to compare
-    memory_format: torch.memory_format = torch.channels_last_3d
 
     def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False,
-                 dropout: float = 0.2) -> None:
+                 dropout: float = 0.2, dropout_placement: str = "features") -> None:
         super().__init__()
         assert input_channels >= 1, f"input_channels must be >= 1, got {input_channels}"
         assert num_classes >= 1, f"num_classes must be >= 1, got {num_classes}"
@@ -101,13 +129,14 @@ class M2InceptionUNet(nn.Module):
         for n_in, n_t, skip, n in decoder_spec:
             self.up.append(nn.ConvTranspose3d(n_in, n_t, kernel_size=3, stride=2, padding=1, output_padding=1))
             self.decoder.append(InceptionBlock3d(n_t + skip, n))
-        self.dropout = nn.Dropout3d(p=dropout) if dropout > 0 else nn.Identity()
+        self.dropout_placement = dropout_placement
+        self.dropout = make_dropout(dropout, dropout_placement)
         self.output_conv = nn.Conv3d(16, num_classes, kernel_size=1)
-        self.to(memory_format=self.memory_format)
+        self.to(memory_format=CHANNELS_LAST)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_spatial_divisibility(tuple(x.shape[2:]), self.divisor, type(self).__name__)
-        x = x.contiguous(memory_format=self.memory_format)
+        x = to_channels_last(x)
         skips = []
         for i, block in enumerate(self.encoder):
             x = block(x if i == 0 else self.pool(x))
@@ -115,5 +144,10 @@ class M2InceptionUNet(nn.Module):
         x = self.bottom(x)
         # skips[-1] is the bottom's input (same resolution), the decoder uses skips[3], [2], [1], [0]
         for up, block, skip in zip(self.up, self.decoder, reversed(skips[:-1])):
-            x = block(torch.cat([F.relu(up(x)), skip], dim=1))
-        return self.output_conv(self.dropout(x)).contiguous()
+            x = block(F.relu(up(x), inplace=True), skip)  # = block(concat[up, skip]), without the copy
+        if self.dropout_placement == "features":
+            x = self.dropout(x)
+        out = conv1x1(self.output_conv, x)
+        if self.dropout_placement == "output":
+            out = self.dropout(out)
+        return out.contiguous()

@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.utils.output_folders import add_overwrite_argument
+
+#: files that identify an output folder of this command written before the marker file existed
+LEGACY_OUTPUT_FILES = ("volumes.csv", "volumes_summary.json")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", "-o", required=True, help="output folder (replaced atomically)")
+    parser.add_argument("--out", "-o", required=True,
+                        help="output folder (written atomically; an existing folder must be an earlier "
+                             "compare-volumes output)")
     parser.add_argument("--volumes-csv", help="already-computed volumes: case_id, group, ground_truth, model"
                                               "[, acapulco] in mm³ (e.g. the paper's Table 4)")
     parser.add_argument("--ref", help="native-space ground-truth masks <case>.nii.gz")
@@ -26,30 +33,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "mni_to_native when MNI was the fixed image)")
     parser.add_argument("--participants", help="participants.tsv (case_id, group, subject)")
     parser.add_argument("--model-name", default="model", help="name of the model column (e.g. WDA)")
+    add_overwrite_argument(parser)
 
 
 def _groups_and_subjects(path):
-    import pandas as pd
     if not path:
         return {}, {}
-    from nnunet_ataxia.evaluation.io import read_participants
-    groups = read_participants(path)
-    df = pd.read_csv(path, sep="\t", dtype=str)
+    from nnunet_ataxia.utils.checked_io import read_table
+    df = read_table(path, what="participants table", sep="\t", required=("case_id", "group"), id_column="case_id",
+                    group_column="group")
     subjects = dict(zip(df["case_id"], df["subject"])) if "subject" in df.columns else {}
-    return groups, subjects
+    return dict(zip(df["case_id"], df["group"])), subjects
+
+
+def _mask_rows(args, groups, subjects, sources) -> list[dict]:
+    from nnunet_ataxia.errors import InputError
+    from nnunet_ataxia.evaluation.io import list_cases, load_dataset_labels
+    from nnunet_ataxia.evaluation.volumes import acapulco_case_volume, case_volumes
+    from nnunet_ataxia.utils.checked_io import check_case_sets
+
+    labels = args.labels
+    if labels is None and args.dataset_json:
+        structures, _, _ = load_dataset_labels(args.dataset_json)
+        if "cerebellum" not in structures:
+            raise InputError(f"{args.dataset_json}: no label named 'cerebellum'; pass --labels")
+        labels = list(structures["cerebellum"])
+    refs = list_cases([args.ref])
+    preds = list_cases([args.pred])
+    if not refs:
+        raise InputError(f"{args.ref}: no ground-truth masks (.nii.gz) in this folder")
+    if not preds:
+        raise InputError(f"{args.pred}: no prediction images found")
+    check_case_sets(refs, preds, f"the ground truth in {args.ref}", args.pred, what="subject")
+    rows = []
+    for case in sorted(preds):
+        gt, model = case_volumes(refs[case], preds[case], labels)
+        row = {"case_id": case, "group": groups.get(case, ""), "ground_truth": gt, "model": model}
+        if args.acapulco:
+            row["acapulco"], sources[case] = acapulco_case_volume(
+                args.acapulco, case, subjects.get(case), args.acapulco_transform, args.transform_direction)
+        rows.append(row)
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from nnunet_ataxia.errors import InputError
-    from nnunet_ataxia.evaluation.io import dataframe_markdown, list_cases, load_dataset_labels
+    from nnunet_ataxia.evaluation.io import dataframe_markdown
     from nnunet_ataxia.evaluation.plots import bland_altman_plot, scatter_plot
     from nnunet_ataxia.evaluation.segmentation_eval import write_json
-    from nnunet_ataxia.evaluation.volumes import acapulco_case_volume, compare_volumes, group_summaries, \
-        mask_volume_mm3, paired_statistics, read_volumes_csv, volumes_table_markdown
-    from nnunet_ataxia.utils.atomic import atomic_output_dir
+    from nnunet_ataxia.evaluation.volumes import group_summaries, compare_volumes, paired_statistics, \
+        read_volumes_csv, volumes_table_markdown
+    from nnunet_ataxia.utils.output_folders import check_output_folder, output_folder
 
+    transform_folder = None if not args.acapulco_transform or "{case}" in args.acapulco_transform \
+        else args.acapulco_transform
+    guard = dict(inputs=[args.volumes_csv, args.ref, args.pred, args.dataset_json, args.acapulco, transform_folder,
+                         args.participants], overwrite=args.overwrite, recognize=LEGACY_OUTPUT_FILES)
+    check_output_folder(args.out, "compare-volumes", **guard)
     groups, subjects = _groups_and_subjects(args.participants)
     sources: dict[str, str] = {}
     if args.volumes_csv:
@@ -59,29 +101,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not (args.ref and args.pred):
             raise InputError("compare-volumes: give --volumes-csv, or --ref and --pred (native-space masks)")
-        labels = args.labels
-        if labels is None and args.dataset_json:
-            structures, _, _ = load_dataset_labels(args.dataset_json)
-            if "cerebellum" not in structures:
-                raise InputError(f"{args.dataset_json}: no label named 'cerebellum'; pass --labels")
-            labels = list(structures["cerebellum"])
-        refs = list_cases([args.ref])
-        preds = list_cases([args.pred])
-        if not preds:
-            raise InputError(f"{args.pred}: no prediction images found")
-        missing = sorted(set(preds) - set(refs))
-        if missing:
-            raise InputError(f"{missing[0]}: prediction {preds[missing[0]]} has no reference in {args.ref}")
-        rows = []
-        for case in sorted(preds):
-            row = {"case_id": case, "group": groups.get(case, ""),
-                   "ground_truth": mask_volume_mm3(refs[case], labels),
-                   "model": mask_volume_mm3(preds[case], labels)}
-            if args.acapulco:
-                row["acapulco"], sources[case] = acapulco_case_volume(
-                    args.acapulco, case, subjects.get(case), args.acapulco_transform, args.transform_direction)
-            rows.append(row)
-        df = pd.DataFrame(rows)
+        df = pd.DataFrame(_mask_rows(args, groups, subjects, sources))
     if df.empty:
         raise InputError("compare-volumes: no subject to compare")
 
@@ -94,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if "acapulco" in table.columns:
         methods["ACAPULCO"] = table["acapulco"].to_numpy()
 
-    with atomic_output_dir(args.out) as tmp:
+    with output_folder(args.out, "compare-volumes", **guard) as tmp:
         table.to_csv(tmp / "volumes.csv", index=False)
         summary.to_csv(tmp / "volumes_by_group.csv", index=False)
         write_json({"statistics": stats, "by_group": summary.to_dict(orient="records")}, tmp / "volumes_summary.json")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.utils.output_folders import add_overwrite_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hammers", required=True, help="unpacked Hammers_mith-n30r95 download")
@@ -15,12 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skull-strip", action="store_true",
                         help="with --preprocess: strip the skull (the paper did not for Data2)")
     parser.add_argument("-np", "--num-processes", type=int, default=1, help="cases converted in parallel")
+    add_overwrite_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_ataxia.dataset_conversion.Dataset503_Data2 import convert_data2
 
     out = convert_data2(args.hammers, args.sca2, args.output, args.dataset_id, args.seed, args.preprocess,
-                        args.skull_strip, args.num_processes)
+                        args.skull_strip, args.num_processes, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0

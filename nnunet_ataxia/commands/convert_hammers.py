@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.utils.output_folders import add_overwrite_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--input", required=True,
@@ -20,12 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the paper's MRI preprocessing per case (N4, MNI, skull strip, equalize, crop)")
     parser.add_argument("--no-skull-strip", action="store_true", help="with --preprocess: keep the skull")
     parser.add_argument("-np", "--num-processes", type=int, default=1, help="cases converted in parallel")
+    add_overwrite_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_ataxia.dataset_conversion.Dataset501_HammersN30R95 import convert_hammers
 
     out = convert_hammers(args.input, args.output, args.dataset_id, args.split, args.seed, args.split_hemispheres,
-                          args.preprocess, not args.no_skull_strip, args.num_processes)
+                          args.preprocess, not args.no_skull_strip, args.num_processes, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.utils.output_folders import add_overwrite_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``convert-wmh``."""
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior-sigma", type=float, default=3.0, help="smoothing of the WMH prior (mm)")
     parser.add_argument("-np", "--num-processes", type=int, default=1, help="cases converted in parallel")
     parser.add_argument("--no-verify", action="store_true", help="skip nnU-Net's verify_dataset_integrity")
+    add_overwrite_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     out = convert_wmh_dataset(args.input, args.output, test_dir=args.test_input, dataset_id=args.dataset_id,
                               dataset_name=args.name, layout=args.layout, miccai_images=args.miccai_images,
                               prior_fold=args.prior_fold, num_folds=args.num_folds,
-                              num_processes=args.num_processes, options=options, verify=not args.no_verify)
+                              num_processes=args.num_processes, options=options, verify=not args.no_verify,
+                              overwrite=args.overwrite)
     print(out)
     return 0

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.utils.output_folders import add_overwrite_argument
+
+#: files that identify an output folder of this command written before the marker file existed
+LEGACY_OUTPUT_FILES = ("summary.json", "table.md", "per_case.csv")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", "-p", action="append", required=True, metavar="[NAME=]DIR[,DIR...]",
@@ -10,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'M2=nnUNet_results/.../fold_*/validation'). Repeat for several methods side by side.")
     parser.add_argument("--ref", "-r", required=True, help="reference folder (e.g. labelsTr or labelsTs)")
     parser.add_argument("--dataset-json", "-d", required=True, help="the dataset.json (labels, regions, ignore)")
-    parser.add_argument("--out", "-o", required=True, help="output folder (replaced atomically)")
+    parser.add_argument("--out", "-o", required=True,
+                        help="output folder (written atomically; an existing folder must be an earlier evaluate "
+                             "output; never a prediction or reference folder)")
     parser.add_argument("--brain-masks", help="optional folder <case>.nii.gz: only voxels inside count")
     parser.add_argument("--participants", help="optional participants.tsv (case_id, group) for per-group means")
     parser.add_argument("--structures", nargs="+", help="structures (dataset.json label names) to evaluate")
@@ -19,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-hd95", action="store_true", help="skip the 95th percentile Hausdorff distance")
     parser.add_argument("--lesion-metrics", action="store_true",
                         help="also the WMH challenge lesion-wise recall/F1 and AVD (automatic for a label 'wmh')")
+    add_overwrite_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,8 +40,15 @@ def run(args: argparse.Namespace) -> int:
         read_participants
     from nnunet_ataxia.evaluation.segmentation_eval import evaluate_case, extra_metrics_markdown, match_cases, \
         paper_table_markdown, per_case_rows, summarize, write_json
-    from nnunet_ataxia.utils.atomic import atomic_output_dir
+    from nnunet_ataxia.utils.output_folders import check_output_folder, output_folder
 
+    specs = [parse_named(spec, f"method{i + 1}" if len(args.pred) > 1 else "nnU-Net")
+             for i, spec in enumerate(args.pred)]
+    pred_folders = {name: expand_folders([folders]) for name, folders in specs}
+    inputs = [f for fs in pred_folders.values() for f in fs] + [args.ref, args.dataset_json, args.brain_masks,
+                                                                args.participants]
+    guard = dict(inputs=inputs, overwrite=args.overwrite, recognize=LEGACY_OUTPUT_FILES)
+    check_output_folder(args.out, "evaluate", **guard)  # before reading anything
     structures, ignore, allowed = load_dataset_labels(args.dataset_json)
     if args.structures:
         unknown = [s for s in args.structures if s not in structures]
@@ -45,11 +60,10 @@ def run(args: argparse.Namespace) -> int:
     brain_masks = list_cases([args.brain_masks]) if args.brain_masks else None
 
     methods: dict[str, list] = {}
-    for i, spec in enumerate(args.pred):
-        name, folders = parse_named(spec, f"method{i + 1}" if len(args.pred) > 1 else "nnU-Net")
+    for (name, folders), spec in zip(specs, args.pred):
         if name in methods:
             raise InputError(f"{spec}: method name '{name}' given twice")
-        methods[name] = match_cases(args.ref, expand_folders([folders]), require_all=not args.subset)
+        methods[name] = match_cases(args.ref, pred_folders[name], require_all=not args.subset)
 
     summaries, rows = {}, []
     for name, pairs in methods.items():
@@ -65,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         summaries[name] = summarize(results, groups)
         rows += per_case_rows(name, results, groups)
 
-    with atomic_output_dir(args.out) as tmp:
+    with output_folder(args.out, "evaluate", **guard) as tmp:
         pd.DataFrame(rows).to_csv(tmp / "per_case.csv", index=False)
         write_json({"methods": list(summaries), "structures": {k: list(v) for k, v in structures.items()},
                     "ignore_label": ignore, "brain_masks": args.brain_masks, "per_method": summaries},

@@ -10,6 +10,8 @@ import os
 
 from nnunet_ataxia.errors import InputError
 
+PLANS_IDENTIFIER = "nnUNetFixed128Plans"  # FixedPatch128Planner's default plans name
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--dataset", required=True, nargs="+",
@@ -19,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="processes for fingerprint/preprocessing")
     parser.add_argument("--no-preprocess", action="store_true", help="only fingerprint and plan")
     parser.add_argument("--no-integrity-check", action="store_true",
-                        help="skip nnU-Net's dataset integrity check (it is on by default)")
+                        help="skip nnU-Net's dataset integrity check and the image checks (finite, not constant; "
+                             "both on by default)")
     parser.add_argument("--clean", action="store_true", help="recompute the fingerprint even if it exists")
 
 
@@ -42,42 +45,51 @@ def plan_and_preprocess_fixed(dataset: str | int, configurations=("3d_fullres",)
         >>> plan_and_preprocess_fixed(501)  # doctest: +SKIP
         'nnUNetFixed128Plans'
     """
-    from nnunet_ataxia.utils.nnunet_env import nnunet_folder, resolve_raw_dataset
+    from nnunet_ataxia.utils.nnunet_env import check_raw_dataset_images, nnunet_folder, resolve_raw_dataset, \
+        staged_preprocessed_dataset
+    from nnunet_ataxia.utils.output_folders import check_not_overlapping
 
     name, raw_folder = resolve_raw_dataset(dataset)
-    nnunet_folder("nnUNet_preprocessed")
+    check_not_overlapping(nnunet_folder("nnUNet_preprocessed") / name, [raw_folder], "preprocessed dataset folder")
     dataset_id = int(name[len("Dataset"):len("Dataset") + 3])
 
-    from batchgenerators.utilities.file_and_folder_operations import isfile, join
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
-                                                                      plan_experiment_dataset, preprocess_dataset)
+    from nnunetv2.experiment_planning import plan_and_preprocess_api as api
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-    from nnunetv2.paths import nnUNet_preprocessed
 
     from nnunet_ataxia.planners import FixedPatch128Planner
 
     if check_integrity:
+        check_raw_dataset_images(raw_folder)  # finite, non-constant images (nnU-Net would read NaN as 0)
         try:
             verify_dataset_integrity(str(raw_folder), num_processes)
         except Exception as e:  # nnU-Net raises RuntimeError/AssertionError with its own explanation
             raise InputError(f"{raw_folder}: nnU-Net's dataset integrity check failed: {e}") from e
-    fingerprint = join(nnUNet_preprocessed, name, "dataset_fingerprint.json")
-    if clean or not isfile(fingerprint):
-        extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False,
-                                    clean=True, verbose=False)
+    reuse = [] if clean else ["dataset_fingerprint.json"]
+    # nnU-Net writes into a staging folder; only a complete run replaces its files in nnUNet_preprocessed/<name>
+    with staged_preprocessed_dataset(name, reuse + [f"{PLANS_IDENTIFIER}.json"]) as staged:
+        plans_identifier = _plan_and_preprocess(api, dataset_id, staged, FixedPatch128Planner, configurations,
+                                                num_processes, preprocess)
+    return plans_identifier
+
+
+def _plan_and_preprocess(api, dataset_id: int, staged, planner, configurations, num_processes: int,
+                         preprocess: bool) -> str:
+    if not (staged / "dataset_fingerprint.json").is_file():
+        api.extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False,
+                                        clean=True, verbose=False)
     # nnU-Net's VRAM estimate calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for the value 0 that is
     # recommended for CPU training; plan with at least one thread and restore the variable afterwards
     saved = os.environ.get("nnUNet_n_proc_DA")
     if saved is not None and saved.strip() == "0":
         os.environ["nnUNet_n_proc_DA"] = "1"
     try:
-        _, plans_identifier = plan_experiment_dataset(dataset_id, FixedPatch128Planner)
+        _, plans_identifier = api.plan_experiment_dataset(dataset_id, planner)
     finally:
         if saved is not None:
             os.environ["nnUNet_n_proc_DA"] = saved
     if preprocess:
-        preprocess_dataset(dataset_id, plans_identifier, configurations=list(configurations),
-                           num_processes=[num_processes] * len(configurations))
+        api.preprocess_dataset(dataset_id, plans_identifier, configurations=list(configurations),
+                               num_processes=[num_processes] * len(configurations))
     return plans_identifier
 
 

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.utils.output_folders import add_overwrite_argument
+
+#: files that identify an output folder of this command written before the marker file existed
+LEGACY_OUTPUT_FILES = ("wmh_summary.json", "wmh_table.md")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", action="append", required=True, metavar="NAME=DIR",
@@ -11,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="validation probability folders of a method (globs merged, e.g. fold_*/validation); "
                              "its Dice-maximizing threshold is applied to the test set (default threshold 0.5)")
     parser.add_argument("--ref", nargs="+", required=True, help="reference label folders (2 = ignore)")
-    parser.add_argument("--out", "-o", required=True, help="output folder (replaced atomically)")
+    parser.add_argument("--out", "-o", required=True,
+                        help="output folder (written atomically; an existing folder must be an earlier wmh-stats "
+                             "output)")
     parser.add_argument("--brain-masks", nargs="*", default=[], help="brain-mask folder(s) <case>.nii.gz")
     parser.add_argument("--images", nargs="*", default=[],
                         help="nnU-Net image folder(s): brain mask = location channels _0002.._0009 > 0")
@@ -22,6 +29,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Dice of a set of cases: overall (pooled voxels, the paper) or mean per case")
     parser.add_argument("--max-roc-voxels", type=int, default=5_000_000,
                         help="seeded subsample of the pooled voxels used for ROC curves")
+    add_overwrite_argument(parser)
+
+
+def _named(specs, default, option):
+    """``NAME=DIR`` options -> {name: folders}; a name given twice is refused (it would silently drop one)."""
+    from nnunet_ataxia.errors import InputError
+    from nnunet_ataxia.evaluation.io import expand_folders, parse_named
+
+    out: dict = {}
+    for i, spec in enumerate(specs):
+        name, folder = parse_named(spec, default.format(i=i + 1))
+        if name in out:
+            raise InputError(f"{folder}: {option} method name '{name}' given twice; give each method its own name")
+        out[name] = expand_folders([folder])
+    return out
 
 
 def _collect(files, args, thresholds):
@@ -44,31 +66,47 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from nnunet_ataxia.errors import InputError
-    from nnunet_ataxia.evaluation.io import dataframe_markdown, expand_folders, parse_named
+    from nnunet_ataxia.evaluation.io import dataframe_markdown
     from nnunet_ataxia.evaluation.plots import dice_threshold_plot, roc_plot
     from nnunet_ataxia.evaluation.segmentation_eval import write_json
     from nnunet_ataxia.evaluation.wmh_statistics import best_threshold, bootstrap_compare, bootstrap_dice_band, \
         dice_curve, dice_from_counts, list_probability_files, roc, threshold_grid
-    from nnunet_ataxia.utils.atomic import atomic_output_dir
+    from nnunet_ataxia.utils.checked_io import check_case_sets
+    from nnunet_ataxia.utils.output_folders import check_output_folder, output_folder
 
     if args.n_bootstrap < 100:
         raise InputError(f"--n-bootstrap {args.n_bootstrap}: use at least 100 resamples")
+    if args.n_thresholds < 2:
+        raise InputError(f"--n-thresholds {args.n_thresholds}: use at least 2 thresholds")
     thresholds = threshold_grid(args.n_thresholds)
-    tests = dict(parse_named(s, f"method{i + 1}") for i, s in enumerate(args.test))
-    vals = dict(parse_named(s, "") for s in args.val)
+    tests = _named(args.test, "method{i}", "--test")
+    vals = _named(args.val, "", "--val")
     for name in vals:
         if name not in tests:
             raise InputError(f"--val {name}=...: no --test folder for method '{name}'")
+    inputs = [f for fs in (*tests.values(), *vals.values()) for f in fs] + [*args.ref, *args.brain_masks,
+                                                                              *args.images]
+    guard = dict(inputs=inputs, overwrite=args.overwrite, recognize=LEGACY_OUTPUT_FILES)
+    check_output_folder(args.out, "wmh-stats", **guard)
+    test_files = {}
+    for name, folders in tests.items():
+        test_files[name] = list_probability_files(folders)
+        if not test_files[name]:
+            raise InputError(f"{', '.join(map(str, folders))}: no .npz test probabilities for '{name}'")
+    first = next(iter(test_files))
+    for name in list(test_files)[1:]:  # the paired bootstrap needs the same test cases for every method
+        check_case_sets(test_files[first], test_files[name], f"the test cases of '{first}'",
+                        f"{', '.join(map(str, tests[name]))} ('{name}')")
     results: dict = {}
     per_case_rows, curves_test, curves_val, rocs = [], {}, {}, {}
     test_counts = {}
     for name, folder in tests.items():
         r: dict = {}
         if name in vals:
-            v_counts, v_cases, v_probs, v_refs = _collect(list_probability_files(expand_folders([vals[name]])),
-                                                          args, thresholds)
+            v_counts, v_cases, v_probs, v_refs = _collect(list_probability_files(vals[name]), args, thresholds)
             if not v_cases:
-                raise InputError(f"{vals[name]}: no .npz validation probabilities for '{name}'")
+                raise InputError(f"{', '.join(map(str, vals[name]))}: no .npz validation probabilities for "
+                                 f"'{name}'")
             t, d = best_threshold(v_counts, thresholds, args.criterion)
             r.update({"threshold": t, "threshold_source": "validation", "validation_dice": d,
                       "validation_auc": roc(v_probs, v_refs, max_voxels=args.max_roc_voxels, seed=args.seed)["auc"],
@@ -79,10 +117,7 @@ def run(args: argparse.Namespace) -> int:
             del v_probs, v_refs
         else:
             r.update({"threshold": 0.5, "threshold_source": "default (no validation folder given)"})
-        files = list_probability_files(expand_folders([folder]))
-        if not files:
-            raise InputError(f"{folder}: no .npz test probabilities for '{name}'")
-        counts, cases, probs, refs = _collect(files, args, thresholds)
+        counts, cases, probs, refs = _collect(test_files[name], args, thresholds)
         ti = int(np.argmin(np.abs(thresholds - r["threshold"])))
         curve = roc(probs, refs, max_voxels=args.max_roc_voxels, seed=args.seed)
         del probs, refs
@@ -115,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                     pvalues.setdefault(a, {})[b] = bootstrap_compare(ca, cb, args.n_bootstrap, args.seed,
                                                                      args.criterion)
 
-    with atomic_output_dir(args.out) as tmp:
+    with output_folder(args.out, "wmh-stats", **guard) as tmp:
         write_json({"methods": results, "bootstrap": pvalues, "criterion": args.criterion,
                     "n_bootstrap": args.n_bootstrap, "seed": args.seed, "thresholds": thresholds,
                     "dice_curves_test": curves_test, "dice_curves_validation": curves_val,

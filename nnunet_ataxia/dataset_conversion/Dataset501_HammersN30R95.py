@@ -164,7 +164,7 @@ def hammers_jobs(cases: list[dict], mapping: dict[int, int], test_ids: set[str],
 def convert_hammers(input_folder: str | os.PathLike, output_folder: str | os.PathLike | None = None,
                     dataset_id: int = DEFAULT_DATASET_ID, split: str = "paper", seed: int = 12345,
                     split_hemispheres: bool = False, preprocess: bool = False, skull_strip: bool = True,
-                    num_processes: int = 1) -> Path:
+                    num_processes: int = 1, overwrite: bool = False) -> Path:
     """Convert the user's Hammers n30r95 download into an nnU-Net raw dataset.
 
     Args:
@@ -178,6 +178,7 @@ def convert_hammers(input_folder: str | os.PathLike, output_folder: str | os.Pat
         preprocess: run the paper's MRI preprocessing per case (transforms in ``transforms/<case_id>/``).
         skull_strip: with ``preprocess``, strip the skull (the paper did for Data1).
         num_processes: parallel cases (and nnU-Net's integrity check).
+        overwrite: replace an existing output folder that is not an earlier output of this converter.
 
     Returns:
         The dataset folder.
@@ -211,7 +212,8 @@ def convert_hammers(input_folder: str | os.PathLike, output_folder: str | os.Pat
         elif split == "cv5":
             write_splits(tmp / "splits_final.json", five_fold_splits(train + val, seed))
 
-    return write_raw_dataset(final, fill, num_processes)
+    return write_raw_dataset(final, fill, num_processes, command="convert-hammers", inputs=[input_folder],
+                             overwrite=overwrite)
 
 
 if __name__ == "__main__":

@@ -176,7 +176,8 @@ def stratified_folds(case_groups: dict[str, str], seed: int = 12345, n_folds: in
 
 def convert_sca2(input_folder: str | os.PathLike, output_folder: str | os.PathLike | None = None,
                  dataset_id: int = DEFAULT_DATASET_ID, split: str = "none", seed: int = 12345,
-                 preprocess: bool = False, skull_strip: bool = False, num_processes: int = 1) -> Path:
+                 preprocess: bool = False, skull_strip: bool = False, num_processes: int = 1,
+                 overwrite: bool = False) -> Path:
     """Convert a BIDS-like SCA2 cohort with ACAPULCO outputs into an nnU-Net raw dataset (whole cerebellum).
 
     Args:
@@ -188,6 +189,7 @@ def convert_sca2(input_folder: str | os.PathLike, output_folder: str | os.PathLi
         preprocess: run the paper's MRI preprocessing per case.
         skull_strip: with ``preprocess`` (the paper did not strip for Data2).
         num_processes: parallel cases.
+        overwrite: replace an existing output folder that is not an earlier output of this converter.
 
     Returns:
         The dataset folder.
@@ -213,7 +215,8 @@ def convert_sca2(input_folder: str | os.PathLike, output_folder: str | os.PathLi
         if split == "cv5":
             write_splits(tmp / "splits_final.json", stratified_folds({j["case_id"]: j["group"] for j in jobs}, seed))
 
-    return write_raw_dataset(final, fill, num_processes)
+    return write_raw_dataset(final, fill, num_processes, command="convert-sca2", inputs=[input_folder],
+                             overwrite=overwrite)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def table1_split(case_groups: dict[str, str], seed: int = 12345) -> tuple[list[s
 def convert_data2(hammers_folder: str | os.PathLike, sca2_folder: str | os.PathLike,
                   output_folder: str | os.PathLike | None = None, dataset_id: int = DEFAULT_DATASET_ID,
                   seed: int = 12345, preprocess: bool = False, skull_strip: bool = False,
-                  num_processes: int = 1) -> Path:
+                  num_processes: int = 1, overwrite: bool = False) -> Path:
     """Merge the Hammers atlas (cerebellum only) and the SCA2 cohort into Data2 with the Table 1 split.
 
     Args:
@@ -79,6 +79,7 @@ def convert_data2(hammers_folder: str | os.PathLike, sca2_folder: str | os.PathL
         preprocess: run the paper's MRI preprocessing per case (the paper did not strip the skull for Data2).
         skull_strip: with ``preprocess``.
         num_processes: parallel cases.
+        overwrite: replace an existing output folder that is not an earlier output of this converter.
 
     Returns:
         The dataset folder.
@@ -108,7 +109,8 @@ def convert_data2(hammers_folder: str | os.PathLike, sca2_folder: str | os.PathL
         pd.DataFrame(acapulco_volume_rows(s_cases)).to_csv(tmp / "acapulco_volumes.tsv", sep="\t", index=False)
         write_splits(tmp / "splits_final.json", [{"train": train, "val": val}])
 
-    return write_raw_dataset(final, fill, num_processes)
+    return write_raw_dataset(final, fill, num_processes, command="convert-data2",
+                             inputs=[hammers_folder, sca2_folder], overwrite=overwrite)
 
 
 if __name__ == "__main__":

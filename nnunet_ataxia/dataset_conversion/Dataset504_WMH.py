@@ -103,7 +103,7 @@ def _write_prior_channels(out: Path, train_ids: Sequence[str], prior_ids: Sequen
 def convert_wmh_dataset(input_dir: str | Path, output_dir: str | Path | None = None, *, test_dir: str | Path | None = None,
                         dataset_id: int = DATASET_ID, dataset_name: str = DATASET_NAME, layout: str = "auto",
                         miccai_images: str = "pre", prior_fold: int | None = None, num_folds: int = 5,
-                        num_processes: int = 1, options=None, verify: bool = True) -> Path:
+                        num_processes: int = 1, options=None, verify: bool = True, overwrite: bool = False) -> Path:
     """Convert T1 + FLAIR + WMH training (and optional test) cases into an nnU-Net raw dataset.
 
     Args:
@@ -120,6 +120,7 @@ def convert_wmh_dataset(input_dir: str | Path, output_dir: str | Path | None = N
         num_processes: cases converted in parallel.
         options: a :class:`nnunet_ataxia.wmh.pipeline.WMHOptions` (default settings when ``None``).
         verify: run nnU-Net's ``verify_dataset_integrity`` before moving the dataset into place.
+        overwrite: replace an existing output folder that is not an earlier output of ``convert-wmh``.
 
     Returns:
         The dataset folder.
@@ -175,7 +176,8 @@ def convert_wmh_dataset(input_dir: str | Path, output_dir: str | Path | None = N
             converted_by="nnunet-ataxia convert-wmh", location_channels=list(LOCATION_CHANNELS),
             wmh_prior={"built_from_training_cases": len(prior_ids), "fold_excluded": prior_fold})
 
-    return write_raw_dataset(final, fill, num_processes=num_processes, verify=verify)
+    return write_raw_dataset(final, fill, num_processes=num_processes, verify=verify, command="convert-wmh",
+                             inputs=[input_dir, test_dir], overwrite=overwrite)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,9 @@ def read_acapulco_volumes_csv(path: str | os.PathLike) -> pd.DataFrame:
     volume = pd.to_numeric(df["volume"], errors="coerce")
     if volume.isna().any():
         raise InputError(f"{path}: non-numeric volume in row(s) {list(np.flatnonzero(volume.isna()))}")
+    if (volume < 0).any() or not np.isfinite(volume.to_numpy(float)).all():
+        raise InputError(f"{path}: negative or infinite volume in row(s) "
+                         f"{list(np.flatnonzero((volume < 0) | ~np.isfinite(volume.to_numpy(float))))}")
     if "label" in df.columns:
         label = pd.to_numeric(df["label"], errors="coerce").astype("Int64")
     else:

@@ -4,7 +4,8 @@ Every converter in this package follows the same recipe, modelled on nnU-Net's `
 
 1. find the cases of the source layout and check them (missing files, duplicates) before writing anything;
 2. build the dataset in a temporary sibling folder (:func:`write_raw_dataset`, around
-   :func:`nnunet_ataxia.utils.atomic.atomic_output_dir`);
+   :func:`nnunet_ataxia.utils.output_folders.output_folder`: an existing folder is replaced only when it is an
+   earlier output of the same converter, or with ``--overwrite``; never when it holds an input);
 3. convert the cases in parallel (:func:`convert_cases`, ``-np``) with a tqdm bar, re-using the outputs of cases that
    an earlier run into the same folder already converted from the same inputs and options;
 4. write ``dataset.json`` with nnU-Net's ``generate_dataset_json`` and run nnU-Net's ``verify_dataset_integrity`` on
@@ -27,6 +28,8 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.utils.atomic import atomic_output_dir
+from nnunet_ataxia.utils.checked_io import Geometry, check_intensity_image, check_label_values, read_image
+from nnunet_ataxia.utils.output_folders import output_folder
 
 MANIFEST_NAME = "conversion_manifest.json"
 PARTICIPANTS_COLUMNS = ("case_id", "group", "source", "subject")
@@ -35,7 +38,8 @@ NIFTI_ENDINGS = (".nii.gz", ".nii")
 
 
 def read_image_checked(path: str | os.PathLike) -> sitk.Image:
-    """Read an image with SimpleITK, turning every failure into one clear :class:`InputError`.
+    """Read an image with SimpleITK, turning every failure into one clear :class:`InputError` (missing,
+    unreadable, NaN/Inf voxels: :func:`nnunet_ataxia.utils.checked_io.read_image`).
 
     Args:
         path: image file (NIfTI or anything SimpleITK reads).
@@ -46,14 +50,7 @@ def read_image_checked(path: str | os.PathLike) -> sitk.Image:
     Example:
         >>> img = read_image_checked("sub-01_T1w.nii.gz")  # doctest: +SKIP
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
-        raise InputError(f"{path}: unreadable image ({first[:200]})") from None
+    return read_image(path, what="image")
 
 
 def check_same_geometry(image: sitk.Image, label: sitk.Image, image_path, label_path, tol: float = 1e-3) -> None:
@@ -69,22 +66,9 @@ def check_same_geometry(image: sitk.Image, label: sitk.Image, image_path, label_
     Example:
         >>> check_same_geometry(t1, seg, "a01.nii.gz", "a01-seg.nii.gz")  # doctest: +SKIP
     """
-    problems = []
-    if image.GetSize() != label.GetSize():
-        problems.append(f"size {label.GetSize()} vs {image.GetSize()}")
-    else:
-        if not np.allclose(image.GetSpacing(), label.GetSpacing(), atol=tol):
-            problems.append(f"spacing {_fmt(label.GetSpacing())} vs {_fmt(image.GetSpacing())}")
-        if not np.allclose(image.GetOrigin(), label.GetOrigin(), atol=tol):
-            problems.append(f"origin {_fmt(label.GetOrigin())} vs {_fmt(image.GetOrigin())}")
-        if not np.allclose(image.GetDirection(), label.GetDirection(), atol=tol):
-            problems.append("direction cosines differ")
+    problems = Geometry.of(label).differences(Geometry.of(image), tol)
     if problems:
         raise InputError(f"{label_path}: geometry differs from its image {image_path} ({'; '.join(problems)})")
-
-
-def _fmt(values) -> str:
-    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
 def _call(func: Callable, item) -> Any:
@@ -115,7 +99,7 @@ def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, d
     if not cases:
         return []
     results: list = [None] * len(cases)
-    with tqdm(total=len(cases), desc=desc, unit="case") as bar:  # closed (newline) also on errors
+    with tqdm(total=len(cases), desc=desc, unit="case", disable=None) as bar:  # shown on a terminal only
         if num_processes <= 1 or len(cases) == 1:
             for i, c in enumerate(cases):
                 results[i] = func(c)
@@ -222,9 +206,16 @@ def verify_raw_dataset(folder: str | os.PathLike, num_processes: int = 1, name: 
 
 
 def write_raw_dataset(final_dir: str | os.PathLike, fill: Callable[[Path, Path | None], None],
-                      num_processes: int = 1, verify: bool = True) -> Path:
+                      num_processes: int = 1, verify: bool = True, *, command: str | None = None,
+                      inputs: Sequence[str | os.PathLike | None] = (), overwrite: bool = False) -> Path:
     """Build an nnU-Net raw dataset atomically: ``fill`` writes into a temporary folder, nnU-Net checks it, then it
     is moved to ``final_dir``.
+
+    With ``command`` (the converter's sub-command name) the output folder is guarded first
+    (:func:`nnunet_ataxia.utils.output_folders.check_output_folder`): it must be new, empty, or an earlier output of
+    the same converter (its marker, or the ``conversion_manifest.json`` of older versions), unless ``overwrite``; it
+    may never be, contain or lie inside one of ``inputs``. The marker ``.nnunet-ataxia-output.json`` is written into
+    the dataset. Without ``command`` the folder is replaced unchecked (kept for older callers).
 
     Args:
         final_dir: ``$nnUNet_raw/DatasetXXX_Name``.
@@ -232,16 +223,24 @@ def write_raw_dataset(final_dir: str | os.PathLike, fill: Callable[[Path, Path |
             converted cases) or ``None``. It must write ``dataset.json`` (nnU-Net's ``generate_dataset_json``).
         num_processes: processes for nnU-Net's integrity check.
         verify: run ``verify_dataset_integrity`` (on the temporary folder, before the move).
+        command: the sub-command writing the dataset (enables the output-folder guard and the marker).
+        inputs: the converter's input files/folders (guard only).
+        overwrite: the user's ``--overwrite`` (guard only).
 
     Returns:
         ``final_dir`` as a Path.
 
     Example:
-        >>> write_raw_dataset("/raw/Dataset501_HammersN30R95", lambda tmp, prev: ...)  # doctest: +SKIP
+        >>> write_raw_dataset("/raw/Dataset501_HammersN30R95", lambda tmp, prev: ...,  # doctest: +SKIP
+        ...                   command="convert-hammers", inputs=["~/Hammers_mith-n30r95"])
     """
     final_dir = Path(final_dir)
     previous = final_dir if (final_dir / MANIFEST_NAME).is_file() else None
-    with atomic_output_dir(final_dir) as tmp:
+    if command is None:
+        context = atomic_output_dir(final_dir)
+    else:
+        context = output_folder(final_dir, command, inputs=inputs, overwrite=overwrite, recognize=(MANIFEST_NAME,))
+    with context as tmp:
         fill(tmp, previous)
         if verify:
             verify_raw_dataset(tmp, num_processes, name=final_dir)
@@ -334,9 +333,11 @@ def convert_labelled_case(job: dict) -> dict:
     image = read_image_checked(job["image"])
     if image.GetDimension() != 3:
         raise InputError(f"{job['image']}: expected a 3D image, got {image.GetDimension()}D")
+    check_intensity_image(sitk.GetArrayViewFromImage(image), job["image"], "T1 image")
     label_img = read_image_checked(job["label"])
     check_same_geometry(image, label_img, job["image"], job["label"])
-    labels = make_label_array(job["label_kind"], sitk.GetArrayViewFromImage(label_img), job.get("mapping"))
+    source = check_label_values(sitk.GetArrayViewFromImage(label_img), job["label"], what="label map")
+    labels = make_label_array(job["label_kind"], source, job.get("mapping"))
     values, counts = np.unique(labels, return_counts=True)
     voxels = {int(v): int(c) for v, c in zip(values, counts) if v != 0}
     missing = [v for v in job.get("require_labels", ()) if v not in voxels]

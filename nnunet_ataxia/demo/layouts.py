@@ -137,27 +137,31 @@ def _make_one(job: dict) -> str:
 
 
 def make_demo(out_dir: str | os.PathLike, n_hammers: int = 6, n_sca2: int = 6, seed: int = 0,
-              voxel_mm: float = 2.0, manual_masks: bool = True, num_processes: int = 1) -> Path:
+              voxel_mm: float = 2.0, manual_masks: bool = True, num_processes: int = 1,
+              overwrite: bool = False) -> Path:
     """Generate demo data from real MNI anatomy: ``<out_dir>/hammers`` (Hammers layout) and ``<out_dir>/sca2``.
 
     Args:
-        out_dir: output folder (written atomically; replaced if it exists).
+        out_dir: output folder (written atomically; an existing folder is replaced only when it is an earlier
+            make-demo output or empty, or with ``overwrite``).
         n_hammers: subjects in the Hammers layout (healthy).
         n_sca2: subjects in the SCA2 layout (control, presymptomatic, sca2 in turn; patients get cerebellar atrophy).
         seed: random seed (same seed -> same data).
         voxel_mm: isotropic voxel size (2 mm: ~91x109x91 voxels, a few seconds per subject).
         manual_masks: also write manually corrected masks (the ACAPULCO union without its border errors).
         num_processes: subjects generated in parallel.
+        overwrite: replace an existing non-empty folder that is not an earlier make-demo output.
 
     Example:
         >>> make_demo("demo_data", n_hammers=6, n_sca2=6, seed=0)  # doctest: +SKIP
     """
     from nnunet_ataxia.dataset_conversion.conversion_utils import run_cases
     from nnunet_ataxia.demo.anatomy import load_mni_anatomy
-    from nnunet_ataxia.utils.atomic import atomic_output_dir
+    from nnunet_ataxia.utils.output_folders import check_output_folder, output_folder
 
+    check_output_folder(out_dir, "make-demo", overwrite=overwrite, recognize=("hammers", "sca2"))
     load_mni_anatomy(voxel_mm)  # fail early (InputError) if the template is missing
-    with atomic_output_dir(out_dir) as tmp:
+    with output_folder(out_dir, "make-demo", overwrite=overwrite, recognize=("hammers", "sca2")) as tmp:
         jobs = [{"kind": "hammers", "root": str(tmp / "hammers"), "subject": f"a{i + 1:02d}", "group": "control",
                  "seed": seed * 1000 + i, "voxel_mm": voxel_mm} for i in range(n_hammers)]
         groups = cohort_groups(n_sca2)

@@ -2,56 +2,42 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.utils.checked_io import Geometry, check_label_values, read_array, read_json, read_table, \
+    require_folder
+
+__all__ = ["IMAGE_ENDINGS", "Geometry", "read_image", "read_label_map", "write_image", "strip_ending",
+           "expand_folders", "list_cases", "parse_named", "load_dataset_labels", "read_participants",
+           "dataframe_markdown"]
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """Image geometry in SimpleITK terms (x, y, z order); ``array_spacing`` is in numpy (z, y, x) order."""
-    size: tuple[int, ...]
-    spacing: tuple[float, ...]
-    origin: tuple[float, ...]
-    direction: tuple[float, ...]
-
-    @property
-    def array_spacing(self) -> tuple[float, ...]:
-        return tuple(self.spacing[::-1])
-
-    def matches(self, other: "Geometry", tol: float = 1e-3) -> bool:
-        """Same grid within ``tol`` (relative for spacing, absolute mm for the origin, absolute for direction)."""
-        return (self.size == other.size
-                and np.allclose(self.spacing, other.spacing, rtol=tol, atol=0)
-                and np.allclose(self.origin, other.origin, atol=max(tol, tol * max(self.spacing)))
-                and np.allclose(self.direction, other.direction, atol=tol))
-
-
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+def read_image(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray, Geometry]:
     """Read an image with SimpleITK; returns the (z, y, x) array and its :class:`Geometry`.
 
     Raises:
-        InputError: the file is missing or unreadable.
+        InputError: the file is missing, unreadable or holds NaN/Inf (see
+            :func:`nnunet_ataxia.utils.checked_io.read_image`).
     """
-    import SimpleITK as sitk
-    path = str(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: file not found")
-    try:
-        img = sitk.ReadImage(path)
-    except RuntimeError as e:
-        raise InputError(f"{path}: cannot read image ({str(e).strip().splitlines()[-1]})") from None
-    geom = Geometry(tuple(img.GetSize()), tuple(img.GetSpacing()), tuple(img.GetOrigin()),
-                    tuple(img.GetDirection()))
-    return sitk.GetArrayFromImage(img), geom
+    return read_array(path, what)
+
+
+def read_label_map(path: str | os.PathLike, allowed: Iterable[int] | None = None,
+                   what: str = "label map") -> tuple[np.ndarray, Geometry]:
+    """Read a label map and check its values (whole numbers, not negative, within ``allowed`` when given).
+
+    Example:
+        >>> seg, geom = read_label_map("labelsTs/a01.nii.gz", allowed={0, 1, 2})  # doctest: +SKIP
+    """
+    array, geom = read_array(path, what)
+    return check_label_values(array, path, allowed, what), geom
 
 
 def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:
@@ -89,6 +75,8 @@ def expand_folders(specs: Sequence[str]) -> list[Path]:
                 if not os.path.isdir(m):
                     raise InputError(f"{m}: not a folder")
                 out.append(Path(m))
+    if not out:
+        raise InputError(f"{', '.join(map(str, specs)) or '(empty)'}: no folder given")
     return out
 
 
@@ -101,7 +89,7 @@ def list_cases(folders: Sequence[str | os.PathLike], suffix: str = "",
     """
     cases: dict[str, Path] = {}
     for folder in folders:
-        for f in sorted(Path(folder).iterdir()):
+        for f in sorted(require_folder(folder).iterdir()):
             stem = strip_ending(f.name, endings)
             if stem is None or not f.is_file() or (suffix and not stem.endswith(suffix)):
                 continue
@@ -129,16 +117,20 @@ def load_dataset_labels(dataset_json: str | os.PathLike) -> tuple[dict[str, tupl
          the set of all label values the dataset allows).
     """
     path = Path(dataset_json)
-    try:
-        dj = json.loads(path.read_text())
-        labels = dj["labels"]
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"{path}: not a readable nnU-Net dataset.json with 'labels' ({e})") from None
+    dj = read_json(path, "dataset.json")
+    labels = dj.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        raise InputError(f"{path}: not an nnU-Net dataset.json: no 'labels' mapping of names to values")
     structures: dict[str, tuple[int, ...]] = {}
     ignore = None
     allowed: set[int] = set()
     for name, value in labels.items():
-        values = tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+        try:
+            values = tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: label '{name}' has a non-integer value {value!r}") from None
+        if not values or any(v < 0 for v in values):
+            raise InputError(f"{path}: label '{name}' has an invalid value {value!r} (whole numbers >= 0)")
         allowed.update(values)
         if name == "ignore":
             ignore = values[0]
@@ -153,14 +145,9 @@ def read_participants(path: str | os.PathLike | None) -> dict[str, str]:
     """``case_id -> group`` from ``<raw dataset>/participants.tsv`` (empty dict when ``path`` is None)."""
     if path is None:
         return {}
-    import pandas as pd
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read participants table ({e})") from None
-    if "case_id" not in df.columns or "group" not in df.columns:
-        raise InputError(f"{path}: participants.tsv needs the columns 'case_id' and 'group'")
-    return dict(zip(df["case_id"].str.strip(), df["group"].str.strip()))
+    df = read_table(path, what="participants table", sep="\t", required=("case_id", "group"),
+                    id_column="case_id", group_column="group")
+    return dict(zip(df["case_id"], df["group"]))
 
 
 def dataframe_markdown(df, digits: int = 1) -> str:

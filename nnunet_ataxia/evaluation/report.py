@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import json
 import os
 import re
 import shutil
@@ -24,17 +23,29 @@ SECTIONS = {
     "wmh": ("White matter hyperintensities", "wmh_table.md",
             ("dice_vs_threshold_validation.png", "dice_vs_threshold_test.png", "roc_test.png")),
 }
+#: the JSON summary each command writes next to its table (checked even where the page does not use it)
+SUMMARIES = {"evaluation": "summary.json", "volumes": "volumes_summary.json", "wmh": "wmh_summary.json"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _section_markdown(kind: str, folder: Path, figures_dir: Path) -> list[str]:
+    from nnunet_ataxia.utils.checked_io import read_json, read_text
+
     title, table_file, figures = SECTIONS[kind]
     if not (folder / table_file).is_file():
         raise InputError(f"{folder}: no {table_file}; is this the output folder of the matching command?")
-    body = (folder / table_file).read_text().strip()
+    body = read_text(folder / table_file, table_file).strip()
+    if not re.search(r"^\|.*\|\s*$", body, flags=re.M):
+        raise InputError(f"{folder / table_file}: holds no Markdown table (corrupt or not written by nnunet-ataxia)")
+    if (folder / SUMMARIES[kind]).exists():
+        read_json(folder / SUMMARIES[kind], SUMMARIES[kind])
     body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", body, flags=re.M)  # demote headings
     lines = [f"## {title}", "", f"Source: `{folder}`", "", body, ""]
     for fig in figures:
         if (folder / fig).is_file():
+            with open(folder / fig, "rb") as f:
+                if f.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
+                    raise InputError(f"{folder / fig}: not a PNG image (corrupt figure?)")
             target = figures_dir / f"{kind}_{fig}"
             shutil.copyfile(folder / fig, target)
             lines += [f"![{kind}: {fig[:-4].replace('_', ' ')}](figures/{target.name})", ""]
@@ -104,6 +115,8 @@ def build_report(out_dir: str | os.PathLike, title: str = "nnunet-ataxia experim
     Example:
         >>> build_report("/tmp/rep", "Demo", evaluation=["/tmp/eval"])  # doctest: +SKIP
     """
+    from nnunet_ataxia.utils.checked_io import require_folder
+
     out = Path(out_dir)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -114,9 +127,7 @@ def build_report(out_dir: str | os.PathLike, title: str = "nnunet-ataxia experim
         md += [notes, ""]
     for kind, folders in (("evaluation", evaluation), ("volumes", volumes), ("wmh", wmh)):
         for folder in folders:
-            folder = Path(folder)
-            if not folder.is_dir():
-                raise InputError(f"{folder}: folder not found")
+            folder = require_folder(folder, f"output folder of '{kind}'")
             md += _section_markdown(kind, folder, figures)
             if kind == "volumes" and (folder / "volumes_summary.json").is_file():
                 md += _volume_statistics_lines(folder / "volumes_summary.json")
@@ -127,7 +138,11 @@ def build_report(out_dir: str | os.PathLike, title: str = "nnunet-ataxia experim
 
 
 def _volume_statistics_lines(path: Path) -> list[str]:
-    stats = json.loads(path.read_text())["statistics"]
+    from nnunet_ataxia.utils.checked_io import read_json
+
+    stats = read_json(path, "volumes_summary.json").get("statistics")
+    if not isinstance(stats, dict):
+        raise InputError(f"{path}: no 'statistics' in this compare-volumes summary (corrupt or edited?)")
     name = stats.get("model_name", "model")
     lines = ["### Paired statistics", "", "| method | MAE (mm³) | bias (mm³) | Pearson r | paired t p | Wilcoxon p |",
              "| --- | --- | --- | --- | --- | --- |"]

@@ -10,8 +10,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.evaluation.io import list_cases, read_image
+from nnunet_ataxia.evaluation.io import IMAGE_ENDINGS, list_cases, read_label_map
 from nnunet_ataxia.evaluation.metrics import structure_metrics, valid_voxels
+from nnunet_ataxia.utils.checked_io import check_case_sets, check_same_geometry
 
 # the columns of Table 2 of Cabeza-Ruiz et al. and the metric keys behind them
 PAPER_COLUMNS: tuple[tuple[str, str], ...] = (("DSC", "Dice"), ("JI", "Jaccard"), ("SP", "Specificity"),
@@ -39,25 +40,14 @@ def evaluate_case(case_id: str, reference_file: str | os.PathLike, prediction_fi
     Raises:
         InputError: geometry mismatch or unknown label value, naming the case.
     """
-    ref, ref_geom = read_image(reference_file)
-    pred, pred_geom = read_image(prediction_file)
-    if not ref_geom.matches(pred_geom):
-        raise InputError(f"{case_id}: prediction {prediction_file} has another geometry than its reference "
-                         f"{reference_file} (size {pred_geom.size} vs {ref_geom.size}, spacing "
-                         f"{pred_geom.spacing} vs {ref_geom.spacing}, origin {pred_geom.origin} vs "
-                         f"{ref_geom.origin})")
-    if allowed_labels is not None:
-        for what, arr in (("reference", ref), ("prediction", pred)):
-            unknown = sorted(set(np.unique(arr).astype(int).tolist()) - set(allowed_labels))
-            if unknown:
-                raise InputError(f"{case_id}: {what} contains label value(s) {unknown} not in dataset.json "
-                                 f"(allowed {sorted(allowed_labels)})")
+    allowed = None if allowed_labels is None else set(allowed_labels)
+    ref, ref_geom = read_label_map(reference_file, allowed, "reference label map")
+    pred, pred_geom = read_label_map(prediction_file, allowed, "prediction")
+    check_same_geometry(ref_geom, pred_geom, reference_file, prediction_file, "prediction")
     brain = None
     if brain_mask_file is not None:
-        brain, brain_geom = read_image(brain_mask_file)
-        if brain.shape != ref.shape:
-            raise InputError(f"{case_id}: brain mask {brain_mask_file} has shape {brain.shape}, reference "
-                             f"{ref.shape}")
+        brain, brain_geom = read_label_map(brain_mask_file, None, "brain mask")
+        check_same_geometry(ref_geom, brain_geom, reference_file, brain_mask_file, "brain mask")
     valid = valid_voxels(ref, brain, ignore_label)
     metrics = {}
     for name, values in structures.items():
@@ -76,16 +66,17 @@ def match_cases(reference_folder: str | os.PathLike, prediction_folders: Sequenc
     """
     refs = list_cases([reference_folder])
     preds = list_cases(prediction_folders)
+    where = ", ".join(map(str, prediction_folders))
+    if not refs:
+        raise InputError(f"{reference_folder}: no reference label maps ({', '.join(IMAGE_ENDINGS)}) in this folder")
     if not preds:
-        raise InputError(f"{', '.join(map(str, prediction_folders))}: no prediction images found")
-    extra = sorted(set(preds) - set(refs))
-    if extra:
-        raise InputError(f"{extra[0]}: prediction {preds[extra[0]]} has no reference in {reference_folder}")
+        raise InputError(f"{where}: no prediction images found")
+    check_case_sets(refs, preds, f"the references in {reference_folder}", where, allow_missing=True)
     missing = sorted(set(refs) - set(preds))
     if missing and require_all:
-        raise InputError(f"{missing[0]}: reference {refs[missing[0]]} has no prediction in "
-                         f"{', '.join(map(str, prediction_folders))} ({len(missing)} case(s) missing; use "
-                         f"--subset to evaluate only the predicted cases)")
+        raise InputError(f"{where}: no prediction for reference case(s) {', '.join(missing[:5])} of "
+                         f"{reference_folder} ({len(missing)} of {len(refs)} missing; use --subset to evaluate only "
+                         f"the predicted cases)")
     return [(c, refs[c], preds[c]) for c in sorted(preds)]
 
 

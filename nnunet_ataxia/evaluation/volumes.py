@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.evaluation.io import read_image
+from nnunet_ataxia.evaluation.io import read_label_map
 from nnunet_ataxia.evaluation.metrics import volume_mm3
+from nnunet_ataxia.utils.checked_io import check_same_geometry, read_table
 
 GROUP_ORDER = ("control", "presymptomatic", "sca2")
 GROUP_MARKERS = {"presymptomatic": "*", "sca2": "**"}
@@ -29,9 +30,31 @@ def mask_volume_mm3(path: str | os.PathLike, labels: Sequence[int] | None = None
         >>> mask_volume_mm3("sub-01_cerebellum.nii.gz", labels=[1])  # doctest: +SKIP
         141234.0
     """
-    arr, geom = read_image(path)
+    arr, geom = read_label_map(path)
     mask = np.isin(arr, labels) if labels else arr != 0
     return volume_mm3(mask, geom.array_spacing)
+
+
+def case_volumes(reference_file: str | os.PathLike, prediction_file: str | os.PathLike,
+                 labels: Sequence[int] | None = None) -> tuple[float, float]:
+    """Ground-truth and model volume (mm^3) of one case, after checking both masks.
+
+    Both must be label maps (whole numbers) on the same grid (a prediction still on the MNI grid of
+    ``preprocess-mri`` is named as such); the ground truth must hold at least one voxel of ``labels`` (default: any
+    non-zero), else relative errors are undefined. An empty prediction is a measured volume of 0 (a failed model).
+
+    Example:
+        >>> case_volumes("gt/sub-01.nii.gz", "native_pred/sub-01.nii.gz", labels=[1])  # doctest: +SKIP
+        (141234.0, 143001.0)
+    """
+    ref, ref_geom = read_label_map(reference_file, what="ground-truth mask")
+    pred, pred_geom = read_label_map(prediction_file, what="prediction")
+    check_same_geometry(ref_geom, pred_geom, reference_file, prediction_file, "prediction")
+    gt, model = (np.isin(arr, list(labels)) if labels else arr != 0 for arr in (ref, pred))
+    if not gt.any():
+        raise InputError(f"{reference_file}: ground-truth mask holds no voxel of label(s) "
+                         f"{list(labels) if labels else 'non-zero'}: an empty volume (wrong file, or wrong --labels?)")
+    return volume_mm3(gt, ref_geom.array_spacing), volume_mm3(model, ref_geom.array_spacing)
 
 
 def acapulco_volume_from_csv(path: str | os.PathLike) -> float:
@@ -109,7 +132,7 @@ def acapulco_volume_from_parcellation(path: str | os.PathLike, transform_file: s
     """Whole-cerebellum volume (mm^3) = union of the 28 lobule labels of an ACAPULCO parcellation; with a
     transform (MNI-space ``_seg_post`` input) scaled to native space by :func:`transform_volume_scale`."""
     from nnunet_ataxia.dataset_conversion.acapulco import acapulco_whole_cerebellum_mask
-    arr, geom = read_image(path)
+    arr, geom = read_label_map(path, what="ACAPULCO parcellation")
     vol = volume_mm3(acapulco_whole_cerebellum_mask(arr), geom.array_spacing)
     if transform_file is not None:
         vol *= transform_volume_scale(transform_file, direction)
@@ -173,22 +196,19 @@ def acapulco_case_volume(acapulco_dir: str | os.PathLike, case_id: str, subject:
 
 def read_volumes_csv(path: str | os.PathLike) -> pd.DataFrame:
     """Already-computed volumes (e.g. the paper's Table 4): columns ``case_id`` (or ``subject``), ``group``
-    (optional), ``ground_truth``, ``model`` and optionally ``acapulco`` (mm^3); case-insensitive names."""
-    try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read volumes CSV ({e})") from None
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    if "case_id" not in df.columns and "subject" in df.columns:
-        df = df.rename(columns={"subject": "case_id"})
-    missing = [c for c in ("case_id", "ground_truth", "model") if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; expected case_id, group, ground_truth, model, "
-                         f"acapulco")
-    df["case_id"] = df["case_id"].astype(str)
+    (optional: control, presymptomatic, sca2, atlas), ``ground_truth``, ``model`` and optionally ``acapulco``
+    (mm^3, each > 0); case-insensitive names; every case once.
+
+    Raises:
+        InputError: unreadable file, missing column, non-numeric or non-positive volume, duplicated case, unknown
+            group (see :func:`nnunet_ataxia.utils.checked_io.read_table`).
+    """
+    volumes = ["ground_truth", "model", "acapulco"]
+    df = read_table(path, what="volumes CSV", required=("case_id", "ground_truth", "model"), positive=volumes,
+                    id_column="case_id", group_column="group", lower_case_columns=True,
+                    aliases={"subject": "case_id"})
     if "group" not in df.columns:
         df["group"] = ""
-    df["group"] = df["group"].fillna("").astype(str)
     cols = ["case_id", "group", "ground_truth", "model"] + (["acapulco"] if "acapulco" in df.columns else [])
     return df[cols]
 

@@ -194,15 +194,21 @@ def bootstrap_dice_band(case_counts: np.ndarray, n_bootstrap: int = 1000, seed: 
 
 # ----------------------------------------------------------------------------------------------- reading cases
 def read_probabilities(npz_file: str | os.PathLike, channel: int = WMH_LABEL) -> np.ndarray:
-    """Foreground probability (z, y, x) from nnU-Net's ``.npz`` (key ``probabilities``, shape (C, z, y, x))."""
-    try:
-        with np.load(npz_file) as f:
-            probs = f["probabilities"]
-    except (OSError, KeyError, ValueError) as e:
-        raise InputError(f"{npz_file}: not an nnU-Net probability file with 'probabilities' ({e})") from None
+    """Foreground probability (z, y, x) from nnU-Net's ``.npz`` (key ``probabilities``, shape (C, z, y, x)).
+
+    Raises:
+        InputError: truncated/corrupt file, no ``probabilities`` array, no such channel, NaN/Inf, or values
+            outside [0, 1] (logits instead of probabilities?).
+    """
+    from nnunet_ataxia.utils.checked_io import read_npz_array
+    probs = read_npz_array(npz_file, "probabilities", "nnU-Net probability file")
     if probs.ndim < 3 or probs.shape[0] <= channel:
         raise InputError(f"{npz_file}: probabilities of shape {probs.shape} have no channel {channel}")
-    return probs[channel].astype(np.float32)
+    p = probs[channel].astype(np.float32)
+    if p.size and (float(p.min()) < -1e-3 or float(p.max()) > 1 + 1e-3):
+        raise InputError(f"{npz_file}: probabilities outside [0, 1] (min {float(p.min()):.3g}, max "
+                         f"{float(p.max()):.3g}); logits instead of nnU-Net's --save_probabilities output?")
+    return p
 
 
 def list_probability_files(folders: Sequence[str | os.PathLike]) -> dict[str, Path]:
@@ -212,18 +218,35 @@ def list_probability_files(folders: Sequence[str | os.PathLike]) -> dict[str, Pa
 
 
 def brain_mask_for_case(case_id: str, brain_mask_dirs: Sequence[str | os.PathLike] = (),
-                        image_dirs: Sequence[str | os.PathLike] = ()) -> np.ndarray | None:
+                        image_dirs: Sequence[str | os.PathLike] = (), reference=None) -> np.ndarray | None:
     """The case's brain mask: ``<dir>/<case>.nii.gz`` from a brain-mask folder, else the union of the location
-    channels ``_0002``..``_0009`` > 0 from an images folder; None when neither folder is given."""
-    from nnunet_ataxia.evaluation.io import read_image
+    channels ``_0002``..``_0009`` > 0 from an images folder; None when neither folder is given.
+
+    Args:
+        case_id: the case.
+        brain_mask_dirs, image_dirs: where to look.
+        reference: optional ``(Geometry, file)`` the mask must match (grid and spacing).
+    """
+    from nnunet_ataxia.evaluation.io import read_image, read_label_map
+    from nnunet_ataxia.utils.checked_io import check_same_geometry
+
+    def checked(array, geom, path):
+        if reference is not None:
+            check_same_geometry(reference[0], geom, reference[1], path, "brain mask")
+        return array
+
     for d in brain_mask_dirs:
         f = Path(d) / f"{case_id}.nii.gz"
         if f.is_file():
-            return read_image(f)[0] > 0
+            mask, geom = read_label_map(f, what="brain mask")
+            return checked(mask > 0, geom, f)
     for d in image_dirs:
         files = [Path(d) / f"{case_id}_{c:04d}.nii.gz" for c in LOCATION_CHANNELS]
         if all(f.is_file() for f in files):
-            return np.any(np.stack([read_image(f)[0] > 0 for f in files]), axis=0)
+            channels = [read_image(f, "location channel") for f in files]
+            for (_, geom), f in zip(channels, files):
+                checked(None, geom, f)
+            return np.any(np.stack([a > 0 for a, _ in channels]), axis=0)
     if brain_mask_dirs or image_dirs:
         raise InputError(f"{case_id}: no brain mask in {[str(d) for d in (*brain_mask_dirs, *image_dirs)]}")
     return None
@@ -232,22 +255,21 @@ def brain_mask_for_case(case_id: str, brain_mask_dirs: Sequence[str | os.PathLik
 def load_case(case_id: str, npz_file: Path, reference_dirs: Sequence[str | os.PathLike],
               brain_mask_dirs: Sequence[str | os.PathLike] = (), image_dirs: Sequence[str | os.PathLike] = ()
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(foreground probability, binary WMH reference, valid voxels) of one case; checks shapes."""
-    from nnunet_ataxia.evaluation.io import read_image
+    """(foreground probability, binary WMH reference, valid voxels) of one case; checks values and shapes."""
+    from nnunet_ataxia.evaluation.io import read_label_map
+    from nnunet_ataxia.utils.checked_io import require_folder
+    for d in reference_dirs:
+        require_folder(d, "reference folder")
     ref_file = next((Path(d) / f"{case_id}.nii.gz" for d in reference_dirs
                      if (Path(d) / f"{case_id}.nii.gz").is_file()), None)
     if ref_file is None:
-        raise InputError(f"{case_id}: no reference {case_id}.nii.gz in {[str(d) for d in reference_dirs]}")
-    ref = read_image(ref_file)[0]
+        raise InputError(f"{npz_file}: no reference {case_id}.nii.gz in {[str(d) for d in reference_dirs]}")
+    ref, ref_geom = read_label_map(ref_file, (0, WMH_LABEL, WMH_IGNORE_LABEL),
+                                   "WMH reference (0 background, 1 WMH, 2 ignore)")
     prob = read_probabilities(npz_file)
     if prob.shape != ref.shape:
-        raise InputError(f"{case_id}: probabilities {npz_file} have shape {prob.shape}, reference {ref_file} "
-                         f"{ref.shape}")
-    unknown = sorted(set(np.unique(ref).astype(int).tolist()) - {0, WMH_LABEL, WMH_IGNORE_LABEL})
-    if unknown:
-        raise InputError(f"{case_id}: reference {ref_file} has label value(s) {unknown} (expected 0, 1, 2)")
-    brain = brain_mask_for_case(case_id, brain_mask_dirs, image_dirs)
-    if brain is not None and brain.shape != ref.shape:
-        raise InputError(f"{case_id}: brain mask shape {brain.shape} != reference shape {ref.shape}")
+        raise InputError(f"{npz_file}: probabilities have shape {prob.shape}, reference {ref_file} "
+                         f"{ref.shape} (another case, or another space?)")
+    brain = brain_mask_for_case(case_id, brain_mask_dirs, image_dirs, reference=(ref_geom, ref_file))
     valid = (ref != WMH_IGNORE_LABEL) if brain is None else (brain & (ref != WMH_IGNORE_LABEL))
     return prob, ref == WMH_LABEL, valid

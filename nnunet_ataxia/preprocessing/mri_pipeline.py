@@ -189,10 +189,12 @@ def _read_label(path: Path, image: sitk.Image, image_path: Path) -> sitk.Image:
             f"{path}: label map geometry differs from its image {image_path.name} "
             f"(size {label.GetSize()} vs {image.GetSize()}, spacing {np.round(label.GetSpacing(), 3).tolist()} vs "
             f"{np.round(image.GetSpacing(), 3).tolist()}, or origin/direction)")
-    arr = sitk.GetArrayViewFromImage(label)
-    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.mod(arr, 1) == 0):
-        raise InputError(f"{path}: label map holds non-integer values")
-    return sitk.Cast(label, sitk.sitkUInt8) if float(arr.max(initial=0)) < 256 else sitk.Cast(label, sitk.sitkUInt16)
+    from nnunet_ataxia.utils.checked_io import check_label_values
+
+    arr = check_label_values(sitk.GetArrayViewFromImage(label), path, what="label map")  # whole numbers >= 0
+    out = sitk.GetImageFromArray(arr.astype(np.uint8 if int(arr.max(initial=0)) < 256 else np.uint16))
+    out.CopyInformation(label)
+    return out
 
 
 def preprocess_t1_case(t1_path: str | os.PathLike, out_image_path: str | os.PathLike, *,
@@ -200,7 +202,8 @@ def preprocess_t1_case(t1_path: str | os.PathLike, out_image_path: str | os.Path
                        out_label_paths: Sequence[str | os.PathLike] = (),
                        transform_dir: str | os.PathLike, skull_strip: bool = True, crop: bool = True,
                        seed: int = 0, n4_shrink_factor: int = 4,
-                       registration_template_spacing_mm: float = 1.0) -> dict:
+                       registration_template_spacing_mm: float = 1.0,
+                       registration_options: dict | None = None) -> dict:
     """Preprocess one T1 as the paper does and keep what is needed to map results back to the native image.
 
     Writes ``out_image_path`` (float32, [0, 255], on the 128 x 128 x 96 crop grid or the full MNI grid with
@@ -221,6 +224,8 @@ def preprocess_t1_case(t1_path: str | os.PathLike, out_image_path: str | os.Path
         n4_shrink_factor: N4 fits on the image shrunk by this factor.
         registration_template_spacing_mm: register against the template down-sampled to this spacing (tests use
             2-3 mm for speed; the output grid is 1 mm regardless).
+        registration_options: further keyword arguments of
+            :func:`~nnunet_ataxia.preprocessing.registration.affine_register_to_mni` (e.g. ``moving_spacing_mm``).
 
     Returns:
         A dict with the written paths, ``linear_determinant`` (native mm³ per MNI mm³) and ``timings_s``
@@ -245,7 +250,8 @@ def preprocess_t1_case(t1_path: str | os.PathLike, out_image_path: str | os.Path
 
     corrected = bias_correct(native, shrink_factor=n4_shrink_factor)
     t1 = time.perf_counter()
-    tfm = register_to_mni(corrected, seed=seed, template_spacing_mm=registration_template_spacing_mm)
+    tfm = register_to_mni(corrected, seed=seed, template_spacing_mm=registration_template_spacing_mm,
+                          **(registration_options or {}))
     t2 = time.perf_counter()
 
     image_mni = resample_to_mni(corrected, tfm)
@@ -286,6 +292,7 @@ def preprocess_t1_case(t1_path: str | os.PathLike, out_image_path: str | os.Path
         "skull_strip": bool(skull_strip),
         "template": "MNI152_T1_1mm_brain",
         "registration_template_spacing_mm": float(registration_template_spacing_mm),
+        "registration_options": dict(registration_options or {}),
         "timings_s": timings,
     }
     (transform_dir / META_FILE).write_text(json.dumps(meta, indent=2))

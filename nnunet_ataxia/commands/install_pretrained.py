@@ -1,0 +1,27 @@
+"""``nnunet-ataxia install-pretrained``: put the shipped pretrained M2 into ``nnUNet_results`` (re-running is safe).
+
+Afterwards the stock ``nnUNetv2_predict -d 510 ...`` finds it, and ``-pretrained_weights`` can point at its
+checkpoint for fine-tuning.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default=None,
+                        help="the nnUNet_results folder to install into (default: $nnUNet_results)")
+    parser.add_argument("--zip", default=None,
+                        help="install another exported release zip instead of the one shipped in the package")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_ataxia.pretrained import release
+
+    folder = release.install_pretrained(args.results, zip_file=args.zip)
+    print(f"installed the pretrained model in {folder}")
+    print(f"predict with: nnUNetv2_predict -i INPUT -o OUTPUT -d {release.DATASET_ID} -c {release.CONFIGURATION} "
+          f"-tr {release.TRAINER} -p {release.PLANS} -f {release.FOLD}")
+    print("  (INPUT: images preprocessed with 'nnunet-ataxia preprocess-mri'; or run 'nnunet-ataxia segment' on "
+          "native T1s; nnUNet_extTrainer must be set, see 'nnunet-ataxia trainer-path')")
+    return 0

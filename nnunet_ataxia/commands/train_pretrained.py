@@ -1,0 +1,40 @@
+"""``nnunet-ataxia train-pretrained``: reproduce the released pretrained M2 from scratch (resumable).
+
+Generates the domain-randomized subjects, plans them with the fixed 1 mm / 128x128x96 planner, trains
+``M2InceptionTrainer_pretrained`` (fold 0) with ``nnUNetv2_train`` and exports it with ``nnUNetv2_export_model_to_zip``.
+Run it again with the same ``--work`` to continue: finished steps are skipped and training resumes with ``--c``.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--work", required=True, help="work folder (nnUNet_raw/_preprocessed/_results inside)")
+    parser.add_argument("--hours", type=float, default=None,
+                        help="end this training chunk at the first epoch end after H hours (resume by re-running)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--n-train", type=int, default=160, help="generated training subjects (default 160)")
+    parser.add_argument("--n-val", type=int, default=12, help="generated validation subjects (default 12)")
+    parser.add_argument("-np", "--num-processes", type=int, default=2, help="processes for data generation/planning")
+    parser.add_argument("--resume-state", default=None,
+                        help="folder saved by --save-state in an earlier session (e.g. release/training_state)")
+    parser.add_argument("--save-state", default=None, help="copy the resumable training state here afterwards")
+    parser.add_argument("--export", default=None, help="write the model's nnU-Net zip here afterwards")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="allow a non-empty --work/--save-state folder that is not an earlier output of this run")
+    parser.add_argument("--export-checkpoint", default=None,
+                        help="checkpoint to export (default: checkpoint_final.pth if finished, else the latest)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_ataxia.pretrained.training_run import train_pretrained
+
+    result = train_pretrained(args.work, n_train=args.n_train, n_val=args.n_val, hours=args.hours,
+                              device=args.device, num_processes=args.num_processes, resume_state=args.resume_state,
+                              save_state_to=args.save_state, export_to=args.export,
+                              export_checkpoint=args.export_checkpoint, overwrite=args.overwrite)
+    state = "finished" if result["finished"] else "not finished (re-run the same command to continue)"
+    print(f"training {state}: {result['epochs_done']} epoch(s) done"
+          + (f"; exported {result['exported']}" if result["exported"] else ""))
+    return 0

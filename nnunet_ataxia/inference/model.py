@@ -1,0 +1,198 @@
+"""Which nnU-Net model ``segment`` uses, and nnU-Net's own ``nnUNetPredictor`` loaded once, in-process.
+
+Three ways to name a model, as with ``nnUNetv2_predict``:
+
+* nothing: the pretrained M2 shipped with the package (:mod:`nnunet_ataxia.pretrained.release`), installed into
+  ``$nnUNet_results`` when that variable is set (and the model is not there yet), otherwise into a private cache
+  folder (``segment`` uses one inside its output folder), so ``nnUNet_results`` is not needed;
+* ``model_folder``: a ``Trainer__Plans__configuration`` folder (``nnUNetv2_predict_from_modelfolder -m``);
+* ``dataset`` (+ ``trainer``, ``plans``, ``configuration``): looked up in ``$nnUNet_results`` like
+  ``nnUNetv2_predict -d``. The defaults are the pretrained model's trainer, plans and configuration.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.pretrained import release
+from nnunet_ataxia.utils.nnunet_env import nnunet_folder
+
+__all__ = ["ModelSpec", "resolve_model", "load_predictor", "model_labels", "trainer_shim_folder"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved nnU-Net model: its folder, the folds and checkpoint to use, and where it came from."""
+    folder: Path
+    folds: tuple
+    checkpoint: str
+    source: str
+
+
+def trainer_shim_folder() -> Path:
+    """The folder that ``nnUNet_extTrainer`` must name so nnU-Net finds this plugin's trainers.
+
+    Example:
+        >>> trainer_shim_folder().name
+        'nnunet_ext_trainers'
+    """
+    return Path(__file__).resolve().parent.parent / "nnunet_ext_trainers"
+
+
+def _available_folds(folder: Path, checkpoint: str) -> tuple:
+    folds = []
+    for sub in sorted(folder.glob("fold_*")):
+        if (sub / checkpoint).is_file():
+            name = sub.name[len("fold_"):]
+            folds.append(int(name) if name.isdigit() else name)
+    return tuple(folds)
+
+
+def _check_model_folder(folder: Path, folds: Sequence | None, checkpoint: str, source: str) -> ModelSpec:
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such model folder")
+    for name in ("plans.json", "dataset.json"):
+        if not (folder / name).is_file():
+            raise InputError(f"{folder}: not an nnU-Net model folder ({name} is missing; give the "
+                             f"Trainer__Plans__configuration folder)")
+    if folds:
+        folds = tuple(int(f) if str(f).isdigit() else str(f) for f in folds)
+        for f in folds:
+            if not (folder / f"fold_{f}" / checkpoint).is_file():
+                raise InputError(f"{folder / f'fold_{f}' / checkpoint}: no such checkpoint")
+    else:
+        folds = _available_folds(folder, checkpoint)
+        if not folds:
+            raise InputError(f"{folder}: no fold_*/{checkpoint} in this model folder")
+    model_labels(folder)  # fails early for models this command cannot use
+    return ModelSpec(folder=folder, folds=folds, checkpoint=checkpoint, source=source)
+
+
+def _find_dataset_folder(results: Path, dataset: str | int) -> Path:
+    text = str(dataset)
+    if text.startswith("Dataset"):
+        if (results / text).is_dir():
+            return results / text
+        raise InputError(f"dataset '{text}': not found in nnUNet_results ({results})")
+    try:
+        prefix = f"Dataset{int(text):03d}_"
+    except ValueError:
+        raise InputError(f"dataset '{text}': give a numeric id (e.g. 510) or a name like "
+                         f"Dataset510_SynthCerebellumBrainstem") from None
+    found = sorted(p for p in results.iterdir() if p.is_dir() and p.name.startswith(prefix)) \
+        if results.is_dir() else []
+    if len(found) != 1:
+        raise InputError(f"dataset '{text}': {'no' if not found else 'more than one'} trained model folder "
+                         f"{prefix}* in nnUNet_results ({results})")
+    return found[0]
+
+
+def resolve_model(*, model_folder: str | os.PathLike | None = None, dataset: str | int | None = None,
+                  trainer: str = release.TRAINER, plans: str = release.PLANS,
+                  configuration: str = release.CONFIGURATION, folds: Sequence | None = None,
+                  checkpoint: str = "checkpoint_final.pth",
+                  cache_dir: str | os.PathLike | None = None) -> ModelSpec:
+    """Find (and for the pretrained model, install if needed) the model folder to predict with.
+
+    Args:
+        model_folder: a ``Trainer__Plans__configuration`` folder (wins over ``dataset``).
+        dataset: dataset id or name in ``$nnUNet_results`` (with ``trainer``, ``plans``, ``configuration``).
+        trainer, plans, configuration: which model of ``dataset`` (default: the pretrained model's).
+        folds: folds to ensemble (default: every fold that has ``checkpoint``).
+        checkpoint: checkpoint file name in each fold folder.
+        cache_dir: where the pretrained model is installed when ``nnUNet_results`` is not set.
+
+    Example:
+        >>> spec = resolve_model(cache_dir="/tmp/cache")  # doctest: +SKIP
+        >>> spec.folder.name  # doctest: +SKIP
+        'M2InceptionTrainer_pretrained__nnUNetFixed128Plans__3d_fullres'
+    """
+    if model_folder is not None:
+        return _check_model_folder(Path(model_folder), folds, checkpoint, f"model folder {model_folder}")
+    if dataset is not None:
+        results = nnunet_folder("nnUNet_results")
+        folder = _find_dataset_folder(results, dataset) / f"{trainer}__{plans}__{configuration}"
+        return _check_model_folder(folder, folds, checkpoint, f"nnUNet_results model {folder.parent.name}/"
+                                                              f"{folder.name}")
+    results = os.environ.get("nnUNet_results")
+    if results:
+        where = f"pretrained model in nnUNet_results ({results})"
+    elif cache_dir is not None:
+        results, where = str(cache_dir), f"pretrained model (private copy in {cache_dir})"
+    else:
+        raise InputError("no model given and neither nnUNet_results nor a cache folder to install the pretrained "
+                         "model into")
+    folder = release.installed_model_folder(results)
+    pretrained_folds = tuple(folds) if folds else (release.FOLD,)
+    if not all((folder / f"fold_{f}" / checkpoint).is_file() for f in pretrained_folds):
+        release.install_pretrained(results)
+    return _check_model_folder(folder, pretrained_folds, checkpoint, where)
+
+
+def model_labels(folder: str | os.PathLike) -> dict[str, int]:
+    """``{name: value}`` of the model's labels (dataset.json), background included; region-based models refused.
+
+    Example:
+        >>> model_labels(resolve_model(cache_dir="/tmp/cache").folder)  # doctest: +SKIP
+        {'background': 0, 'cerebellum': 1, 'brainstem': 2}
+    """
+    import json
+
+    path = Path(folder) / "dataset.json"
+    try:
+        labels = json.loads(path.read_text())["labels"]
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{path}: cannot read the labels ({e})") from None
+    out = {}
+    for name, value in labels.items():
+        if isinstance(value, (list, tuple)):
+            raise InputError(f"{path}: region-based label '{name}' {value}: segment needs a model with one value "
+                             f"per label")
+        out[str(name)] = int(value)
+    if out.get("background") != 0:
+        raise InputError(f"{path}: labels must contain background = 0")
+    return out
+
+
+def load_predictor(spec: ModelSpec, *, mirror: bool = False, device: str | None = None):
+    """nnU-Net's ``nnUNetPredictor`` for ``spec``, loaded once (CPU unless CUDA is available).
+
+    Args:
+        spec: the model (:func:`resolve_model`).
+        mirror: test-time mirroring over the axes the trainer allows (slower; off by default).
+        device: ``"cuda"``, ``"cpu"``, or None (CUDA when available).
+
+    Example:
+        >>> predictor = load_predictor(resolve_model(cache_dir="/tmp/cache"))  # doctest: +SKIP
+    """
+    import torch
+
+    shim = str(trainer_shim_folder())
+    ext = os.environ.get("nnUNet_extTrainer", "")
+    if shim not in ext.split(os.pathsep):
+        # nnU-Net finds this plugin's trainer classes (named in the checkpoint) through this variable
+        os.environ["nnUNet_extTrainer"] = os.pathsep.join(p for p in (ext, shim) if p)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    log = io.StringIO()
+    try:
+        # nnU-Net's prints and its dependencies' deprecation warnings are not the user's business here
+        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+            predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=bool(mirror),
+                                        perform_everything_on_device=dev.type == "cuda", device=dev,
+                                        verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+            predictor.initialize_from_trained_model_folder(str(spec.folder), use_folds=spec.folds,
+                                                           checkpoint_name=spec.checkpoint)
+    except (RuntimeError, KeyError, OSError, AssertionError) as e:
+        raise InputError(f"{spec.folder}: nnU-Net cannot load this model ({type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[-1] if str(e).strip() else e})") from None
+    return predictor

@@ -1,0 +1,1 @@
+"""The pretrained M2 model: export, installation, and the run that reproduces it."""

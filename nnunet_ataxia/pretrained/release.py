@@ -1,0 +1,196 @@
+"""The pretrained M2 shipped with the package: its nnU-Net identity, export to nnU-Net's zip, installation.
+
+The model is an ordinary nnU-Net model folder, ``$nnUNet_results/Dataset510_SynthCerebellumBrainstem/
+M2InceptionTrainer_pretrained__nnUNetFixed128Plans__3d_fullres/fold_0``, exported with nnU-Net's own
+``export_pretrained_model`` (``nnUNetv2_export_model_to_zip``) and installed with ``install_model_from_zip_file``
+(``nnUNetv2_install_pretrained_model_from_zip``). The shipped checkpoint keeps only what inference and
+``-pretrained_weights`` need (no optimizer state).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from nnunet_ataxia.errors import InputError
+
+DATASET_ID = 510
+DATASET_NAME = "Dataset510_SynthCerebellumBrainstem"
+TRAINER = "M2InceptionTrainer_pretrained"
+PLANS = "nnUNetFixed128Plans"
+CONFIGURATION = "3d_fullres"
+FOLD = 0
+LABELS = {"background": 0, "cerebellum": 1, "brainstem": 2}
+ZIP_NAME = "M2_cerebellum_brainstem_pretrained.zip"
+#: what is known about the shipped model (training progress, held-out accuracy), next to the zip
+RELEASE_INFO_NAME = "release.json"
+#: checkpoint entries kept in the shipped model (what nnU-Net's predictor and load_pretrained_weights read)
+INFERENCE_KEYS = ("network_weights", "init_args", "trainer_name", "inference_allowed_mirroring_axes",
+                  "current_epoch", "_best_ema")
+
+
+def model_dir_name(trainer: str = TRAINER) -> str:
+    """``M2InceptionTrainer_pretrained__nnUNetFixed128Plans__3d_fullres`` (nnU-Net's trainer folder name)."""
+    return f"{trainer}__{PLANS}__{CONFIGURATION}"
+
+
+def pretrained_zip_path() -> Path:
+    """The zip shipped inside the package (``nnunet_ataxia/data/pretrained/``); InputError if it is missing.
+
+    Example:
+        >>> pretrained_zip_path().name  # doctest: +SKIP
+        'M2_cerebellum_brainstem_pretrained.zip'
+    """
+    path = Path(__file__).resolve().parent.parent / "data" / "pretrained" / ZIP_NAME
+    if not path.is_file():
+        raise InputError(f"{path}: this version ships no pretrained model yet (its training is still running, see the "
+                         f"README's 'Pretrained model'); give your own model with -m <nnU-Net model folder> or "
+                         f"-d/-tr/-p, or build one with 'nnunet-ataxia train-pretrained'")
+    return path
+
+
+def release_info() -> dict:
+    """The shipped model's ``release.json`` (``status`` "interim" or "final", epochs, held-out figures), or {}.
+
+    Example:
+        >>> release_info().get("status") in (None, "interim", "final")
+        True
+    """
+    path = Path(__file__).resolve().parent.parent / "data" / "pretrained" / RELEASE_INFO_NAME
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def release_note() -> str | None:
+    """One line to show users when the shipped model is an interim release (None for a final one)."""
+    info = release_info()
+    if not info or info.get("status") == "final":
+        return None
+    heldout = info.get("heldout", {})
+    figures = ", ".join(f"{k} {v}" for k, v in heldout.items()) if heldout else "not yet measured"
+    return (f"note: the shipped pretrained model is an interim release (epoch {info.get('epochs_done', '?')} of "
+            f"{info.get('epochs_planned', '?')}; held-out: {figures}); check the QC pictures and see the README")
+
+
+def installed_model_folder(results: str | os.PathLike | None = None) -> Path:
+    """Where the pretrained model lives (or will live) under ``nnUNet_results``."""
+    if results is None:
+        results = os.environ.get("nnUNet_results")
+        if not results:
+            raise InputError("environment variable nnUNet_results is not set: it says where nnU-Net models live")
+    return Path(results) / DATASET_NAME / model_dir_name()
+
+
+def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy an nnU-Net checkpoint keeping only :data:`INFERENCE_KEYS` (drops optimizer and logging state)."""
+    checkpoint = torch.load(src, map_location="cpu", weights_only=False)
+    missing = [k for k in ("network_weights", "init_args", "trainer_name") if k not in checkpoint]
+    if missing:
+        raise InputError(f"{src}: not an nnU-Net checkpoint (missing {', '.join(missing)})")
+    torch.save({k: checkpoint[k] for k in INFERENCE_KEYS if k in checkpoint}, dst)
+
+
+def _nnunet(args: list[str], results: Path) -> None:
+    env = dict(os.environ, nnUNet_results=str(results))
+    proc = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
+        raise InputError(f"{' '.join(args[:2])}: failed (exit {proc.returncode}):\n{tail}")
+
+
+def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, *,
+                   checkpoint: str = "checkpoint_best.pth", validate: bool = True, trainer: str = TRAINER) -> Path:
+    """Export a trained (or partly trained) model folder as the shippable nnU-Net zip.
+
+    A staging copy of ``model_folder`` gets ``checkpoint`` as its ``checkpoint_final.pth``; nnU-Net's own
+    validation (``nnUNetv2_train ... --val``) writes ``fold_0/validation/summary.json`` there; the checkpoint is then
+    stripped to :data:`INFERENCE_KEYS` and ``nnUNetv2_export_model_to_zip`` writes the zip, to which the training
+    logs are added. ``nnUNet_preprocessed`` must hold the dataset (the validation reads it).
+
+    Args:
+        model_folder: ``.../Dataset510_.../M2InceptionTrainer_pretrained__nnUNetFixed128Plans__3d_fullres``.
+        out_zip: the zip to write (replaced atomically).
+        checkpoint: which checkpoint of ``fold_0`` to ship.
+        validate: run nnU-Net's validation (needed for the ``summary.json`` that the export requires; without it a
+            placeholder summary is written).
+        trainer: the trainer class of the model (tests export short-schedule variants).
+
+    Example:
+        >>> export_release("$nnUNet_results/Dataset510_SynthCerebellumBrainstem/"  # doctest: +SKIP
+        ...                "M2InceptionTrainer_pretrained__nnUNetFixed128Plans__3d_fullres", "model.zip")
+    """
+    model_folder, out_zip = Path(model_folder), Path(out_zip)
+    fold_dir = model_folder / f"fold_{FOLD}"
+    if not (fold_dir / checkpoint).is_file():
+        raise InputError(f"{fold_dir / checkpoint}: no such checkpoint to export")
+    with tempfile.TemporaryDirectory(prefix="nnunet_ataxia_export_") as tmp:
+        staging = Path(tmp) / "results"
+        target = staging / DATASET_NAME / model_dir_name(trainer)
+        (target / f"fold_{FOLD}").mkdir(parents=True)
+        for name in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
+            shutil.copy2(model_folder / name, target / name)
+        logs = sorted(fold_dir.glob("training_log_*.txt"))
+        for path in [fold_dir / "progress.png", fold_dir / "debug.json", *logs]:
+            if path.is_file():
+                shutil.copy2(path, target / f"fold_{FOLD}" / path.name)
+        final = target / f"fold_{FOLD}" / "checkpoint_final.pth"
+        shutil.copy2(fold_dir / checkpoint, final)
+        if validate:
+            _nnunet(["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, str(FOLD), "-tr", trainer, "-p", PLANS,
+                     "--val", "-device", "cuda" if torch.cuda.is_available() else "cpu"], staging)
+        else:
+            summary = target / f"fold_{FOLD}" / "validation" / "summary.json"
+            summary.parent.mkdir(parents=True, exist_ok=True)
+            summary.write_text('{"note": "exported without validation"}\n')
+        strip_checkpoint(final, final)
+        partial = Path(tmp) / ZIP_NAME
+        _nnunet(["nnUNetv2_export_model_to_zip", "-d", str(DATASET_ID), "-o", str(partial), "-c", CONFIGURATION,
+                 "-tr", trainer, "-p", PLANS, "-f", str(FOLD)], staging)
+        with zipfile.ZipFile(partial, "a", zipfile.ZIP_DEFLATED) as zf:
+            for log in logs:
+                zf.write(log, f"{DATASET_NAME}/{model_dir_name(trainer)}/fold_{FOLD}/{log.name}")
+        out_zip.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(partial), str(out_zip.with_suffix(".zip.tmp")))
+        os.replace(out_zip.with_suffix(".zip.tmp"), out_zip)
+    return out_zip
+
+
+def install_pretrained(results: str | os.PathLike | None = None, zip_file: str | os.PathLike | None = None) -> Path:
+    """Install the shipped model into ``nnUNet_results`` with nnU-Net's ``nnUNetv2_install_pretrained_model_from_zip``.
+
+    Re-running is safe: nnU-Net unpacks the same files over the same folder.
+
+    Args:
+        results: the ``nnUNet_results`` folder (default: the environment variable).
+        zip_file: another exported zip (default: the one shipped in the package).
+
+    Returns:
+        The installed model folder (give it to ``nnUNetPredictor`` or use ``nnUNetv2_predict -d 510 -tr ... -p ...``).
+
+    Example:
+        >>> install_pretrained("/data/nnUNet_results")  # doctest: +SKIP
+        PosixPath('/data/nnUNet_results/Dataset510_SynthCerebellumBrainstem/M2InceptionTrainer_pretrained__nnUNetFixed128Plans__3d_fullres')
+    """
+    results = installed_model_folder(results).parent.parent
+    zip_file = Path(zip_file) if zip_file is not None else pretrained_zip_path()
+    if not zipfile.is_zipfile(zip_file):
+        raise InputError(f"{zip_file}: not a zip file")
+    marker = f"/fold_{FOLD}/checkpoint_final.pth"
+    models = sorted({n[: -len(marker)] for n in zipfile.ZipFile(zip_file).namelist() if n.endswith(marker)})
+    if len(models) != 1:
+        raise InputError(f"{zip_file}: expected one nnU-Net model with fold_{FOLD}/checkpoint_final.pth, "
+                         f"found {len(models)}")
+    results.mkdir(parents=True, exist_ok=True)
+    _nnunet(["nnUNetv2_install_pretrained_model_from_zip", str(zip_file)], results)
+    folder = results / models[0]
+    if not (folder / f"fold_{FOLD}" / "checkpoint_final.pth").is_file():
+        raise InputError(f"{zip_file}: installed, but {folder}/fold_{FOLD}/checkpoint_final.pth is missing")
+    return folder

@@ -1,0 +1,185 @@
+"""The one run that reproduces the released model: generate the data, plan, train (in resumable chunks), export.
+
+Every step skips what is already done, so the same command continues an interrupted run (on a CPU the training spans
+many sessions: ``--hours`` ends a chunk cleanly at an epoch boundary, the next call resumes with nnU-Net's ``--c``).
+The nnU-Net folders live in one work folder: ``<work>/nnUNet_raw``, ``<work>/nnUNet_preprocessed``,
+``<work>/nnUNet_results``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.pretrained import release
+from nnunet_ataxia.utils.output_folders import check_output_folder, write_marker
+
+COMMAND = "train-pretrained"
+STATE_COMMAND = "train-pretrained --save-state"
+
+#: files of a training run that carry it from one machine (or session) to the next
+STATE_FILES = ("checkpoint_latest.pth", "progress.png", "debug.json")
+
+
+@dataclass
+class TrainingRunPaths:
+    """The nnU-Net folders of a work folder and the model folder inside them."""
+    work: Path
+    trainer: str = release.TRAINER
+
+    @property
+    def raw(self) -> Path:
+        return self.work / "nnUNet_raw"
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.work / "nnUNet_preprocessed"
+
+    @property
+    def results(self) -> Path:
+        return self.work / "nnUNet_results"
+
+    @property
+    def model(self) -> Path:
+        return self.results / release.DATASET_NAME / release.model_dir_name(self.trainer)
+
+    @property
+    def fold(self) -> Path:
+        return self.model / f"fold_{release.FOLD}"
+
+    def environment(self, device: str) -> dict:
+        import nnunet_ataxia
+
+        shims = Path(nnunet_ataxia.__file__).resolve().parent / "nnunet_ext_trainers"
+        env = dict(os.environ, nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.preprocessed),
+                   nnUNet_results=str(self.results), nnUNet_extTrainer=str(shims))
+        if device == "cpu":
+            env.setdefault("nnUNet_n_proc_DA", "0")
+            env.setdefault("nnUNet_def_n_proc", str(max(1, os.cpu_count() or 1)))
+        return env
+
+
+def _run(cmd: list[str], env: dict) -> int:
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.run(cmd, env=env).returncode
+
+
+def restore_state(state_dir: Path, paths: TrainingRunPaths) -> bool:
+    """Copy a saved training state into the model folder (only when the model folder has no checkpoint yet)."""
+    if not (state_dir / "checkpoint_latest.pth").is_file():
+        raise InputError(f"{state_dir}: no checkpoint_latest.pth to resume from")
+    if any((paths.fold / name).is_file() for name in ("checkpoint_latest.pth", "checkpoint_final.pth")):
+        return False
+    paths.fold.mkdir(parents=True, exist_ok=True)
+    for f in state_dir.iterdir():
+        if f.is_file() and (f.name in STATE_FILES or f.name.startswith("training_log_")):
+            shutil.copy2(f, paths.fold / f.name)
+    return True
+
+
+def save_state(paths: TrainingRunPaths, state_dir: Path, overwrite: bool = False) -> None:
+    """Copy the resumable state of the run (latest checkpoint, logs, progress.png) to ``state_dir``.
+
+    ``state_dir`` is replaced only when it is new, empty or an earlier saved state (its marker), or with ``overwrite``.
+    """
+    check_output_folder(state_dir, STATE_COMMAND, inputs=[paths.work], overwrite=overwrite,
+                        recognize=("checkpoint_latest.pth",))
+    tmp = state_dir.with_name(state_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in paths.fold.iterdir():
+        if f.is_file() and (f.name in STATE_FILES or f.name.startswith("training_log_")):
+            shutil.copy2(f, tmp / f.name)
+    write_marker(tmp, STATE_COMMAND, {"epochs_done": epochs_done(paths.fold)})
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+    os.replace(tmp, state_dir)
+
+
+def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int = 12, hours: float | None = None,
+                     device: str = "cpu", num_processes: int = 2, resume_state: str | os.PathLike | None = None,
+                     save_state_to: str | os.PathLike | None = None, export_to: str | os.PathLike | None = None,
+                     export_checkpoint: str | None = None, trainer: str = release.TRAINER,
+                     overwrite: bool = False) -> dict:
+    """Reproduce the released model: data -> plan -> train (chunk) -> export. Each step skips finished work.
+
+    Args:
+        work: work folder (holds the three nnU-Net folders).
+        n_train: generated training subjects (seeds 0 .. n_train-1).
+        n_val: generated validation subjects (fold 0's validation split).
+        hours: stop training at the first epoch end after this many hours (resume later with the same command).
+        device: ``cpu`` or ``cuda``.
+        num_processes: processes for data generation and nnU-Net preprocessing.
+        resume_state: a folder written by ``save_state_to`` in an earlier session (copied in when the work folder
+            has no checkpoint yet).
+        save_state_to: after training, copy the resumable state (latest checkpoint, logs, progress.png) here.
+        export_to: write the nnU-Net zip of the model here (the released one is
+            ``nnunet_ataxia/data/pretrained/M2_cerebellum_brainstem_pretrained.zip``).
+        export_checkpoint: checkpoint to export (default: ``checkpoint_final.pth`` when training finished, else
+            ``checkpoint_latest.pth``).
+        trainer: the trainer class (tests use short-schedule variants).
+        overwrite: allow a non-empty work / state folder that is not an earlier output of this run.
+
+    Returns:
+        ``{"finished": bool, "epochs_done": int, "exported": path or None}``.
+
+    Example:
+        >>> train_pretrained("/scratch/m2_release", hours=2.5)  # doctest: +SKIP
+    """
+    from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import build_synthetic_dataset
+
+    paths = TrainingRunPaths(Path(work).resolve(), trainer)
+    check_output_folder(paths.work, COMMAND, overwrite=overwrite, recognize=("nnUNet_raw", "nnUNet_preprocessed"))
+    if export_to is not None and Path(export_to).exists() and not zipfile.is_zipfile(export_to):
+        raise InputError(f"{export_to}: exists and is not a model zip; refusing to replace it")
+    paths.work.mkdir(parents=True, exist_ok=True)
+    write_marker(paths.work, COMMAND)
+    env = paths.environment(device)
+    os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+    raw_dataset = paths.raw / release.DATASET_NAME
+    n_cases = len(list((raw_dataset / "labelsTr").glob("*.nii.gz"))) if raw_dataset.is_dir() else 0
+    if n_cases != n_train + n_val:
+        t0 = time.time()
+        build_synthetic_dataset(n_train, n_val, output=raw_dataset, num_processes=num_processes)
+        print(f"data: {n_train + n_val} subjects generated in {time.time() - t0:.0f} s", flush=True)
+    plans = paths.preprocessed / release.DATASET_NAME / f"{release.PLANS}.json"
+    if not plans.is_file() or n_cases != n_train + n_val:
+        exe = [sys.executable, "-m", "nnunet_ataxia.cli"]
+        if _run(exe + ["plan", "-d", str(release.DATASET_ID), "-np", str(num_processes)], env) != 0:
+            raise InputError(f"{raw_dataset}: planning failed")
+    if resume_state is not None and restore_state(Path(resume_state), paths):
+        print(f"resumed the training state from {resume_state}", flush=True)
+    finished = (paths.fold / "checkpoint_final.pth").is_file()
+    if not finished:
+        cmd = ["nnUNetv2_train", str(release.DATASET_ID), release.CONFIGURATION, str(release.FOLD),
+               "-tr", trainer, "-p", release.PLANS, "-device", device]
+        if (paths.fold / "checkpoint_latest.pth").is_file():
+            cmd.append("--c")
+        if hours is not None:
+            env["NNUNET_ATAXIA_STOP_AT"] = str(time.time() + hours * 3600.0)
+        if _run(cmd, env) != 0:
+            raise InputError(f"{paths.fold}: nnUNetv2_train failed (see its output above)")
+        finished = (paths.fold / "checkpoint_final.pth").is_file()
+    if save_state_to is not None and paths.fold.is_dir():
+        save_state(paths, Path(save_state_to), overwrite=overwrite)
+    exported = None
+    if export_to is not None:
+        chk = export_checkpoint or ("checkpoint_final.pth" if finished else "checkpoint_latest.pth")
+        exported = release.export_release(paths.model, export_to, checkpoint=chk, trainer=trainer)
+    return {"finished": finished, "epochs_done": epochs_done(paths.fold), "exported": exported}
+
+
+def epochs_done(fold_dir: Path) -> int:
+    """Epochs completed so far, read from the newest checkpoint (0 when none)."""
+    import torch
+
+    for name in ("checkpoint_final.pth", "checkpoint_latest.pth"):
+        if (fold_dir / name).is_file():
+            return int(torch.load(fold_dir / name, map_location="cpu", weights_only=False)["current_epoch"])
+    return 0

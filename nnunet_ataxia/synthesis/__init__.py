@@ -1,0 +1,1 @@
+"""Domain-randomized pseudo-subjects (SynthSeg-style) for the pretrained cerebellum/brainstem model."""

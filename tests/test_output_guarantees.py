@@ -1,0 +1,144 @@
+"""What the guarantees allow (issue 9): re-runs, --overwrite, earlier outputs, both single-subject namings, staged plan."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from bad_input_data import evaluate_argv, evaluation_inputs, foreign_folder, label_map, snapshot, t1_like, \
+    transform_folder, write
+from nnunet_ataxia.cli import main
+from nnunet_ataxia.utils.output_folders import MARKER_NAME
+
+
+def _dice(out):
+    return json.loads((out / "summary.json").read_text())["per_method"]["nnU-Net"]["mean"]["cerebellum"]["Dice"]
+
+
+def test_rerun_replaces_own_output_and_leaves_a_marker(tmp_path):
+    d = evaluation_inputs(tmp_path)
+    out = tmp_path / "eval"
+    assert main(evaluate_argv(d, out)) == 0
+    first = (out / "summary.json").read_text()
+    assert json.loads((out / MARKER_NAME).read_text())["command"] == "evaluate"
+    assert main(evaluate_argv(d, out)) == 0  # idempotent re-run into its own output
+    assert (out / "summary.json").read_text() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset.json", "eval", "labelsTr", "participants.tsv",
+                                                          "pred"]
+
+
+def test_overwrite_replaces_a_foreign_folder_but_never_an_input(tmp_path, capsys):
+    d = evaluation_inputs(tmp_path)
+    mine = foreign_folder(tmp_path / "mine")
+    assert main(evaluate_argv(d, mine)) == 1
+    assert (mine / "thesis.tex").is_file()
+    assert main(evaluate_argv(d, mine, "--overwrite")) == 0
+    assert not (mine / "thesis.tex").exists() and (mine / "summary.json").is_file()
+    before = snapshot(tmp_path)
+    assert main(evaluate_argv(d, d["pred"], "--overwrite")) == 1  # the prediction folder is an input
+    assert "input" in capsys.readouterr().err and snapshot(tmp_path) == before
+
+
+def test_output_of_an_older_version_without_marker_is_recognized(tmp_path):
+    d = evaluation_inputs(tmp_path)
+    out = tmp_path / "eval"
+    assert main(evaluate_argv(d, out)) == 0
+    (out / MARKER_NAME).unlink()  # as written before the marker existed: summary.json, table.md, per_case.csv
+    assert main(evaluate_argv(d, out)) == 0 and (out / MARKER_NAME).is_file()
+
+
+def test_empty_existing_folder_is_accepted(tmp_path):
+    d = evaluation_inputs(tmp_path)
+    (tmp_path / "empty").mkdir()
+    assert main(evaluate_argv(d, tmp_path / "empty")) == 0
+
+
+def test_float_labels_within_tolerance_give_exact_metrics(tmp_path):
+    d = evaluation_inputs(tmp_path)
+    for i, c in enumerate(("c1", "c2")):  # a prediction saved as float with rounding noise, not truncated to 0
+        noisy = label_map(i).astype(np.float32) + np.float32(4e-4) * (-1) ** i
+        write(noisy, d["pred"] / f"{c}.nii.gz")
+    assert main(evaluate_argv(d, tmp_path / "eval")) == 0
+    assert _dice(tmp_path / "eval") == 1.0
+
+
+@pytest.mark.parametrize("prediction, transforms", [("sub01", "sub01"), ("sub01_0000", "sub01"),
+                                                    ("sub01", "sub01_0000")])
+def test_to_native_accepts_both_single_subject_namings(tmp_path, prediction, transforms):
+    a = np.zeros((8, 8, 8), np.uint8)
+    a[2:6, 2:6, 2:6] = 1
+    write(a, tmp_path / "pred" / f"{prediction}.nii.gz")
+    transform_folder(tmp_path / "pre" / "transforms" / transforms, native_size=(8, 8, 8), native_spacing=1.0)
+    assert main(["to-native", "-i", str(tmp_path / "pred"), "-t", str(tmp_path / "pre" / "transforms"), "-o",
+                 str(tmp_path / "native")]) == 0
+    back = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "native" / "sub01.nii.gz")))
+    np.testing.assert_array_equal(back, a)  # identity transform, same grid: the mask comes back unchanged
+
+
+@pytest.mark.parametrize("image_name", ["sub01.nii.gz", "sub01_0000.nii.gz"])
+def test_preprocess_mri_case_id_drops_the_channel_suffix(tmp_path, image_name):
+    from nnunet_ataxia.commands.preprocess_mri import _find_inputs, subject_id_of
+
+    write(t1_like(), tmp_path / "t1" / image_name)
+    write(label_map(0), tmp_path / "labels" / "sub01.nii.gz")
+    assert subject_id_of(tmp_path / "t1" / image_name) == "sub01"
+    [(case_id, image, label)] = _find_inputs(tmp_path / "t1", tmp_path / "labels")
+    assert (case_id, image.name, label.name) == ("sub01", image_name, "sub01.nii.gz")
+
+
+def test_plan_merges_its_files_and_keeps_the_others(tmp_path, monkeypatch):
+    from nnunetv2.experiment_planning import plan_and_preprocess_api as api
+
+    from nnunet_ataxia.commands.plan import plan_and_preprocess_fixed
+    from synthetic_data import write_toy_cerebellum_dataset
+
+    write_toy_cerebellum_dataset(tmp_path / "raw", 994, n_cases=2, shape_zyx=(8, 8, 8))
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
+    final = foreign_folder(tmp_path / "pre" / "Dataset994_ToyCerebellum")
+    (final / "nnUNetPlans.json").write_text("other plans")
+    (final / "nnUNetFixed128Plans_3d_fullres").mkdir()
+    (final / "nnUNetFixed128Plans_3d_fullres" / "stale.b2nd").write_text("old")
+
+    def staged():
+        return os.path.join(os.environ["nnUNet_preprocessed"], "Dataset994_ToyCerebellum")
+
+    def fingerprint(dataset_id, **kw):
+        assert staged() != str(final)
+        with open(os.path.join(staged(), "dataset_fingerprint.json"), "w") as f:
+            f.write("{}")
+
+    def plans(dataset_id, planner):
+        with open(os.path.join(staged(), "nnUNetFixed128Plans.json"), "w") as f:
+            f.write('{"new": true}')
+        return {}, "nnUNetFixed128Plans"
+
+    def preprocess(dataset_id, plans_identifier, **kw):
+        os.makedirs(os.path.join(staged(), "nnUNetFixed128Plans_3d_fullres"))
+        with open(os.path.join(staged(), "nnUNetFixed128Plans_3d_fullres", "toy_000.b2nd"), "w") as f:
+            f.write("new")
+
+    monkeypatch.setattr(api, "extract_fingerprint_dataset", fingerprint)
+    monkeypatch.setattr(api, "plan_experiment_dataset", plans)
+    monkeypatch.setattr(api, "preprocess_dataset", preprocess)
+    assert plan_and_preprocess_fixed(994, check_integrity=False) == "nnUNetFixed128Plans"
+    assert os.environ["nnUNet_preprocessed"] == str(tmp_path / "pre")
+    assert sorted(p.name for p in (tmp_path / "pre").iterdir()) == ["Dataset994_ToyCerebellum"]  # no staging left
+    assert (final / "thesis.tex").is_file() and (final / "nnUNetPlans.json").read_text() == "other plans"
+    assert (final / "nnUNetFixed128Plans.json").read_text() == '{"new": true}'
+    assert sorted(p.name for p in (final / "nnUNetFixed128Plans_3d_fullres").iterdir()) == ["toy_000.b2nd"]
+
+
+def test_empty_prediction_is_a_measured_zero_volume(tmp_path):
+    import pandas as pd
+
+    from bad_input_data import volume_inputs, volumes_argv
+
+    d = volume_inputs(tmp_path)
+    write(np.zeros((8, 10, 12), np.uint8), d["pred"] / "s1.nii.gz", spacing=(0.9, 0.9, 1.2))  # a failed model
+    assert main(volumes_argv(d, tmp_path / "vol")) == 0
+    table = pd.read_csv(tmp_path / "vol" / "volumes.csv")
+    assert list(table["model"])[0] == 0.0 and list(table["model_rel_error_pct"])[0] == -100.0

@@ -1,0 +1,133 @@
+"""The pretrained model's data generator and its reproduce-from-scratch run (chunks, resume, export, install).
+
+The run is the real one (`train_pretrained`: generate -> `nnunet-ataxia plan` -> `nnUNetv2_train` -> export with
+`nnUNetv2_export_model_to_zip` -> `nnUNetv2_install_pretrained_model_from_zip` -> `nnUNetv2_predict`) on three
+generated subjects with a two-epoch test trainer.
+"""
+import os
+import shutil
+import subprocess
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunet_ataxia.pretrained import release
+from nnunet_ataxia.pretrained.training_run import TrainingRunPaths, epochs_done, train_pretrained
+from nnunet_ataxia.preprocessing.mri_pipeline import crop_reference, same_geometry
+from nnunet_ataxia.synthesis.synthetic_subjects import make_registered_case
+from nnunet_ataxia.synthesis.tissue_contrast import label_intensity_tables, thick_slices
+
+TEST_TRAINER = "M2InceptionTrainer_pretrained_twoEpochTest"
+
+
+def test_registered_case_is_deterministic_and_on_the_crop_grid():
+    image, labels, params = make_registered_case(7)
+    image2, labels2, params2 = make_registered_case(7)
+    other, _, _ = make_registered_case(8)
+    a = sitk.GetArrayFromImage(image)
+    np.testing.assert_array_equal(a, sitk.GetArrayFromImage(image2))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(labels2))
+    assert params == params2
+    assert not np.array_equal(a, sitk.GetArrayFromImage(other))
+    assert same_geometry(image, crop_reference()) and same_geometry(labels, crop_reference())
+    lab = sitk.GetArrayFromImage(labels)
+    assert set(np.unique(lab)) == {0, 1, 2}
+    assert 0.0 <= a.min() and a.max() <= 255.0
+    # the brainstem lies below-in-front of the cerebellum's centre, every label has voxels in the brain
+    counts = np.bincount(lab.ravel())
+    assert counts[1] > 80_000 and counts[2] > 10_000
+
+
+def test_t1_contrast_keeps_tissue_order_and_random_contrast_does_not_always():
+    orders = [label_intensity_tables(np.random.RandomState(s), "T1")[0] for s in range(20)]
+    assert all(m[2] > m[3] > m[4] and m[41] > m[8] > m[24] for m in orders)  # WM > cortex > CSF
+    randoms = [label_intensity_tables(np.random.RandomState(s), "random")[0] for s in range(20)]
+    assert any(not (m[2] > m[3] > m[4]) for m in randoms)
+
+
+def test_thick_slices_blur_only_along_their_axis():
+    image = np.zeros((20, 20, 20), np.float32)
+    image[:, :, 10:] = 1.0  # an edge across axis 2
+    np.testing.assert_allclose(thick_slices(image, 0, 4.0), image, atol=1e-6)  # axis 0 is constant: unchanged
+    blurred = thick_slices(image, 2, 4.0)
+    assert 0.05 < blurred[5, 5, 9] < 0.95 and blurred.shape == image.shape
+
+
+def _env(trainer_dir: Path) -> dict:
+    shims = subprocess.run(["nnunet-ataxia", "trainer-path"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    return dict(os.environ, nnUNet_extTrainer=os.pathsep.join([shims, str(trainer_dir)]), nnUNet_compile="false",
+                nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
+
+
+@pytest.mark.slow
+def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs(tmp_path, monkeypatch):
+    trainer_dir = tmp_path / "trainers"
+    trainer_dir.mkdir()
+    (trainer_dir / "two_epoch_test_trainer.py").write_text(textwrap.dedent(f"""
+        from nnunet_ataxia.trainers.cerebellum_trainers import M2InceptionTrainer_pretrained_smoke
+
+        class {TEST_TRAINER}(M2InceptionTrainer_pretrained_smoke):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.num_epochs = 2
+        """))
+    for key, value in _env(trainer_dir).items():
+        monkeypatch.setenv(key, value)
+
+    # chunk 1: the deadline has passed, so training stops after its first epoch, resumable
+    first = tmp_path / "session1"
+    state = tmp_path / "saved_state"
+    out = train_pretrained(first, n_train=2, n_val=1, hours=0.0, num_processes=1, save_state_to=state,
+                           trainer=TEST_TRAINER)
+    fold = TrainingRunPaths(first, TEST_TRAINER).fold
+    assert out["finished"] is False and out["epochs_done"] == 1
+    assert (fold / "checkpoint_latest.pth").is_file() and not (fold / "checkpoint_final.pth").exists()
+    assert (state / "checkpoint_latest.pth").is_file() and list(state.glob("training_log_*.txt"))
+
+    # chunk 2, in another session: a fresh work folder (same generated data) resumes from the saved state
+    second = tmp_path / "session2"
+    for sub in ("nnUNet_raw", "nnUNet_preprocessed"):
+        shutil.copytree(first / sub, second / sub)
+    zip_path = tmp_path / "model.zip"
+    out = train_pretrained(second, n_train=2, n_val=1, num_processes=1, resume_state=state, export_to=zip_path,
+                           trainer=TEST_TRAINER)
+    assert out["finished"] is True and out["epochs_done"] == 2
+    newest_log = sorted(TrainingRunPaths(second, TEST_TRAINER).fold.glob("training_log_*.txt"))[-1].read_text()
+    assert "Epoch 1" in newest_log and "Epoch 0" not in newest_log  # continued, not restarted
+
+    # the exported zip: nnU-Net's layout, a checkpoint without optimizer state, the training logs kept
+    import torch
+
+    names = zipfile.ZipFile(zip_path).namelist()
+    prefix = f"{release.DATASET_NAME}/{release.model_dir_name(TEST_TRAINER)}/"
+    for member in ("plans.json", "dataset.json", "fold_0/checkpoint_final.pth", "fold_0/progress.png"):
+        assert prefix + member in names
+    assert any(n.startswith(prefix + "fold_0/training_log_") for n in names)
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extract(prefix + "fold_0/checkpoint_final.pth", tmp_path / "x")
+    checkpoint = torch.load(tmp_path / "x" / prefix / "fold_0/checkpoint_final.pth", weights_only=False)
+    assert "optimizer_state" not in checkpoint and checkpoint["trainer_name"] == TEST_TRAINER
+
+    # installed the nnU-Net way into another nnUNet_results, the stock predictor finds and runs it
+    results = tmp_path / "user_results"
+    monkeypatch.setenv("nnUNet_results", str(results))
+    installed = release.install_pretrained(results, zip_path)
+    assert installed == results / release.DATASET_NAME / release.model_dir_name(TEST_TRAINER)
+    assert (installed / "fold_0" / "checkpoint_final.pth").is_file()
+    images = tmp_path / "images"
+    images.mkdir()
+    case = next((second / "nnUNet_raw" / release.DATASET_NAME / "imagesTr").glob("*_0000.nii.gz"))
+    shutil.copy(case, images / case.name)
+    pred = tmp_path / "pred"
+    result = subprocess.run(["nnUNetv2_predict", "-i", str(images), "-o", str(pred), "-d", str(release.DATASET_ID),
+                             "-c", release.CONFIGURATION, "-tr", TEST_TRAINER, "-p", release.PLANS, "-f", "0",
+                             "-device", "cpu", "--disable_tta"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    predicted = sitk.ReadImage(str(pred / case.name.replace("_0000", "")))
+    assert same_geometry(predicted, crop_reference())
+    assert epochs_done(installed / "fold_0") == 2
