@@ -69,11 +69,12 @@ def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs
     trainer_dir = tmp_path / "trainers"
     trainer_dir.mkdir()
     (trainer_dir / "two_epoch_test_trainer.py").write_text(textwrap.dedent(f"""
+        import torch
         from nnunet_ataxia.trainers.cerebellum_trainers import M2InceptionTrainer_pretrained_smoke
 
         class {TEST_TRAINER}(M2InceptionTrainer_pretrained_smoke):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
+            def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+                super().__init__(plans, configuration, fold, dataset_json, device)
                 self.num_epochs = 2
         """))
     for key, value in _env(trainer_dir).items():

@@ -56,9 +56,12 @@ class TrainingRunPaths:
     def environment(self, device: str) -> dict:
         import nnunet_ataxia
 
-        shims = Path(nnunet_ataxia.__file__).resolve().parent / "nnunet_ext_trainers"
+        shims = str(Path(nnunet_ataxia.__file__).resolve().parent / "nnunet_ext_trainers")
+        # keep the user's own trainer folders (nnU-Net searches every folder of the os.pathsep-separated list)
+        folders = [f for f in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if f]
         env = dict(os.environ, nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.preprocessed),
-                   nnUNet_results=str(self.results), nnUNet_extTrainer=str(shims))
+                   nnUNet_results=str(self.results),
+                   nnUNet_extTrainer=os.pathsep.join([shims] + [f for f in folders if f != shims]))
         if device == "cpu":
             env.setdefault("nnUNet_n_proc_DA", "0")
             env.setdefault("nnUNet_def_n_proc", str(max(1, os.cpu_count() or 1)))
