@@ -129,6 +129,6 @@ def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs
                              "-c", release.CONFIGURATION, "-tr", TEST_TRAINER, "-p", release.PLANS, "-f", "0",
                              "-device", "cpu", "--disable_tta"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    predicted = sitk.ReadImage(str(pred / case.name.replace("_0000", "")))
+    predicted = sitk.ReadImage(str(pred / (case.name[: -len("_0000.nii.gz")] + ".nii.gz")))
     assert same_geometry(predicted, crop_reference())
     assert epochs_done(installed / "fold_0") == 2
