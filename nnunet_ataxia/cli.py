@@ -40,6 +40,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "per-case metrics, summary.json and a paper-style table for a prediction folder"),
     "compare-volumes": ("nnunet_ataxia.commands.compare_volumes",
                         "whole-cerebellum volumes: ground truth vs model vs ACAPULCO (the paper's Table 4)"),
+    "wmh-tune-alpha": ("nnunet_ataxia.commands.wmh_tune_alpha",
+                       "tune the WMH location-feature weight alpha on a fold's validation cases (best AUC)"),
     "wmh-stats": ("nnunet_ataxia.commands.wmh_stats",
                   "WMH threshold sweep, ROC/AUC and patient-level bootstrap comparison"),
     "report": ("nnunet_ataxia.commands.report", "gather an experiment's results into one Markdown/HTML page"),

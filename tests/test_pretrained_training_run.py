@@ -132,3 +132,34 @@ def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs
     predicted = sitk.ReadImage(str(pred / (case.name[: -len("_0000.nii.gz")] + ".nii.gz")))
     assert same_geometry(predicted, crop_reference())
     assert epochs_done(installed / "fold_0") == 2
+
+
+def test_release_note_speaks_only_for_an_interim_model(monkeypatch):
+    monkeypatch.setattr(release, "release_info", lambda: {})
+    assert release.release_note() is None
+    monkeypatch.setattr(release, "release_info", lambda: {"status": "final", "epochs_done": 120})
+    assert release.release_note() is None
+    monkeypatch.setattr(release, "release_info", lambda: {"status": "interim", "epochs_done": 14,
+                                                          "epochs_planned": 120,
+                                                          "heldout": {"cerebellum Dice": 0.91}})
+    note = release.release_note()
+    assert "interim" in note and "epoch 14 of 120" in note and "cerebellum Dice 0.91" in note
+
+
+def test_stop_file_ends_a_run_at_the_epoch_end(tmp_path):
+    from nnunet_ataxia.trainers import cerebellum_trainers as ct
+
+    class FakeTrainer:  # only what on_epoch_end's stop check reads
+        output_folder, current_epoch, num_epochs = str(tmp_path), 5, 120
+        logged = []
+
+        def print_to_log_file(self, *args):
+            self.logged.append(" ".join(map(str, args)))
+
+    trainer, stop_if_asked = FakeTrainer(), ct.M2InceptionTrainer_pretrained._stop_if_asked
+    stop_if_asked(trainer)  # no file, no deadline: goes on
+    (tmp_path / ct.STOP_FILE).touch()
+    with pytest.raises(SystemExit) as e:
+        stop_if_asked(trainer)
+    assert e.value.code == 0 and not (tmp_path / ct.STOP_FILE).exists()
+    assert "stopping after epoch 4" in trainer.logged[-1]

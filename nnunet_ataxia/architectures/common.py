@@ -57,11 +57,19 @@ def to_channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=CHANNELS_LAST)
 
 
+def _autocast_or_compiling() -> bool:
+    try:  # torch >= 2.4; older versions: the CPU autocast flag has its own function
+        autocast = torch.is_autocast_enabled("cpu")
+    except TypeError:
+        autocast = torch.is_autocast_cpu_enabled()
+    compiler = getattr(torch, "compiler", None)
+    return autocast or bool(compiler is not None and getattr(compiler, "is_compiling", lambda: False)())
+
+
 def _onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (x.device.type == "cpu" and x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16)
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-            and not torch.is_autocast_enabled("cpu") and hasattr(torch.ops.aten, "mkldnn_convolution")
-            and not torch.compiler.is_compiling())
+            and hasattr(torch.ops.aten, "mkldnn_convolution") and not _autocast_or_compiling())
 
 
 def conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
@@ -126,9 +134,9 @@ def max_pool3x3(x: torch.Tensor) -> torch.Tensor:
         >>> torch.equal(max_pool3x3(x), F.max_pool3d(x, 3, 1, 1))
         True
     """
-    if torch.is_grad_enabled() and x.requires_grad:
+    if (torch.is_grad_enabled() and x.requires_grad) or x.ndim != 5:
         return F.max_pool3d(x, kernel_size=3, stride=1, padding=1)
-    for axis in range(2, x.ndim):
+    for axis in range(2, 5):
         size = x.shape[axis]
         if size == 1:
             continue

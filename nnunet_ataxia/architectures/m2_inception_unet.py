@@ -30,6 +30,7 @@ class InceptionBlock3d(nn.Module):
         self.t1 = nn.Conv3d(in_channels, n, kernel_size=1)
         self.t2 = nn.Conv3d(n, n, kernel_size=3, padding=1)
         self.t3 = nn.Conv3d(n, n, kernel_size=3, padding=1)
+        # the layer of the module tree (no state); forward applies the same pooling through common.max_pool3x3
         self.pool = nn.MaxPool3d(kernel_size=3, stride=1, padding=1)
         self.t4 = nn.Conv3d(in_channels, n, kernel_size=1)
         self.out_channels = 4 * n

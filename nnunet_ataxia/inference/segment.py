@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.inference.model import ModelSpec, load_predictor, model_labels, resolve_model
 from nnunet_ataxia.inference.qc import write_index
 from nnunet_ataxia.inference.subject import RECORD_FILE, SubjectOptions, segment_subject
+from nnunet_ataxia.pretrained import release
 from nnunet_ataxia.utils.atomic import atomic_output_dir
 from nnunet_ataxia.utils.output_folders import (MARKER_NAME, check_output_folder, read_marker,
                                                  write_marker)
@@ -247,6 +249,8 @@ def segment_images(source: str | os.PathLike, output: str | os.PathLike, *,
                                           ("configuration", configuration)) if v}
         spec = resolve_model(model_folder=model_folder, dataset=dataset, folds=folds, checkpoint=checkpoint,
                              cache_dir=Path(out) / MODEL_CACHE, **model_kwargs)
+        if model_folder is None and dataset is None and progress and release.release_note():
+            tqdm.write(release.release_note(), file=sys.stderr)  # an interim pretrained model says so
         labels = model_labels(spec.folder)
         jobs = [{"case": c, "image": str(p), "output": str(out), "labels": labels, "options": options,
                  "model_folder": str(spec.folder)} for c, p in pending]

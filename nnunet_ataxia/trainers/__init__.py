@@ -7,5 +7,7 @@ from nnunet_ataxia.trainers.cerebellum_trainers import *  # noqa: F401,F403
 from nnunet_ataxia.trainers.cerebellum_trainers import __all__ as _cerebellum_all
 from nnunet_ataxia.trainers.wmh_trainers import *  # noqa: F401,F403
 from nnunet_ataxia.trainers.wmh_trainers import __all__ as _wmh_all
+from nnunet_ataxia.trainers.wmh_paper_recipe import *  # noqa: F401,F403
+from nnunet_ataxia.trainers.wmh_paper_recipe import __all__ as _wmh_paper_all
 
-__all__ = list(_cerebellum_all) + list(_wmh_all)
+__all__ = list(_cerebellum_all) + list(_wmh_all) + list(_wmh_paper_all)

@@ -308,6 +308,7 @@ class M2InceptionTrainer_paperWDA_demo(_DemoSchedule, M2InceptionTrainer_paperWD
 
 #: environment variable: a Unix time after which a chunked training run stops at the end of its current epoch
 STOP_AT_VARIABLE = "NNUNET_ATAXIA_STOP_AT"
+STOP_FILE = "stop_after_epoch"
 
 
 class M2InceptionTrainer_pretrained(M2InceptionTrainer):
@@ -321,6 +322,8 @@ class M2InceptionTrainer_pretrained(M2InceptionTrainer):
     Chunks: when the environment variable ``NNUNET_ATAXIA_STOP_AT`` holds a Unix time that has passed at the end of
     an epoch, training stops there (exit status 0) after writing ``checkpoint_latest.pth``; ``nnUNetv2_train ... --c``
     continues it. ``nnunet-ataxia train-pretrained --hours H`` uses this to train in resumable chunks on a CPU.
+    An empty file named ``stop_after_epoch`` in the fold folder does the same for a run already under way (the file is
+    removed when the run stops).
     """
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -346,10 +349,18 @@ class M2InceptionTrainer_pretrained(M2InceptionTrainer):
 
     def on_epoch_end(self):
         super().on_epoch_end()
+        self._stop_if_asked()
+
+    def _stop_if_asked(self) -> None:
         stop_at = os.environ.get(STOP_AT_VARIABLE)
-        if stop_at and time.time() >= float(stop_at) and self.current_epoch < self.num_epochs:
+        stop_file = os.path.join(self.output_folder, STOP_FILE)
+        if self.current_epoch < self.num_epochs and (
+                (stop_at and time.time() >= float(stop_at)) or os.path.isfile(stop_file)):
             # nnU-Net's on_epoch_end has just written checkpoint_latest.pth (save_every = 1)
-            self.print_to_log_file(f"{STOP_AT_VARIABLE} reached: stopping after epoch {self.current_epoch - 1}; "
+            reason = STOP_FILE if os.path.isfile(stop_file) else STOP_AT_VARIABLE
+            if os.path.isfile(stop_file):
+                os.remove(stop_file)
+            self.print_to_log_file(f"{reason} reached: stopping after epoch {self.current_epoch - 1}; "
                                    f"continue with nnUNetv2_train ... --c")
             raise SystemExit(0)
 
