@@ -48,6 +48,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-pretrained": ("nnunet_ataxia.commands.train_pretrained",
                          "reproduce the pretrained M2: generate data, plan, train (resumable chunks), export"),
     "demo": ("nnunet_ataxia.commands.demo", "the main job: build the demo, convert, plan, train, predict, report"),
+    "wmh-demo": ("nnunet_ataxia.commands.wmh_demo",
+                 "WMH demo: SS vs SS+Loc (paper recipe) on generated data, threshold, ROC, bootstrap p-value, report"),
     "segment": ("nnunet_ataxia.commands.segment",
                 "segment cerebellum and brainstem in native T1 images (pretrained M2): masks, volumes, QC"),
     "install-pretrained": ("nnunet_ataxia.commands.install_pretrained",

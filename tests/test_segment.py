@@ -18,8 +18,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import (
-    HELD_OUT_SEED_OFFSET, build_synthetic_dataset)
+from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import HELD_OUT_SEED_OFFSET
 from nnunet_ataxia.inference.segment import case_id_of, read_participants
 from nnunet_ataxia.inference.subject import (MIN_REGISTRATION_SIMILARITY, probabilities_to_native,
                                              registration_similarity)
@@ -54,24 +53,16 @@ def _run(cmd, env, expect_ok=True):
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A raw Dataset510-like dataset: 2 training + 1 validation subjects on the MNI crop, labels 0/1/2."""
-    root = tmp_path_factory.mktemp("segment")
-    for sub in ("raw", "preprocessed", "results"):
-        (root / sub).mkdir()
-    raw = build_synthetic_dataset(2, 1, output=root / "raw" / "Dataset510_SynthCerebellumBrainstem")
-    return root, raw, _env(root)
+def workspace(standin_workspace):
+    """A raw Dataset510-like dataset: 2 training + 1 validation subjects on the MNI crop, labels 0/1/2
+    (tests/conftest.py, shared with the demo's test)."""
+    return standin_workspace
 
 
 @pytest.fixture(scope="module")
-def smoke_model(workspace):
-    """The stand-in for the shipped model (only built while the package has no zip)."""
-    root, raw, env = workspace
-    _run(["nnunet-ataxia", "plan", "-d", 510, "-np", 1], env)
-    _run(["nnUNetv2_train", 510, "3d_fullres", 0, "-p", PLANS, "-tr", SMOKE, "-device", "cpu"], env)
-    folder = root / "results" / raw.name / f"{SMOKE}__{PLANS}__3d_fullres"
-    assert (folder / "fold_0" / "checkpoint_final.pth").is_file()
-    return folder
+def smoke_model(standin_model):
+    """The stand-in for the shipped model (only built while the package has no zip; tests/conftest.py)."""
+    return standin_model
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,10 @@ from nnunet_ataxia.wmh.affine import grid_points, lps_to_ras, matrix_from_transf
 from nnunet_ataxia.wmh.pipeline import WMHOptions
 from nnunet_ataxia.wmh.synthetic import make_synthetic_case, write_miccai_case, write_plain_case
 
-FAST = WMHOptions(n4_iterations=(20, 20), rigid_iterations=100, mni_spacing_mm=3.0, mni_iterations=100)
+# affine MNI registration keeps these convention tests fast; the B-spline default is tested in
+# test_wmh_nonlinear_registration.py and test_wmh_flair_only.py
+FAST = WMHOptions(n4_iterations=(20, 20), rigid_iterations=100, mni_spacing_mm=3.0, mni_iterations=100,
+                  registration="affine")
 TRAIN_SEEDS, TEST_SEED = (0, 1, 2, 3), 10
 
 
@@ -152,7 +155,7 @@ def test_miccai_layout_with_ignore_label(tmp_path):
     write_miccai_case(tmp_path / "test" / "Singapore" / "60", make_synthetic_case(seed=TEST_SEED), with_label=False)
     out = tmp_path / "raw" / "Dataset504_WMH"
     code = cli_main(["convert-wmh", "-i", str(tmp_path / "training"), "-t", str(tmp_path / "test"), "-o", str(out),
-                     "--mni-spacing", "3", "--prior-fold", "0", "--num-folds", "3"])
+                     "--mni-spacing", "3", "--registration", "affine", "--prior-fold", "0", "--num-folds", "3"])
     assert code == 0
     verify_dataset_integrity(str(out), num_processes=1)
     ids = sorted(p.name[:-7] for p in (out / "labelsTr").iterdir())
@@ -186,9 +189,13 @@ def _small_case(folder: Path) -> dict:
 def test_bad_input_names_file_and_problem_and_leaves_no_dataset(tmp_path, capsys, problem):
     case = tmp_path / "in" / "c01"
     imgs = _small_case(case)
-    if problem == "no_t1":
+    if problem == "no_t1":  # T1 for another case but not for this one (FLAIR-only needs all cases without T1)
+        other = tmp_path / "in" / "c02"
+        other.mkdir()
+        for name in ("T1", "FLAIR", "wmh"):
+            (other / f"{name}.nii.gz").write_bytes((case / f"{name}.nii.gz").read_bytes())
         (case / "T1.nii.gz").unlink()
-        expected = [str(case), "FLAIR without T1"]
+        expected = [str(case), "no T1 image", str(other / "T1.nii.gz"), "--flair-only"]
     elif problem == "mask_space":
         mask = sitk.Image([16, 16, 4], sitk.sitkUInt8) + 1
         mask.SetSpacing((1.0, 1.0, 1.0))

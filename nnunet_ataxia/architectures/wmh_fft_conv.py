@@ -111,6 +111,39 @@ def kernel_spectrum(weight: torch.Tensor, fft_size: tuple[int, int], dtype: torc
     return out
 
 
+def valid_inverse_dft(fft_size: tuple[int, int], tile: tuple[int, int], dtype: torch.dtype,
+                      device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Matrices of the inverse 2D real FFT restricted to the first ``tile`` outputs (overlap-save's valid part).
+
+    For a half spectrum ``Y`` of shape (Nh, Nw // 2 + 1, ...): ``rows = R @ Y`` (complex, (Th, Nw // 2 + 1, ...)),
+    then ``C @ cat([rows.real, rows.imag], 1)`` equals ``irfft2(Y, s=(Nh, Nw))[:Th, :Tw]`` (the imaginary parts of the
+    DC and Nyquist columns are ignored, as ``irfft`` does). Returns ``R`` (Th, Nh) complex and ``C`` (Tw, 2 * Nf)
+    real, built in float64 and cast to ``dtype``'s precision. Cheaper than the FFTs when ``T`` is close to ``N``
+    because only the ``T`` needed outputs are computed, as one matrix product each.
+
+    Example:
+        >>> y = torch.fft.rfft2(torch.rand(3, 8, 6))
+        >>> r, c = valid_inverse_dft((8, 6), (5, 4), torch.float32)
+        >>> rows = (r @ y.permute(1, 2, 0).reshape(8, -1)).view(5, 4, 3)
+        >>> out = (c @ torch.cat([rows.real, rows.imag], 1)).permute(2, 0, 1)
+        >>> bool((out - torch.fft.irfft2(y, s=(8, 6))[:, :5, :4]).abs().max() < 1e-5)
+        True
+    """
+    (nh, nw), (th, tw) = fft_size, tile
+    nf = nw // 2 + 1
+    k = torch.arange(nh, dtype=torch.float64)
+    rows = torch.exp(2j * math.pi * torch.outer(torch.arange(th, dtype=torch.float64), k) / nh) / nh
+    f = torch.arange(nf, dtype=torch.float64)
+    weight = torch.full((nf,), 2.0, dtype=torch.float64)
+    weight[0] = 1.0
+    if nw % 2 == 0:
+        weight[-1] = 1.0                                      # Nyquist column counted once
+    angle = 2 * math.pi * torch.outer(torch.arange(tw, dtype=torch.float64), f) / nw
+    cols = torch.cat([weight * torch.cos(angle), -weight * torch.sin(angle)], 1) / nw
+    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    return rows.to(device=device, dtype=complex_dtype), cols.to(device=device, dtype=dtype)
+
+
 def fft_conv2d_valid(x: torch.Tensor, spectrum: torch.Tensor, bias: torch.Tensor | None, kernel_size: int,
                      tile: tuple[int, int]) -> torch.Tensor:
     """Undilated valid cross-correlation of (P, C_in, H, W) with the kernel whose spectrum (for FFT size
@@ -136,14 +169,15 @@ def fft_conv2d_valid(x: torch.Tensor, spectrum: torch.Tensor, bias: torch.Tensor
     bytes_per_tile = bins * (c_in + c_out) * spectrum.element_size() * 2
     chunk = max(1, MAX_WORK_BYTES // bytes_per_tile)
     out = torch.empty(th, tw, m_total, c_out, dtype=real, device=x.device)
+    inv_rows, inv_cols = valid_inverse_dft((nh, nw), tile, real, x.device)
     for start in range(0, m_total, chunk):
         t = tiles[start:start + chunk]
         m = t.shape[0]
         spec_x = torch.fft.rfft2(t).reshape(m, c_in, bins).permute(2, 0, 1).contiguous()    # (bins, m, C_in)
-        spec_y = torch.bmm(spec_x, spectrum).view(nh, nf, m, c_out)                        # (Nh, Nf, m, C_out)
-        # inverse transform, separable, keeping only the T x T valid outputs of each tile
-        rows = torch.fft.ifft(spec_y, dim=0)[:th]
-        out[:, :, start:start + m] = torch.fft.irfft(rows, n=nw, dim=1)[:, :tw]
+        spec_y = torch.bmm(spec_x, spectrum).view(nh, nf, m * c_out)                       # (Nh, Nf, m * C_out)
+        # inverse transform, separable, as two matrix products that compute only the T x T valid outputs
+        rows = (inv_rows @ spec_y.view(nh, nf * m * c_out)).view(th, nf, m * c_out)        # complex (T, Nf, .)
+        out[:, :, start:start + m] = (inv_cols @ torch.cat([rows.real, rows.imag], 1)).view(th, tw, m, c_out)
     y = out.view(th, tw, p, n_th, n_tw, c_out).permute(2, 5, 3, 0, 4, 1).reshape(p, c_out, n_th * th, n_tw * tw)
     y = y[:, :, :ho, :wo]
     if bias is not None:

@@ -13,7 +13,8 @@ One module holds the weights and offers two forms of the same function:
   every pixel.
 
 ``forward(x)`` takes nnU-Net's (B, 10, H, W) input: channel 0 T1, 1 FLAIR, 2-9 location features (ignored when
-``use_location`` is False) and returns (B, num_classes, H, W) logits.
+``use_location`` is False) and returns (B, num_classes, H, W) logits. FLAIR-only datasets give (B, 9, H, W):
+channel 0 FLAIR, 1-8 location features (``num_image_channels=1``; :func:`image_channel_count` tells which).
 """
 from __future__ import annotations
 
@@ -35,8 +36,27 @@ CONV_FEATURES = CONV_LAYERS[-1][0] * CONV_OUT_SIZE ** 2          # 35,640
 FC_SIZES = (300, 200)
 VARIANTS = ("SS", "MSEF", "MSIW", "MSWS")
 INJECTIONS = ("last_conv", "first_fc", "second_fc")
-NUM_IMAGE_CHANNELS = 2
+NUM_IMAGE_CHANNELS = 2          # T1 + FLAIR (the paper); FLAIR-only datasets have 1
 NUM_LOCATION_FEATURES = 8
+
+
+def image_channel_count(num_input_channels: int) -> int:
+    """Image channels (T1 + FLAIR: 2, FLAIR-only: 1) of a WMH input with ``num_input_channels`` channels.
+
+    Inputs with the eight location features have 10 (T1, FLAIR, 8 features) or 9 (FLAIR, 8 features) channels.
+    Fewer than 9 channels (inputs without the features, toy inputs) keep the paper's layout: T1 and FLAIR first
+    (1 channel: FLAIR only).
+
+    Example:
+        >>> image_channel_count(10), image_channel_count(9), image_channel_count(2), image_channel_count(1)
+        (2, 1, 2, 1)
+    """
+    assert 1 <= num_input_channels <= NUM_IMAGE_CHANNELS + NUM_LOCATION_FEATURES, \
+        f"a WMH input has 1-2 image channels + up to {NUM_LOCATION_FEATURES} location features, " \
+        f"got {num_input_channels} channels"
+    if num_input_channels > NUM_LOCATION_FEATURES:
+        return num_input_channels - NUM_LOCATION_FEATURES
+    return min(num_input_channels, NUM_IMAGE_CHANNELS)
 
 
 class WMHConvStack(nn.Module):
@@ -68,6 +88,7 @@ class WMHLocationNet(nn.Module):
         num_classes: output classes (2 in the paper).
         dropout: dropout probability on the input of every fully connected layer.
         input_channels: channels of nnU-Net's input (>= 2, >= 10 with location); extra channels are ignored.
+        num_image_channels: image channels at the front of the input: 2 (T1, FLAIR; the paper) or 1 (FLAIR-only).
 
     Example:
         >>> net = WMHLocationNet("MSWS", use_location=True).eval()
@@ -81,11 +102,14 @@ class WMHLocationNet(nn.Module):
 
     def __init__(self, variant: str = "MSWS", use_location: bool = True, location_alpha: float = 1.0,
                  location_injection: str = "first_fc", num_classes: int = 2, dropout: float = 0.3,
-                 input_channels: int | None = None):
+                 input_channels: int | None = None, num_image_channels: int = NUM_IMAGE_CHANNELS):
         super().__init__()
         assert variant in VARIANTS, f"variant must be one of {VARIANTS}, got {variant!r}"
         assert location_injection in INJECTIONS, f"location_injection must be one of {INJECTIONS}"
-        needed = NUM_IMAGE_CHANNELS + (NUM_LOCATION_FEATURES if use_location else 0)
+        assert num_image_channels in (1, 2), f"num_image_channels must be 1 (FLAIR) or 2 (T1, FLAIR), " \
+                                             f"got {num_image_channels}"
+        self.num_image_channels = num_image_channels
+        needed = num_image_channels + (NUM_LOCATION_FEATURES if use_location else 0)
         assert input_channels is None or input_channels >= needed, \
             f"{variant}{'+Loc' if use_location else ''} needs >= {needed} input channels, got {input_channels}"
         self.variant, self.use_location, self.location_injection = variant, use_location, location_injection
@@ -93,7 +117,7 @@ class WMHLocationNet(nn.Module):
         self.scale_factors: tuple[int, ...] = (1,) if variant == "SS" else SCALE_FACTORS
         self.register_buffer("location_alpha", torch.tensor(float(location_alpha)))
         n_loc = NUM_LOCATION_FEATURES if use_location else 0
-        stack_in = NUM_IMAGE_CHANNELS * (3 if variant == "MSEF" else 1)
+        stack_in = num_image_channels * (3 if variant == "MSEF" else 1)
         self.conv_stacks = nn.ModuleList([WMHConvStack(stack_in) for _ in range(3 if variant == "MSIW" else 1)])
         n_streams = 3 if variant in ("MSIW", "MSWS") else 1
         fc1_in = CONV_FEATURES + (n_loc if location_injection == "last_conv" else 0)
@@ -139,7 +163,8 @@ class WMHLocationNet(nn.Module):
 
     # ------------------------------------------------------------------ patch classifier
     def forward_patches(self, patches: Sequence[torch.Tensor], location: torch.Tensor | None = None) -> torch.Tensor:
-        """Patch classifier: one (N, 2, 32, 32) tensor per scale (1 for SS, 3 otherwise) + (N, 8) location -> logits.
+        """Patch classifier: one (N, C, 32, 32) tensor per scale (C = ``num_image_channels``) (1 for SS, 3 otherwise) + (N, 8) location
+        -> logits.
 
         Example:
             >>> net = WMHLocationNet("SS", use_location=False).eval()
@@ -149,7 +174,7 @@ class WMHLocationNet(nn.Module):
         assert len(patches) == len(self.scale_factors), \
             f"{self.variant} takes {len(self.scale_factors)} scale(s), got {len(patches)}"
         for p in patches:
-            assert p.shape[1:] == (NUM_IMAGE_CHANNELS, PATCH_SIZE, PATCH_SIZE), f"bad patch shape {tuple(p.shape)}"
+            assert p.shape[1:] == (self.num_image_channels, PATCH_SIZE, PATCH_SIZE), f"bad patch shape {tuple(p.shape)}"
         if self.variant == "MSEF":
             features = [self.conv_stacks[0](torch.cat(list(patches), 1))]
         elif self.variant == "MSIW":
@@ -178,12 +203,12 @@ class WMHLocationNet(nn.Module):
         return self.conv_stacks[stream if self.variant == "MSIW" else 0](a, dilation=s)
 
     def forward_dense(self, images: torch.Tensor, location: torch.Tensor | None = None) -> torch.Tensor:
-        """Dense form: (B, 2, H, W) images + (B, 8, H, W) location maps -> (B, num_classes, H, W) logits.
+        """Dense form: (B, C, H, W) images + (B, 8, H, W) location maps -> (B, num_classes, H, W) logits.
 
         The output at pixel (i, j) equals ``forward_patches`` on the patches centred at (i, j) with the location
         vector ``location[:, :, i, j]`` (eval mode; zero padding outside the slice).
         """
-        assert images.ndim == 4 and images.shape[1] == NUM_IMAGE_CHANNELS, f"bad image shape {tuple(images.shape)}"
+        assert images.ndim == 4 and images.shape[1] == self.num_image_channels, f"bad image shape {tuple(images.shape)}"
         if self.use_location:
             assert location is not None and location.shape[1] == NUM_LOCATION_FEATURES and \
                 location.shape[2:] == images.shape[2:], "location maps must be (B, 8, H, W) like the images"
@@ -286,10 +311,11 @@ class WMHLocationNet(nn.Module):
 
     def _split_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         assert x.ndim == 4, f"expected (B, C, H, W) input, got shape {tuple(x.shape)}"
-        needed = NUM_IMAGE_CHANNELS + (NUM_LOCATION_FEATURES if self.use_location else 0)
+        n_img = self.num_image_channels
+        needed = n_img + (NUM_LOCATION_FEATURES if self.use_location else 0)
         assert x.shape[1] >= needed, f"input has {x.shape[1]} channels, this network needs {needed}"
-        images = x[:, :NUM_IMAGE_CHANNELS]
-        location = x[:, NUM_IMAGE_CHANNELS:NUM_IMAGE_CHANNELS + NUM_LOCATION_FEATURES] if self.use_location else None
+        images = x[:, :n_img]
+        location = x[:, n_img:n_img + NUM_LOCATION_FEATURES] if self.use_location else None
         return images, location
 
     def forward(self, x: torch.Tensor, pixels: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -305,7 +331,7 @@ class WMHLocationNet(nn.Module):
 
 
 def expected_parameter_count(variant: str, use_location: bool, location_injection: str = "first_fc",
-                             num_classes: int = 2) -> int:
+                             num_classes: int = 2, num_image_channels: int = 2) -> int:
     """Parameter count derived from the paper's layer sizes (weights + biases), independent of the module.
 
     Example:
@@ -317,7 +343,8 @@ def expected_parameter_count(variant: str, use_location: bool, location_injectio
 
     n_loc = 8 if use_location else 0
     streams = 3 if variant in ("MSIW", "MSWS") else 1
-    convs = {"SS": conv_stack(2), "MSEF": conv_stack(6), "MSIW": 3 * conv_stack(2), "MSWS": conv_stack(2)}[variant]
+    c = num_image_channels
+    convs = {"SS": conv_stack(c), "MSEF": conv_stack(3 * c), "MSIW": 3 * conv_stack(c), "MSWS": conv_stack(c)}[variant]
     fc1_in = 18 * 18 * 110 + (n_loc if location_injection == "last_conv" else 0)
     fc1 = streams * (fc1_in * 300 + 300)
     fc2 = (300 * streams + (n_loc if location_injection == "first_fc" else 0)) * 200 + 200

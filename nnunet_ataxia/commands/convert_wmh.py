@@ -1,4 +1,5 @@
-"""``nnunet-ataxia convert-wmh``: T1 + FLAIR + WMH data -> nnU-Net raw dataset with the eight location channels."""
+"""``nnunet-ataxia convert-wmh``: T1 + FLAIR (or FLAIR-only) + WMH data -> nnU-Net raw dataset with the eight
+location channels."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ from nnunet_ataxia.utils.output_folders import add_overwrite_argument
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``convert-wmh``."""
     parser.add_argument("-i", "--input", required=True,
-                        help="training cases: <case>/{T1,FLAIR,wmh}.nii.gz (plain) or "
+                        help="training cases: <case>/{T1,FLAIR,wmh}.nii.gz (plain; T1 optional) or "
                              "<site>/[<scanner>/]<id>/{orig,pre}/{T1,FLAIR}.nii.gz + wmh.nii.gz (MICCAI WMH 2017)")
     parser.add_argument("-t", "--test-input", default=None,
                         help="test cases in the same layout -> imagesTs/labelsTs (never used for the WMH prior)")
@@ -27,8 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-folds", type=int, default=5)
     parser.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
     parser.add_argument("--mni-spacing", type=float, default=1.0,
-                        help="resample the MNI template to this spacing (mm) for the affine registration "
+                        help="resample the MNI template to this spacing (mm) for the MNI registration "
                              "(2 is about 8x faster)")
+    parser.add_argument("--registration", choices=("bspline", "affine"), default="bspline",
+                        help="MNI registration for the location features and the WMH prior: affine + B-spline "
+                             "(default; non-linear, as in the paper) or affine only")
+    parser.add_argument("--flair-only", action="store_true",
+                        help="ignore T1 images: FLAIR + location channels only (automatic when no case has a T1)")
+    parser.add_argument("--qc", action="store_true",
+                        help="also write qc/<case>.png: the FLAIR and its eight location channels in three planes")
     parser.add_argument("--prior-sigma", type=float, default=3.0, help="smoothing of the WMH prior (mm)")
     parser.add_argument("-np", "--num-processes", type=int, default=1, help="cases converted in parallel")
     parser.add_argument("--no-verify", action="store_true", help="skip nnU-Net's verify_dataset_integrity")
@@ -40,11 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_ataxia.dataset_conversion.Dataset504_WMH import convert_wmh_dataset
     from nnunet_ataxia.wmh.pipeline import WMHOptions
 
-    options = WMHOptions(n4=not args.no_n4, mni_spacing_mm=args.mni_spacing, prior_sigma_mm=args.prior_sigma)
+    options = WMHOptions(n4=not args.no_n4, mni_spacing_mm=args.mni_spacing, prior_sigma_mm=args.prior_sigma,
+                         registration=args.registration)
     out = convert_wmh_dataset(args.input, args.output, test_dir=args.test_input, dataset_id=args.dataset_id,
                               dataset_name=args.name, layout=args.layout, miccai_images=args.miccai_images,
                               prior_fold=args.prior_fold, num_folds=args.num_folds,
                               num_processes=args.num_processes, options=options, verify=not args.no_verify,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, flair_only=args.flair_only, qc=args.qc)
     print(out)
     return 0

@@ -13,6 +13,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the demo subjects")
     parser.add_argument("--trainer", default=None,
                         help="nnU-Net trainer (default M2InceptionTrainer_paperWDA_demo; M2InceptionTrainer_paperNDA_smoke with --quick)")
+    parser.add_argument("--no-pretrained", action="store_true",
+                        help="skip the first step (the pretrained M2 segmenting the test subjects) and its comparison "
+                             "with the trained model")
+    parser.add_argument("--pretrained-zip", default=None,
+                        help="use this exported model zip (train-pretrained's export) as the pretrained M2 instead of "
+                             "the one shipped in the package")
     parser.add_argument("--overwrite", action="store_true",
                         help="run in an existing non-empty folder that is not a demo folder (nothing in it is deleted; "
                              "the demo's own sub-folders are replaced)")
@@ -28,5 +34,6 @@ def run(args: argparse.Namespace) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if read_marker(args.out) is None:
         write_marker(args.out, "demo")  # the demo is resumable: its folder is marked from the start
-    run_demo(args.out, quick=args.quick, num_processes=args.num_processes, seed=args.seed, trainer=args.trainer)
+    run_demo(args.out, quick=args.quick, num_processes=args.num_processes, seed=args.seed, trainer=args.trainer,
+             pretrained=not args.no_pretrained, pretrained_zip=args.pretrained_zip)
     return 0

@@ -15,16 +15,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volumes", nargs="*", default=[],
                         help="output folder(s) of 'nnunet-ataxia compare-volumes'")
     parser.add_argument("--wmh", nargs="*", default=[], help="output folder(s) of 'nnunet-ataxia wmh-stats'")
+    parser.add_argument("--qc", nargs="*", default=[], metavar="[NAME=]FOLDER",
+                        help="folder(s) of QC pictures <case>.png (e.g. segment's <out>/qc), one per model: each "
+                             "case's pictures are shown side by side")
     parser.add_argument("--notes", help="free text placed under the title")
     add_overwrite_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_ataxia.evaluation.io import parse_named
     from nnunet_ataxia.evaluation.report import build_report
     from nnunet_ataxia.utils.output_folders import output_folder
 
-    with output_folder(args.out, "report", inputs=[*args.evaluation, *args.volumes, *args.wmh],
+    qc = [parse_named(spec, f"model {i + 1}") for i, spec in enumerate(args.qc)]
+    with output_folder(args.out, "report", inputs=[*args.evaluation, *args.volumes, *args.wmh, *(f for _, f in qc)],
                        overwrite=args.overwrite, recognize=("report.md", "report.html")) as tmp:
-        build_report(tmp, args.title, args.evaluation, args.volumes, args.wmh, args.notes)
+        build_report(tmp, args.title, args.evaluation, args.volumes, args.wmh, args.notes, qc=qc)
     print(f"report -> {args.out}/report.html")
     return 0

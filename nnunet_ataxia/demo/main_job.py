@@ -1,4 +1,5 @@
-"""The README's main job: demo data → converters → fixed plans → M2 training → prediction → evaluation → report.
+"""The README's main job: demo data → the pretrained M2 on the test subjects → converters → fixed plans → M2
+training → prediction → evaluation (both models side by side) → report.
 
 Every step is one of the project's (or nnU-Net's) own commands, run as a subprocess with the nnU-Net environment
 variables pointing into the output folder, so the demo exercises exactly what a user runs.
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nnunet_ataxia.demo.pretrained_step import compare_with_trained, segment_test_subjects
 from nnunet_ataxia.errors import InputError
 
 DATASET_ID = 503
@@ -69,7 +71,8 @@ def native_references(raw: Path, demo_data: Path, out: Path, cases: list[str]) -
 
 
 def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int = 1, seed: int = 0,
-             trainer: str | None = None) -> Path:
+             trainer: str | None = None, pretrained: bool = True,
+             pretrained_zip: str | os.PathLike | None = None) -> Path:
     """Run the whole demo into ``out_dir`` and return the path of the report.
 
     Args:
@@ -79,6 +82,9 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
         seed: seed of the demo subjects.
         trainer: nnU-Net trainer (default ``M2InceptionTrainer_paperWDA_demo``; with ``quick``
             ``M2InceptionTrainer_paperNDA_smoke``).
+        pretrained: first segment the test subjects' native T1 scans with the pretrained M2 and compare it with the
+            trained model in the report (skipped with one line when this version ships no pretrained model).
+        pretrained_zip: an exported model zip to use as the pretrained M2 instead of the one shipped in the package.
 
     Example:
         >>> run_demo("nnunet_ataxia_demo")  # doctest: +SKIP
@@ -100,38 +106,47 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
     np_ = str(num_processes)
 
     n_hammers, n_sca2 = (3, 6) if quick else (8, 9)
-    if not _step("1/8 demo subjects from the MNI152 template and atlas labels shipped on PyPI",
+    if not _step("1/9 demo subjects from the MNI152 template and atlas labels shipped on PyPI",
                  demo_data / "sca2" / "participants.tsv"):
         _run(_ataxia("make-demo", demo_data, "--n-hammers", n_hammers, "--n-sca2", n_sca2, "--seed", seed,
                      "--size", 3 if quick else 2, "-np", np_), env)
 
-    if not _step("2/8 convert: Hammers layout + SCA2 layout -> Data2, with the paper's preprocessing "
+    _step("2/9 pretrained M2: segment the test subjects' native T1 scans (install-pretrained + segment)")
+
+    def ataxia(*args) -> None:  # one project command, in the demo's environment
+        _run(_ataxia(*args), env)
+
+    pretrained_masks = segment_test_subjects(out, demo_data, env["nnUNet_results"], ataxia, enabled=pretrained,
+                                             zip_file=pretrained_zip, num_processes=num_processes)
+
+    if not _step("3/9 convert: Hammers layout + SCA2 layout -> Data2, with the paper's preprocessing "
                  "(N4, MNI, crop)", raw / "dataset.json"):
         _run(_ataxia("convert-data2", "--hammers", demo_data / "hammers", "--sca2", demo_data / "sca2",
                      "-d", DATASET_ID, "--preprocess", "-np", np_), env)
 
-    if not _step("3/8 plan and preprocess with the fixed 1 mm / 128x128x96 planner",
+    if not _step("4/9 plan and preprocess with the fixed 1 mm / 128x128x96 planner",
                  out / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetFixed128Plans_3d_fullres"):
         _run(_ataxia("plan", "-d", DATASET_ID, "-np", np_), env)
 
     fold_dir = out / "nnUNet_results" / DATASET_NAME / f"{trainer}__nnUNetFixed128Plans__3d_fullres" / "fold_0"
-    if not _step(f"4/8 train {trainer}, fold 0 (= the paper's validation split)", fold_dir / "checkpoint_final.pth"):
+    if not _step(f"5/9 train {trainer}, fold 0 (= the paper's validation split)", fold_dir / "checkpoint_final.pth"):
         _run(["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-p", "nnUNetFixed128Plans", "-tr", trainer,
               "-device", "cpu"], env)
 
     pred = out / "predictions"
-    if not _step("5/8 predict the test set with nnUNetv2_predict"):
+    if not _step("6/9 predict the test set with nnUNetv2_predict"):
         # --continue_prediction: a re-run only predicts the cases that are still missing
         _run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", pred, "-d", DATASET_ID, "-c", "3d_fullres",
               "-p", "nnUNetFixed128Plans", "-tr", trainer, "-f", 0, "-device", "cpu", "-npp", 1, "-nps", 1,
               "--continue_prediction"], env)
 
-    _step("6/8 evaluate in the preprocessed (MNI-crop) space: DSC / JI / SP / SN / HD95")
+    _step("7/9 evaluate in the preprocessed (MNI-crop) space: DSC / JI / SP / SN / HD95")
     evaluation = out / "evaluation"
     _run(_ataxia("evaluate", "--pred", f"M2={pred}", "--ref", raw / "labelsTs", "--dataset-json",
                  raw / "dataset.json", "--participants", raw / "participants.tsv", "--out", evaluation), env)
 
-    _step("7/8 whole-cerebellum volumes in native space: ground truth vs M2 vs ACAPULCO (Table 4)")
+    _step("8/9 native space: whole-cerebellum volumes, ground truth vs M2 vs ACAPULCO (Table 4)"
+          + ("; pretrained M2 vs trained M2 (Dice, volumes, QC pictures)" if pretrained_masks else ""))
     native_pred = out / "predictions_native"
     _run(_ataxia("to-native", "-i", pred, "-t", raw / "transforms", "-o", native_pred), env)
     participants = pd.read_csv(raw / "participants.tsv", sep="\t", dtype=str)
@@ -149,14 +164,30 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
                      "--participants", raw / "participants.tsv", "--model-name", "M2", "--out", volumes), env)
     else:
         print("no SCA2 subject in the test split: volume comparison skipped")
+    extra = {"evaluation": [], "volumes": [], "qc": []}
+    if pretrained_masks is not None:
+        reference_all = native_references(raw, demo_data, out / "reference_native_test", test_cases)
+        extra = compare_with_trained(out, raw, demo_data, test_cases, reference_all,
+                                     out / "reference_native" if sca2_test else None, pretrained_masks, native_pred,
+                                     ataxia)
 
-    _step("8/8 report")
+    _step("9/9 report")
+    volume_folders = ([volumes] if sca2_test else []) + extra["volumes"]
     report = out / "report"
     notes = (f"Demo run on generated pseudo-subjects (MNI152 template + atlas labels from PyPI packages), "
              f"trainer {trainer}, fold 0 only, CPU. A short demonstration "
              f"schedule: the numbers show the pipeline working, they are not a converged model.")
+    if pretrained_masks is not None:
+        origin = "shipped with the package" if pretrained_zip is None else f"from {pretrained_zip}"
+        notes += (f" The pretrained M2 ({origin}, trained on domain-randomized data; cerebellum and "
+                  "brainstem, compared here on the cerebellum) segmented the same test subjects from their native T1 "
+                  "scans with 'nnunet-ataxia segment'. The first accuracy section is the trained M2 on the MNI crop "
+                  "(the paper's Table 2 setting); the second (source evaluation_native) compares both models with the "
+                  "native ground truth, as do the volume tables; the QC pictures show both models side by side.")
     _run(_ataxia("report", "--out", report, "--title", "nnunet-ataxia demo: M2 on Data2-style demo data",
-                 "--evaluation", evaluation, *(["--volumes", volumes] if sca2_test else []), "--notes", notes), env)
+                 "--evaluation", evaluation, *extra["evaluation"],
+                 *(["--volumes", *volume_folders] if volume_folders else []),
+                 *(["--qc", *extra["qc"]] if extra["qc"] else []), "--notes", notes), env)
     print(f"\nDone in {(time.time() - started) / 60:.1f} min. Report: {report / 'report.html'} "
           f"(Markdown: {report / 'report.md'})")
     return report

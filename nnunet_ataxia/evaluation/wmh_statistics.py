@@ -25,6 +25,7 @@ from nnunet_ataxia.errors import InputError
 WMH_LABEL = 1
 WMH_IGNORE_LABEL = 2
 LOCATION_CHANNELS = tuple(range(2, 10))  # _0002.._0009 are zero outside the brain mask (shared convention)
+FLAIR_ONLY_LOCATION_CHANNELS = tuple(range(1, 9))  # FLAIR-only datasets: _0000 FLAIR, _0001.._0008 location
 
 
 def threshold_grid(n: int = 101) -> np.ndarray:
@@ -220,7 +221,8 @@ def list_probability_files(folders: Sequence[str | os.PathLike]) -> dict[str, Pa
 def brain_mask_for_case(case_id: str, brain_mask_dirs: Sequence[str | os.PathLike] = (),
                         image_dirs: Sequence[str | os.PathLike] = (), reference=None) -> np.ndarray | None:
     """The case's brain mask: ``<dir>/<case>.nii.gz`` from a brain-mask folder, else the union of the location
-    channels ``_0002``..``_0009`` > 0 from an images folder; None when neither folder is given.
+    channels ``_0002``..``_0009`` > 0 from an images folder (``_0001``..``_0008`` in a FLAIR-only dataset); None when
+    neither folder is given.
 
     Args:
         case_id: the case.
@@ -241,7 +243,9 @@ def brain_mask_for_case(case_id: str, brain_mask_dirs: Sequence[str | os.PathLik
             mask, geom = read_label_map(f, what="brain mask")
             return checked(mask > 0, geom, f)
     for d in image_dirs:
-        files = [Path(d) / f"{case_id}_{c:04d}.nii.gz" for c in LOCATION_CHANNELS]
+        flair_only = not (Path(d) / f"{case_id}_0009.nii.gz").is_file()
+        files = [Path(d) / f"{case_id}_{c:04d}.nii.gz"
+                 for c in (FLAIR_ONLY_LOCATION_CHANNELS if flair_only else LOCATION_CHANNELS)]
         if all(f.is_file() for f in files):
             channels = [read_image(f, "location channel") for f in files]
             for (_, geom), f in zip(channels, files):

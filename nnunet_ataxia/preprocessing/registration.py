@@ -21,12 +21,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.preprocessing.deformable_registration import axis_shrink_factors
 
-__all__ = [
-    "package_data_dir", "mni_template_path", "load_mni_template", "n4_bias_correction", "rigid_register",
-    "affine_register_to_mni", "resample_to", "read_image", "check_image_header", "downsample_isotropic",
-    "linear_part_determinant",
-]
+__all__ = ["package_data_dir", "mni_template_path", "load_mni_template", "n4_bias_correction", "rigid_register",
+           "affine_register_to_mni", "resample_to", "read_image", "check_image_header", "downsample_isotropic",
+           "linear_part_determinant"]
 
 
 def package_data_dir(package: str) -> Path | None:
@@ -230,7 +229,7 @@ def n4_bias_correction(image: sitk.Image, mask: sitk.Image | None = None, shrink
         mask = sitk.OtsuThreshold(shifted, 0, 1, 200)
     else:
         mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
-    shrink = [max(1, int(shrink_factor))] * image.GetDimension()
+    shrink = axis_shrink_factors(image.GetSize(), max(1, int(shrink_factor)))  # 4+ voxels per axis (thick slices)
     small = sitk.Shrink(shifted, shrink)
     small_mask = sitk.Shrink(mask, shrink)
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
@@ -324,8 +323,8 @@ def _exhaustive_rigid_init(fixed: sitk.Image, moving: sitk.Image, initial: sitk.
                            angle_steps: int, translation_step_mm: float, translation_steps: int) -> sitk.Euler3DTransform:
     """Coarse exhaustive search over rotations and translations around ``initial`` (on shrunk, smoothed images)."""
     sigma = 0.5 * shrink * max(fixed.GetSpacing())
-    fixed_small = sitk.Shrink(sitk.SmoothingRecursiveGaussian(fixed, sigma), [shrink] * 3)
-    moving_small = sitk.Shrink(sitk.SmoothingRecursiveGaussian(moving, sigma), [shrink] * 3)
+    fixed_small, moving_small = (sitk.Shrink(sitk.SmoothingRecursiveGaussian(im, sigma),  # 4+ voxels per axis
+                                             axis_shrink_factors(im.GetSize(), shrink)) for im in (fixed, moving))
     reg = _mi_method(sampling_fraction=0.5, seed=seed, fixed_mask=None, bins=24)
     if fixed_mask is not None:
         reg.SetMetricFixedMask(sitk.Resample(sitk.Cast(fixed_mask > 0, sitk.sitkUInt8), fixed_small,

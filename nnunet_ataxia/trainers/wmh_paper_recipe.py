@@ -21,6 +21,8 @@ changed (:class:`PaperRecipe`):
   both equal the converted image exactly.
 
 Runs on one device (no DDP). ``_smoke`` variants: 3 epochs over a pool capped at 48 lesion samples, batches of 32.
+``WMHSSTrainer_paper_demo`` / ``WMHSSLocTrainer_paper_demo`` (``nnunet-ataxia wmh-demo``): the paper recipe with fewer
+epochs (:class:`_Demo`).
 """
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ataxia.architectures.wmh_location_networks import WMHLocationNet
 from nnunet_ataxia.architectures.wmh_patches import SCALE_FACTORS
-from nnunet_ataxia.trainers.wmh_pixel_pool import (IMAGE_CHANNELS, PatchReader, PoolBatches, build_pixel_pool,
-                                                   is_new_best, scale_case_images)
+from nnunet_ataxia.trainers.wmh_pixel_pool import (PatchReader, PoolBatches, build_pixel_pool,
+                                                   image_channels, is_new_best, scale_case_images)
 from nnunet_ataxia.trainers.wmh_trainers import (WMHMSEFLocTrainer, WMHMSEFTrainer, WMHMSIWLocTrainer,
                                                  WMHMSIWTrainer, WMHMSWSLocTrainer, WMHMSWSTrainer,
                                                  WMHSSLocLastConvTrainer, WMHSSLocSecondFCTrainer, WMHSSLocTrainer,
@@ -144,7 +146,7 @@ class PaperRecipe:
         # nnUNetv2_predict reads the model's plans.json: scale T1/FLAIR to [0, 1] per case, as in training
         plans = copy.deepcopy(self.plans_manager.plans)
         schemes = list(self.configuration_manager.normalization_schemes)
-        for c in IMAGE_CHANNELS:
+        for c in image_channels(len(self.dataset_json["channel_names"])):
             schemes[c] = PAPER_INFERENCE_NORMALIZATION
         plans["configurations"][self.configuration_name]["normalization_schemes"] = schemes
         save_json(plans, os.path.join(self.output_folder_base, "plans.json"), sort_keys=False)
@@ -256,6 +258,20 @@ class _Smoke:
     max_pool_lesion_samples = 48
 
 
+class _Demo:
+    """CPU demo size of the paper recipe (``nnunet-ataxia wmh-demo``): only the number of epochs changes (passes over
+    the full, uncapped pool, batches of 128 as in the paper)."""
+    paper_num_epochs = 15
+
+
+class WMHSSTrainer_paper_demo(_Demo, WMHSSTrainer_paper):
+    """WMHSSTrainer_paper with the demo's schedule (:class:`_Demo`)."""
+
+
+class WMHSSLocTrainer_paper_demo(_Demo, WMHSSLocTrainer_paper):
+    """WMHSSLocTrainer_paper with the demo's schedule (:class:`_Demo`)."""
+
+
 class WMHSSTrainer_paper_smoke(_Smoke, WMHSSTrainer_paper):
     """WMHSSTrainer_paper at test size (:class:`_Smoke`)."""
 
@@ -317,4 +333,6 @@ __all__ = [
     "WMHMSWSLocTrainer_paper_smoke",
     "WMHSSLocLastConvTrainer_paper_smoke",
     "WMHSSLocSecondFCTrainer_paper_smoke",
+    "WMHSSTrainer_paper_demo",
+    "WMHSSLocTrainer_paper_demo",
 ]

@@ -21,28 +21,42 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from nnunet_ataxia.architectures.wmh_location_networks import NUM_IMAGE_CHANNELS, NUM_LOCATION_FEATURES
+from nnunet_ataxia.architectures.wmh_location_networks import NUM_LOCATION_FEATURES, image_channel_count
 from nnunet_ataxia.architectures.wmh_patches import PATCH_SIZE, extract_multiscale_patches
 from nnunet_ataxia.errors import InputError
 
-IMAGE_CHANNELS = tuple(range(NUM_IMAGE_CHANNELS))                                   # T1, FLAIR
-LOCATION_CHANNELS = slice(NUM_IMAGE_CHANNELS, NUM_IMAGE_CHANNELS + NUM_LOCATION_FEATURES)
+
+
+def image_channels(num_channels: int) -> tuple[int, ...]:
+    """Indices of the image channels of a case with ``num_channels`` channels: (0, 1) T1 + FLAIR, (0,) FLAIR-only.
+
+    Example:
+        >>> image_channels(10), image_channels(9)
+        ((0, 1), (0,))
+    """
+    return tuple(range(image_channel_count(num_channels)))
+
+
+def location_channels(num_channels: int) -> slice:
+    """The location-feature channels of a case with ``num_channels`` channels (empty without features)."""
+    n = image_channel_count(num_channels)
+    return slice(n, n + NUM_LOCATION_FEATURES)
 
 
 def brain_mask(data: np.ndarray) -> np.ndarray:
-    """(C, ...) case -> brain mask: any location channel (2..9) > 0; all True when the case has none.
+    """(C, ...) case -> brain mask: any location channel (2..9; FLAIR-only 1..8) > 0; all True when it has none.
 
     Example:
         >>> d = np.zeros((10, 1, 2)); d[5, 0, 1] = 0.3
         >>> brain_mask(d).tolist()
         [[False, True]]
     """
-    loc = data[LOCATION_CHANNELS]
+    loc = data[location_channels(data.shape[0])]
     return np.ones(data.shape[1:], bool) if loc.shape[0] == 0 else (loc > 0).any(0)
 
 
 def unit_scale_params(data: np.ndarray, seg: np.ndarray, use_mask_for_norm: Sequence[bool],
-                      channels: Sequence[int] = IMAGE_CHANNELS) -> np.ndarray:
+                      channels: Sequence[int] | None = None) -> np.ndarray:
     """Per-channel (min, max) of nnU-Net-normalized image channels for the per-case [0, 1] scaling.
 
     Over nnU-Net's non-zero region (``seg >= 0``) when the plans normalize with that mask (voxels outside it keep
@@ -52,7 +66,7 @@ def unit_scale_params(data: np.ndarray, seg: np.ndarray, use_mask_for_norm: Sequ
         data: (C, Z, Y, X) preprocessed case.
         seg: (1, Z, Y, X) preprocessed segmentation (-1 outside the non-zero region).
         use_mask_for_norm: the configuration's per-channel flag.
-        channels: the image channels.
+        channels: the image channels (default: :func:`image_channels` of ``data``).
 
     Returns:
         (len(channels), 2) float64: min, max.
@@ -61,6 +75,7 @@ def unit_scale_params(data: np.ndarray, seg: np.ndarray, use_mask_for_norm: Sequ
         >>> unit_scale_params(np.array([[[-1., 3.]]]), np.array([[[0, 0]]]), [False], (0,)).tolist()
         [[-1.0, 3.0]]
     """
+    channels = image_channels(data.shape[0]) if channels is None else channels
     out = np.zeros((len(channels), 2))
     inside = seg[0] >= 0
     for i, c in enumerate(channels):
@@ -86,8 +101,9 @@ def apply_unit_scale(image: np.ndarray, lo_hi: Sequence[float], inside: np.ndarr
 
 
 def scale_case_images(data: np.ndarray, seg: np.ndarray, use_mask_for_norm: Sequence[bool],
-                      params: np.ndarray | None = None, channels: Sequence[int] = IMAGE_CHANNELS) -> np.ndarray:
+                      params: np.ndarray | None = None, channels: Sequence[int] | None = None) -> np.ndarray:
     """A copy of a preprocessed case (or window) with its image channels scaled per case to [0, 1]."""
+    channels = image_channels(data.shape[0]) if channels is None else channels
     params = unit_scale_params(data, seg, use_mask_for_norm, channels) if params is None else params
     out = np.array(data, dtype=np.float32, copy=True)
     for i, c in enumerate(channels):
@@ -118,7 +134,7 @@ class PixelPool:
         case_ids: the cases; ``case`` indexes them.
         case, z, y, x: (N,) int32 sample coordinates (z = slice of the 2d configuration).
         label: (N,) uint8 class of each sample (0 = normal-appearing brain).
-        scale: (n_cases, 2, 2) min/max of the image channels per case (:func:`unit_scale_params`).
+        scale: (n_cases, C, 2) min/max of the image channels per case (:func:`unit_scale_params`).
         lesion_voxels, normal_voxels: totals over the cases the pool was drawn from.
     """
     case_ids: list[str]
@@ -237,15 +253,16 @@ class PatchReader:
             rows, cols = p.y[sel], p.x[sel]
             r0, c0 = max(0, int(rows.min()) - half), max(0, int(cols.min()) - half)
             r1, c1 = int(rows.max()) + half, int(cols.max()) + half
-            window = np.asarray(data[:NUM_IMAGE_CHANNELS, z, r0:r1, c0:c1], np.float32)
+            n_img = image_channel_count(data.shape[0])
+            window = np.asarray(data[:n_img, z, r0:r1, c0:c1], np.float32)
             seg_w = np.asarray(seg[:, z, r0:r1, c0:c1])
-            images = scale_case_images(window, seg_w, self.use_mask_for_norm, p.scale[ci])
+            images = scale_case_images(window, seg_w, self.use_mask_for_norm, p.scale[ci], tuple(range(n_img)))
             r, c = torch.from_numpy((rows - r0).astype(np.int64)), torch.from_numpy((cols - c0).astype(np.int64))
             for s, t in enumerate(extract_multiscale_patches(torch.from_numpy(images), r, c, self.scale_factors)):
                 patches[s].append(t)
             if self.with_location:   # the location values at the sampled pixels only
                 ra, ca = int(rows.min()), int(cols.min())
-                loc = np.asarray(data[LOCATION_CHANNELS, z, ra:int(rows.max()) + 1, ca:int(cols.max()) + 1])
+                loc = np.asarray(data[location_channels(data.shape[0]), z, ra:int(rows.max()) + 1, ca:int(cols.max()) + 1])
                 locations.append(loc[:, rows - ra, cols - ca].T.astype(np.float32))
             order.append(at)
         back = torch.from_numpy(np.argsort(np.concatenate(order)))   # gathered group by group -> batch order

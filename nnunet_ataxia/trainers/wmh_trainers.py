@@ -28,14 +28,16 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 
-from nnunet_ataxia.architectures.wmh_location_networks import NUM_IMAGE_CHANNELS, NUM_LOCATION_FEATURES, \
-    WMHLocationNet
+from nnunet_ataxia.architectures.wmh_location_networks import NUM_LOCATION_FEATURES, WMHLocationNet, \
+    image_channel_count
 
-WMH_IMAGE_CHANNELS = (0, 1)
+WMH_IMAGE_CHANNELS = None   # the image channels of each input: T1 + FLAIR (0, 1) or FLAIR-only (0,)
 
 
 class ImageChannelSubsetTransform(BasicTransform):
     """Apply an image-only (intensity) transform to some image channels only; the others stay untouched.
+
+    ``channels=None``: the WMH image channels of each input (:func:`image_channel_count`: T1 + FLAIR or FLAIR).
 
     Example:
         >>> from batchgeneratorsv2.transforms.intensity.brightness import MultiplicativeBrightnessTransform
@@ -44,15 +46,17 @@ class ImageChannelSubsetTransform(BasicTransform):
         [2.0, 1.0]
     """
 
-    def __init__(self, transform: BasicTransform, channels: Sequence[int]):
+    def __init__(self, transform: BasicTransform, channels: Sequence[int] | None):
         super().__init__()
-        self.transform, self.channels = transform, tuple(int(c) for c in channels)
+        self.transform = transform
+        self.channels = None if channels is None else tuple(int(c) for c in channels)
 
     def __call__(self, **data_dict) -> dict:
         image = data_dict.get("image")
         if image is None:
             return data_dict
-        idx = [c for c in self.channels if c < image.shape[0]]
+        channels = range(image_channel_count(image.shape[0])) if self.channels is None else self.channels
+        idx = [c for c in channels if c < image.shape[0]]
         image = image.clone()
         image[idx] = self.transform(image=image[idx].clone())["image"]
         data_dict["image"] = image
@@ -62,7 +66,8 @@ class ImageChannelSubsetTransform(BasicTransform):
         return f"{type(self).__name__}(channels={self.channels}, transform={self.transform})"
 
 
-def restrict_intensity_transforms(transforms: ComposeTransforms, channels: Sequence[int]) -> ComposeTransforms:
+def restrict_intensity_transforms(transforms: ComposeTransforms, channels: Sequence[int] | None
+                                  ) -> ComposeTransforms:
     """Wrap every image-only (intensity) transform of an nnU-Net pipeline so it acts on ``channels`` only.
 
     Spatial transforms, mirroring, masking and label transforms are kept as they are.
@@ -80,8 +85,10 @@ def restrict_intensity_transforms(transforms: ComposeTransforms, channels: Seque
 
 
 def brain_mask_from_input(data: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) nnU-Net input -> (B, H, W) brain mask: any location channel (2..9) > 0; all True without them."""
-    loc = data[:, NUM_IMAGE_CHANNELS:NUM_IMAGE_CHANNELS + NUM_LOCATION_FEATURES]
+    """(B, C, H, W) nnU-Net input -> (B, H, W) brain mask: any location channel (2..9; FLAIR-only 1..8) > 0; all
+    True without them."""
+    n_img = image_channel_count(data.shape[1])
+    loc = data[:, n_img:n_img + NUM_LOCATION_FEATURES]
     if loc.shape[1] == 0:
         return torch.ones_like(data[:, 0], dtype=torch.bool)
     return (loc > 0).any(1)
@@ -129,7 +136,8 @@ def _build_wmh_network(trainer_cls: type, num_input_channels: int, num_output_ch
     return WMHLocationNet(variant=trainer_cls.variant, use_location=trainer_cls.use_location,
                           location_alpha=trainer_cls.location_alpha,
                           location_injection=trainer_cls.location_injection, num_classes=num_output_channels,
-                          dropout=trainer_cls.dropout_p, input_channels=num_input_channels)
+                          dropout=trainer_cls.dropout_p, input_channels=num_input_channels,
+                          num_image_channels=image_channel_count(num_input_channels))
 
 
 def _make_builder(trainer_cls: type):

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nnunet_ataxia.architectures.wmh_location_networks import NUM_IMAGE_CHANNELS, NUM_LOCATION_FEATURES
+from nnunet_ataxia.architectures.wmh_location_networks import NUM_LOCATION_FEATURES, image_channel_count
 from nnunet_ataxia.errors import InputError
 
 ALPHA_FILE = "location_alpha.json"
@@ -108,7 +108,8 @@ def _case_arrays(predictor, files: dict, rng: np.random.Generator, max_normal: i
                                          predictor.configuration_manager, predictor.dataset_json)
     s = seg[0]
     ignore = predictor.label_manager.ignore_label
-    brain = (data[NUM_IMAGE_CHANNELS:NUM_IMAGE_CHANNELS + NUM_LOCATION_FEATURES] > 0).any(0)
+    n_img = image_channel_count(data.shape[0])
+    brain = (data[n_img:n_img + NUM_LOCATION_FEATURES] > 0).any(0)
     valid = brain & (s >= 0) & (s != ignore if ignore is not None else True)
     reference = (s > 0) & valid
     lesion, normal = np.flatnonzero(reference), np.flatnonzero(valid & ~reference)

@@ -1,8 +1,8 @@
-"""Find and check the cases of T1 + FLAIR + WMH data in the plain and the MICCAI WMH 2017 layouts.
+"""Find and check the cases of T1 + FLAIR (or FLAIR-only) + WMH data in the plain and the MICCAI WMH 2017 layouts.
 
 Plain (RUN DMC-style)::
 
-    <root>/<case>/T1.nii.gz, FLAIR.nii.gz, wmh.nii.gz [, brainmask.nii.gz, ventricles.nii.gz]
+    <root>/<case>/FLAIR.nii.gz, wmh.nii.gz [, T1.nii.gz, brainmask.nii.gz, ventricles.nii.gz]
 
 MICCAI WMH 2017::
 
@@ -10,23 +10,27 @@ MICCAI WMH 2017::
 
 ``wmh.nii.gz`` holds 0 background, 1 WMH, 2 other pathology (nnU-Net's ignore label) on the FLAIR grid. The optional
 ``brainmask.nii.gz`` (non-zero = brain) and ``ventricles.nii.gz`` (FreeSurfer values 4 left, 43 right lateral
-ventricle) must be on the FLAIR grid too. Checks here are cheap (headers, label values) and run before any
-registration, so bad input fails fast with one :class:`InputError` naming the file and the problem.
+ventricle) must be on the FLAIR grid too. The T1 is optional, but for all cases of a dataset or for none
+(:func:`select_t1_mode`): a dataset is either T1 + FLAIR or FLAIR-only. Checks here are cheap (headers, label values)
+and run before any registration, so bad input fails fast with one :class:`InputError` naming the file and the problem.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
 
-__all__ = ["WMHCaseFiles", "find_cases", "check_case_files", "LABEL_NAME", "MASK_NAME", "VENTRICLES_NAME"]
+__all__ = ["WMHCaseFiles", "find_cases", "check_case_files", "select_t1_mode", "LABEL_NAME", "MASK_NAME",
+           "VENTRICLES_NAME", "MIN_VOXELS_PER_AXIS"]
 
 LABEL_NAME, MASK_NAME, VENTRICLES_NAME = "wmh", "brainmask", "ventricles"
+MIN_VOXELS_PER_AXIS = 4  # ITK's smoothing in the registration pyramids needs four voxels along every axis
 _ENDINGS = (".nii.gz", ".nii")
 
 
@@ -71,7 +75,8 @@ def find_cases(root: str | Path, layout: str = "auto", miccai_images: str = "pre
             or ``"orig"`` (the raw images; the full pipeline runs).
 
     Returns:
-        One :class:`WMHCaseFiles` per case; ``t1``/``flair`` may be ``None`` (:func:`check_case_files` complains).
+        One :class:`WMHCaseFiles` per case; ``flair`` may be ``None`` (:func:`check_case_files` complains), ``t1``
+        too (FLAIR-only, see :func:`select_t1_mode`).
 
     Example:
         >>> cases = find_cases("/data/wmh2017/training", layout="miccai")  # doctest: +SKIP
@@ -124,6 +129,47 @@ def _header(path: str) -> sitk.ImageFileReader:
     return reader
 
 
+def _check_volume(reader: sitk.ImageFileReader, path: str, what: str) -> None:
+    """A 3D volume with at least :data:`MIN_VOXELS_PER_AXIS` voxels along every axis (a thick-slice scan is fine)."""
+    size = tuple(reader.GetSize())
+    if reader.GetDimension() != 3:
+        raise InputError(f"{path}: the {what} is {reader.GetDimension()}D (size {size}); a 3D volume is needed")
+    if min(size) < MIN_VOXELS_PER_AXIS:
+        raise InputError(f"{path}: the {what} has size {size}; a 3D volume with at least {MIN_VOXELS_PER_AXIS} "
+                         "voxels (slices) along every axis is needed, not a single slice or a 2D image")
+
+
+def select_t1_mode(case_lists: Sequence[Sequence[WMHCaseFiles]], flair_only: bool = False
+                   ) -> tuple[bool, list[list[WMHCaseFiles]]]:
+    """Decide whether a dataset uses the T1: for every case or for none.
+
+    Args:
+        case_lists: the training cases, then the test cases (all must agree: the network sees the same channels).
+        flair_only: ignore T1 images even where they exist (FLAIR-only mode).
+
+    Returns:
+        (whether the T1 is used, the case lists with ``t1`` set to ``None`` in FLAIR-only mode)
+
+    Raises:
+        InputError: naming the first case without a T1 when other cases have one.
+
+    Example:
+        >>> a = WMHCaseFiles("a", "/d/a", "plain", None, "/d/a/FLAIR.nii.gz")
+        >>> select_t1_mode([[a]])[0]
+        False
+    """
+    lists = [list(cases) for cases in case_lists]
+    every = [c for cases in lists for c in cases]
+    with_t1 = [c for c in every if c.t1 is not None]
+    if flair_only or not with_t1:
+        return False, [[replace(c, t1=None) for c in cases] for cases in lists]
+    without = [c for c in every if c.t1 is None]
+    if without:
+        raise InputError(f"{without[0].source_dir}: no T1 image (T1.nii.gz) while other cases have one (e.g. "
+                         f"{with_t1[0].t1}); give a T1 for every case, or for none, or use --flair-only")
+    return True, lists
+
+
 def _same_grid(ref: sitk.ImageFileReader, other: sitk.ImageFileReader, ref_path: str, path: str, what: str) -> None:
     problems = []
     if ref.GetSize() != other.GetSize():
@@ -147,8 +193,10 @@ def _read_array(path: str, what: str = "image") -> np.ndarray:
 def check_case_files(case: WMHCaseFiles, require_label: bool) -> None:
     """Check one case's files before any work; raise :class:`InputError` naming the file and the problem.
 
-    Checks: T1 and FLAIR present; label present when ``require_label``; label, brain mask and ventricle labels on
-    the FLAIR grid (and the MICCAI ``pre`` T1 too); label values only 0, 1, 2; brain mask not empty.
+    Checks: FLAIR present, a 3D volume with 4+ voxels per axis (the T1 too, when given: whether a dataset needs
+    one is :func:`select_t1_mode`'s business); label present when ``require_label``; label, brain mask and
+    ventricle labels on the FLAIR grid (and the MICCAI ``pre`` T1 too); label values only 0, 1, 2; brain mask not
+    empty.
 
     Example:
         >>> check_case_files(find_cases("/data/wmh")[0], require_label=True)  # doctest: +SKIP
@@ -156,17 +204,17 @@ def check_case_files(case: WMHCaseFiles, require_label: bool) -> None:
     where = case.source_dir
     if case.flair is None:
         raise InputError(f"{where}: no FLAIR image (FLAIR.nii.gz)")
-    if case.t1 is None:
-        raise InputError(f"{where}: FLAIR without T1 (T1.nii.gz missing)")
     if require_label and case.label is None:
         raise InputError(f"{where}: no WMH label ({LABEL_NAME}.nii.gz) for a training case")
     from nnunet_ataxia.utils.checked_io import check_intensity_image, check_label_values
 
     flair = _header(case.flair)
-    if case.t1_in_flair_space:
-        _same_grid(flair, _header(case.t1), case.flair, case.t1, "the pre-registered T1")
-    else:
-        _header(case.t1)
+    _check_volume(flair, case.flair, "FLAIR image")
+    if case.t1 is not None:
+        t1 = _header(case.t1)
+        _check_volume(t1, case.t1, "T1 image")
+        if case.t1_in_flair_space:
+            _same_grid(flair, t1, case.flair, case.t1, "the pre-registered T1")
     if case.label is not None:
         _same_grid(flair, _header(case.label), case.flair, case.label, "the WMH label")
         check_label_values(_read_array(case.label, "WMH label"), case.label, (0, 1, 2),
@@ -178,4 +226,5 @@ def check_case_files(case: WMHCaseFiles, require_label: bool) -> None:
     if case.ventricles is not None:
         _same_grid(flair, _header(case.ventricles), case.flair, case.ventricles, "the ventricle label map")
     for path, what in ((case.flair, "FLAIR image"), (case.t1, "T1 image")):  # finite, not constant
-        check_intensity_image(_read_array(path, what), path, what)
+        if path is not None:
+            check_intensity_image(_read_array(path, what), path, what)

@@ -1,10 +1,15 @@
-"""Preprocessing of one WMH case in FLAIR space (Ghafoorian et al. §2.2) and its first nine input channels.
+"""Preprocessing of one WMH case in FLAIR space (Ghafoorian et al. §2.2) and its location-feature input channels.
 
-Steps: N4 on the T1 -> rigid T1->FLAIR registration (Mattes MI) -> affine T1->MNI registration -> FLAIR->MNI affine
-(the composition) -> brain mask (the user's, or the MNI template's brain mask carried to FLAIR) -> N4 on the FLAIR
-(inside the brain) -> T1 resampled onto the FLAIR grid -> both normalized per case to [0, 1] inside the brain, 0
-outside -> lateral ventricles (user labels, or the atlas's refined on the image) -> the location features.
-The registration functions come from :mod:`nnunet_ataxia.preprocessing.registration`.
+Steps with a T1: N4 on the T1 -> rigid T1->FLAIR registration (Mattes MI) -> affine T1->MNI registration ->
+B-spline refinement (the paper registers non-linearly; ``registration="affine"`` opts out) -> the FLAIR<->MNI map
+(:class:`nnunet_ataxia.wmh.mni_map.MNIMap`) -> brain mask (the user's, or the MNI template's brain mask carried to
+FLAIR, cut to the image's non-zero region for skull-stripped scans) -> N4 on the FLAIR (inside the brain) -> T1
+resampled onto the FLAIR grid -> both normalized per case to [0, 1] inside the brain, 0 outside -> lateral ventricles
+(user labels, or the atlas's refined on the image) -> the location features.
+FLAIR-only cases (no T1): the FLAIR itself is registered to MNI and gives the brain mask; thick slices are fine
+(registration pyramids keep four voxels per axis; features are in mm, in-plane in the acquisition plane).
+The registration functions come from :mod:`nnunet_ataxia.preprocessing.registration` and
+:mod:`nnunet_ataxia.preprocessing.deformable_registration`.
 """
 from __future__ import annotations
 
@@ -16,12 +21,16 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.wmh.affine import grid_points, lps_to_ras, matrix_from_transform, transform_from_matrix
+from nnunet_ataxia.wmh.affine import lps_to_ras, matrix_from_transform
 from nnunet_ataxia.wmh.layouts import WMHCaseFiles
 from nnunet_ataxia.wmh.location_features import compute_location_features, normalize_features
+from nnunet_ataxia.wmh.mni_map import MNIMap
 from nnunet_ataxia.wmh.ventricles import refine_ventricles, ventricles_from_labels, warp_atlas_ventricles
 
-__all__ = ["WMHOptions", "PreprocessedCase", "mni_template", "preprocess_case", "normalize_intensity"]
+__all__ = ["WMHOptions", "PreprocessedCase", "mni_template", "preprocess_case", "normalize_intensity",
+           "register_to_mni", "REGISTRATIONS"]
+
+REGISTRATIONS = ("bspline", "affine")
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,11 @@ class WMHOptions:
         intensity_percentiles: robust min/max (percentiles inside the brain) mapped to 0 and 1.
         prior_grid_mm, prior_sigma_mm: grid and smoothing of the WMH prior in MNI space.
         seed: random seed of the registration metric sampling.
+        registration: ``"bspline"`` (affine + B-spline, the default, as the paper's non-linear registration) or
+            ``"affine"``.
+        bspline_mesh_mm, bspline_levels_mm, bspline_iterations, bspline_samples: the B-spline's control spacing,
+            its pyramid (template resolution per level, mm), optimizer iterations and metric samples per level.
+        warp_grid_mm: spacing of the MNI grid the warp and its inverse are stored on.
     """
     n4: bool = True
     n4_iterations: tuple[int, ...] = (50, 50, 30)
@@ -52,19 +66,31 @@ class WMHOptions:
     prior_grid_mm: float = 2.0
     prior_sigma_mm: float = 3.0
     seed: int = 0
+    registration: str = "bspline"
+    bspline_mesh_mm: float = 40.0
+    bspline_levels_mm: tuple[float, ...] = (4.0,)
+    bspline_iterations: int = 20
+    bspline_samples: int = 20000
+    warp_grid_mm: float = 3.0
 
 
 @dataclass
 class PreprocessedCase:
     """Outputs of :func:`preprocess_case` (arrays in (z, y, x) order on the FLAIR grid)."""
     reference: sitk.Image           # the FLAIR grid (geometry only is used)
-    t1: np.ndarray                  # T1 on the FLAIR grid, [0, 1] in the brain, 0 outside
+    t1: np.ndarray | None           # T1 on the FLAIR grid, [0, 1] in the brain, 0 outside (None: FLAIR-only)
     flair: np.ndarray               # FLAIR, [0, 1] in the brain, 0 outside
     brain: np.ndarray               # bool
     features: dict                  # normalized location features without the prior
-    flair_to_mni: np.ndarray        # 4x4, FLAIR points -> MNI points (LPS)
-    flair_to_t1: sitk.Transform     # rigid, FLAIR points -> T1 points
+    mni_map: MNIMap                 # FLAIR <-> MNI (affine, + warp after non-linear registration)
+    flair_to_t1: sitk.Transform | None  # rigid, FLAIR points -> T1 points (None: FLAIR-only)
     ventricle_source: str
+    registration: str = "affine"    # what the map holds ("bspline", "affine", or why the warp was dropped)
+
+    @property
+    def flair_to_mni(self) -> np.ndarray:
+        """The affine part of the map (4x4, FLAIR points -> MNI points, LPS)."""
+        return self.mni_map.affine
 
 
 @functools.lru_cache(maxsize=4)
@@ -119,11 +145,71 @@ def _read(path: str) -> sitk.Image:
     return read_image(path, sitk.sitkFloat32)
 
 
+def register_to_mni(image: sitk.Image, options: WMHOptions, flair_to_image: np.ndarray | None = None
+                    ) -> tuple[MNIMap, str]:
+    """Register a native image (T1 or FLAIR) to MNI: affine, then (``options.registration == "bspline"``) B-spline.
+
+    Args:
+        image: the image registered (bias-corrected T1, or the FLAIR in FLAIR-only mode).
+        options: pipeline settings (template spacing, efforts, registration kind).
+        flair_to_image: 4x4 matrix, FLAIR points -> ``image`` points (the rigid T1 offset); identity when ``None``.
+
+    Returns:
+        (the FLAIR <-> MNI map, what it holds: ``"bspline"``, ``"affine"`` or ``"affine (...)"`` when the B-spline
+        had to be dropped because it folds).
+
+    Example:
+        >>> mni_map, kind = register_to_mni(flair, WMHOptions())  # doctest: +SKIP
+    """
+    from nnunet_ataxia.preprocessing.registration import affine_register_to_mni
+
+    if options.registration not in REGISTRATIONS:
+        raise InputError(f"registration: {options.registration!r} is not one of {', '.join(REGISTRATIONS)}")
+    template, template_mask = mni_template(options.mni_spacing_mm)
+    mni_to_image = affine_register_to_mni(image, template=template, template_mask=template_mask, seed=options.seed,
+                                          iterations=options.mni_iterations,
+                                          exhaustive_init=options.mni_exhaustive_init)
+    to_image = np.eye(4) if flair_to_image is None else np.asarray(flair_to_image, dtype=float)
+    affine = np.linalg.inv(matrix_from_transform(mni_to_image)) @ to_image
+    if options.registration == "affine":
+        return MNIMap(affine), "affine"
+    return _add_bspline(image, mni_to_image, affine, template, template_mask, options)
+
+
+def _add_bspline(image: sitk.Image, mni_to_image: sitk.Transform, affine: np.ndarray, template: sitk.Image,
+                 template_mask: sitk.Image, options: WMHOptions) -> tuple[MNIMap, str]:
+    from nnunet_ataxia.preprocessing.deformable_registration import (bspline_register_to_mni, displacement_field,
+                                                                     field_jacobian_range, invert_displacement_field)
+    from nnunet_ataxia.wmh.wmh_prior import mni_grid
+
+    spacing = float(min(template.GetSpacing()))
+    levels = [float(mm) for mm in options.bspline_levels_mm]
+    bspline = bspline_register_to_mni(
+        image, mni_to_image, template=template, template_mask=template_mask, mesh_spacing_mm=options.bspline_mesh_mm,
+        shrink_factors=[max(1, int(round(mm / spacing))) for mm in levels],
+        smoothing_sigmas_mm=[mm / 2 for mm in levels], iterations=options.bspline_iterations,
+        min_samples=options.bspline_samples, seed=options.seed)
+    grid = mni_grid(template, options.warp_grid_mm)
+    warp = displacement_field(bspline, grid)
+    smallest = field_jacobian_range(warp, template_mask)[0]
+    if smallest <= 0.1:  # (nearly) folding inside the brain: not a usable map
+        return MNIMap(affine), f"affine (the B-spline folds: Jacobian {smallest:.2f})"
+    return MNIMap(affine, warp, invert_displacement_field(warp)), "bspline"
+
+
+def _foreground(image: np.ndarray) -> np.ndarray:
+    """Voxels above the image minimum, holes filled: the brain of a skull-stripped scan, the head (or all) else."""
+    from scipy import ndimage
+
+    return ndimage.binary_fill_holes(image > image.min())
+
+
 def preprocess_case(case: WMHCaseFiles, options: WMHOptions) -> PreprocessedCase:
     """Run the FLAIR-space preprocessing of one case and compute its location features (without the prior).
 
     Args:
-        case: the case's files (checked with :func:`nnunet_ataxia.wmh.layouts.check_case_files`).
+        case: the case's files (checked with :func:`nnunet_ataxia.wmh.layouts.check_case_files`); ``case.t1`` may
+            be ``None`` (FLAIR-only: the FLAIR is registered to MNI and gives the brain mask).
         options: pipeline settings.
 
     Returns:
@@ -132,38 +218,38 @@ def preprocess_case(case: WMHCaseFiles, options: WMHOptions) -> PreprocessedCase
     Example:
         >>> pre = preprocess_case(find_cases("/data/wmh")[0], WMHOptions())  # doctest: +SKIP
     """
-    from nnunet_ataxia.preprocessing.registration import (affine_register_to_mni, n4_bias_correction,
-                                                          resample_to, rigid_register)
+    from nnunet_ataxia.preprocessing.registration import n4_bias_correction, resample_to, rigid_register
 
-    flair, t1 = _read(case.flair), _read(case.t1)
+    flair = _read(case.flair)
     run_n4 = options.n4 and not case.t1_in_flair_space
     n4_kw = dict(shrink_factor=options.n4_shrink, iterations=options.n4_iterations)
-    t1n = n4_bias_correction(t1, **n4_kw) if run_n4 else t1
-    if case.t1_in_flair_space:
-        flair_to_t1: sitk.Transform = sitk.Euler3DTransform()
+    t1n, flair_to_t1 = None, None
+    if case.t1 is not None:
+        t1 = _read(case.t1)
+        t1n = n4_bias_correction(t1, **n4_kw) if run_n4 else t1
+        if case.t1_in_flair_space:
+            flair_to_t1 = sitk.Euler3DTransform()
+        else:
+            flair_to_t1 = rigid_register(flair, t1n, sampling_fraction=options.rigid_sampling, seed=options.seed,
+                                         iterations=options.rigid_iterations)
+        mni_map, registration = register_to_mni(t1n, options, matrix_from_transform(flair_to_t1))
     else:
-        flair_to_t1 = rigid_register(flair, t1n, sampling_fraction=options.rigid_sampling, seed=options.seed,
-                                     iterations=options.rigid_iterations)
-    template, template_mask = mni_template(options.mni_spacing_mm)
-    mni_to_t1 = affine_register_to_mni(t1n, template=template, template_mask=template_mask, seed=options.seed,
-                                       iterations=options.mni_iterations,
-                                       exhaustive_init=options.mni_exhaustive_init)
-    flair_to_mni = np.linalg.inv(matrix_from_transform(mni_to_t1)) @ matrix_from_transform(flair_to_t1)
+        mni_map, registration = register_to_mni(flair, options)
 
+    flair_raw = sitk.GetArrayFromImage(flair)
     if case.brain_mask is not None:
         brain = sitk.GetArrayFromImage(_read(case.brain_mask)) > 0
     else:
-        warped = sitk.Resample(sitk.Cast(template_mask, sitk.sitkFloat32), flair, transform_from_matrix(flair_to_mni),
-                               sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-        brain = sitk.GetArrayFromImage(warped) >= 0.5
+        template_mask = sitk.Cast(mni_template(options.mni_spacing_mm)[1], sitk.sitkFloat32)
+        warped = sitk.Resample(template_mask, flair, mni_map.to_mni(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        brain = (sitk.GetArrayFromImage(warped) >= 0.5) & _foreground(flair_raw)
     if not brain.any():
-        raise InputError(f"{case.brain_mask or case.t1}: the brain mask in FLAIR space is empty "
+        raise InputError(f"{case.brain_mask or case.t1 or case.flair}: the brain mask in FLAIR space is empty "
                          "(registration to MNI failed or the images do not overlap)")
     brain_img = sitk.GetImageFromArray(brain.astype(np.uint8))
     brain_img.CopyInformation(flair)
 
     flair_n = n4_bias_correction(flair, mask=brain_img, **n4_kw) if run_n4 else flair
-    t1_on_flair = resample_to(flair, t1n, flair_to_t1, is_label=False)
     flair_arr = sitk.GetArrayFromImage(flair_n).astype(np.float32)
     spacing_zyx = tuple(reversed(flair.GetSpacing()))
 
@@ -171,25 +257,28 @@ def preprocess_case(case: WMHCaseFiles, options: WMHOptions) -> PreprocessedCase
         left, right = ventricles_from_labels(sitk.GetArrayFromImage(sitk.ReadImage(case.ventricles)), case.ventricles)
         source = "labels"
     else:
-        atlas_left, atlas_right = warp_atlas_ventricles(flair, flair_to_mni)
+        atlas_left, atlas_right = warp_atlas_ventricles(flair, mni_map.to_mni())
         if not atlas_left.any() or not atlas_right.any():
             raise InputError(f"{case.flair}: the atlas lateral ventricles do not fall into the FLAIR field of view "
                              "(check the MNI registration or give ventricles.nii.gz)")
         left, right = refine_ventricles(flair_arr, brain, atlas_left, atlas_right, spacing_zyx,
                                         options.ventricle_margin_mm)
         source = "atlas"
-    mni_ras = lps_to_ras(grid_points(flair, flair_to_mni))
+    mni_ras = lps_to_ras(mni_map.mni_points(flair))
     try:
         raw = compute_location_features(mni_ras, brain, left, right, None, spacing_zyx)
     except ValueError as e:
         raise InputError(f"{case.flair}: {e}") from None
     features = normalize_features(raw, brain)
+    t1_channel = None
+    if t1n is not None:
+        t1_on_flair = resample_to(flair, t1n, flair_to_t1, is_label=False)
+        t1_channel = normalize_intensity(sitk.GetArrayFromImage(t1_on_flair), brain, options.intensity_percentiles)
     return PreprocessedCase(
-        reference=flair,
-        t1=normalize_intensity(sitk.GetArrayFromImage(t1_on_flair), brain, options.intensity_percentiles),
+        reference=flair, t1=t1_channel,
         flair=normalize_intensity(flair_arr, brain, options.intensity_percentiles),
-        brain=brain, features=features, flair_to_mni=flair_to_mni, flair_to_t1=flair_to_t1,
-        ventricle_source=source)
+        brain=brain, features=features, mni_map=mni_map, flair_to_t1=flair_to_t1, ventricle_source=source,
+        registration=registration)
 
 
 def save_matrix(path: str | Path, matrix: np.ndarray) -> None:

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from nnunet_ataxia.wmh.affine import grid_points, transform_from_matrix
 
-__all__ = ["rigid_matrix", "make_synthetic_case", "write_plain_case", "write_miccai_case"]
+__all__ = ["rigid_matrix", "make_synthetic_case", "smooth_deformation", "write_plain_case", "write_miccai_case"]
 
 
 def rigid_matrix(angle_z_deg: float = 0.0, translation: Sequence[float] = (0.0, 0.0, 0.0),
@@ -66,7 +66,8 @@ def _anatomy(radius: int) -> tuple[sitk.Image, np.ndarray, sitk.Image]:
 def make_synthetic_case(seed: int = 0, flair_spacing: Sequence[float] = (2.4, 2.4, 5.0),
                         t1_spacing: float = 2.0, subject_to_mni: np.ndarray | None = None,
                         t1_to_flair: np.ndarray | None = None, n_lesions: int = 3,
-                        lesion_radius_mm: float = 5.0) -> dict:
+                        lesion_radius_mm: float = 5.0, warp_mm: float = 0.0,
+                        flair_extent_mm: Sequence[float] = (150.0, 185.0, 135.0), skull_mm: float = 0.0) -> dict:
     """One synthetic case (images, label, ground-truth transforms).
 
     Args:
@@ -77,9 +78,16 @@ def make_synthetic_case(seed: int = 0, flair_spacing: Sequence[float] = (2.4, 2.
         t1_to_flair: T1 physical point -> FLAIR physical point (default: a random rigid offset of a few mm/degrees).
         n_lesions: number of periventricular WMH blobs.
         lesion_radius_mm: blob radius.
+        warp_mm: size of a smooth non-linear deformation on top of ``subject_to_mni`` (standard deviation of the
+            random coefficients of a cubic B-spline with ~45 mm control spacing; 0 = purely affine case).
+        flair_extent_mm: field of view of the FLAIR (x, y, z) in mm (e.g. 16 slices of 8 mm: ``z = 128``).
+        skull_mm: thickness of a bright scalp/skull shell around the brain, with background noise (0: the FLAIR is
+            skull-stripped, zero outside the brain).
 
     Returns:
-        ``{"t1", "flair", "label": sitk.Image, "subject_to_mni", "t1_to_flair": 4x4, "lesion_centers_mni"}``.
+        ``{"t1", "flair", "label": sitk.Image, "subject_to_mni", "t1_to_flair": 4x4, "lesion_centers_mni",
+        "mni_warp": the deformation (MNI -> MNI, ``None`` when ``warp_mm == 0``), "flair_to_mni": the full map as a
+        SimpleITK transform (FLAIR points -> MNI points)}``.
 
     Example:
         >>> case = make_synthetic_case(seed=1)  # doctest: +SKIP
@@ -95,21 +103,33 @@ def make_synthetic_case(seed: int = 0, flair_spacing: Sequence[float] = (2.4, 2.
     picks = candidates[rng.choice(len(candidates), size=n_lesions + 1, replace=False)]
     centers = np.array([atlas.TransformIndexToPhysicalPoint([int(i) for i in p[::-1]]) for p in picks])
 
-    flair_size = [int(math.ceil(ext / s)) for ext, s in zip((150.0, 185.0, 135.0), flair_spacing)]
+    flair_size = [int(math.ceil(ext / s)) for ext, s in zip(flair_extent_mm, flair_spacing)]
     flair_grid = _grid(flair_size, flair_spacing, center_subject)
-    mni_pts = grid_points(flair_grid, subject_to_mni)  # (3, z, y, x) LPS
+    warp = smooth_deformation(template, warp_mm, seed) if warp_mm > 0 else None
+    flair_to_mni = _with_warp(transform_from_matrix(subject_to_mni), warp)
+    if warp is None:
+        mni_pts = grid_points(flair_grid, subject_to_mni)  # (3, z, y, x) LPS
+    else:
+        field = sitk.TransformToDisplacementField(flair_to_mni, sitk.sitkVectorFloat64, flair_grid.GetSize(),
+                                                  flair_grid.GetOrigin(), flair_grid.GetSpacing(),
+                                                  flair_grid.GetDirection())
+        mni_pts = grid_points(flair_grid) + np.moveaxis(sitk.GetArrayFromImage(field), -1, 0)
     sq = [((mni_pts - c.reshape(3, 1, 1, 1)) ** 2).sum(0) for c in centers]
     label = np.zeros(mni_pts.shape[1:], np.uint8)
     for d2 in sq[:-1]:
         label[d2 <= lesion_radius_mm ** 2] = 1
     label[sq[-1] <= (0.8 * lesion_radius_mm) ** 2] = 2
 
-    t_flair = sitk.GetArrayFromImage(sitk.Resample(template, flair_grid, transform_from_matrix(subject_to_mni),
-                                                   sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+    t_flair = sitk.GetArrayFromImage(sitk.Resample(template, flair_grid, flair_to_mni, sitk.sitkLinear, 0.0,
+                                                   sitk.sitkFloat32))
     flair_arr = _flair_contrast(t_flair)
     flair_arr[label == 1] = 900.0
     flair_arr[label == 2] = 150.0
     flair_arr = flair_arr + rng.normal(0, 8, flair_arr.shape) * (t_flair > 0)
+    if skull_mm > 0:  # a bright scalp/skull shell 3 mm outside the brain, noisy background: not skull-stripped
+        outside_mm = ndimage.distance_transform_edt(t_flair <= 0, sampling=list(reversed(flair_spacing)))
+        shell = (outside_mm > 3.0) & (outside_mm <= 3.0 + skull_mm)
+        flair_arr = np.where(shell, 700.0, flair_arr) + np.abs(rng.normal(0, 15, flair_arr.shape)) * (t_flair <= 0)
     flair = sitk.GetImageFromArray(flair_arr.astype(np.float32))
     flair.CopyInformation(flair_grid)
     lab = sitk.GetImageFromArray(label)
@@ -118,14 +138,39 @@ def make_synthetic_case(seed: int = 0, flair_spacing: Sequence[float] = (2.4, 2.
     # T1: same anatomy, seen through the rigid offset (T1 point q shows the anatomy of FLAIR point t1_to_flair(q))
     center_t1 = np.linalg.solve(t1_to_flair, np.append(center_subject, 1.0))[:3]
     t1_grid = _grid([int(math.ceil(e / t1_spacing)) for e in (160.0, 195.0, 160.0)], [t1_spacing] * 3, center_t1)
-    t1 = sitk.Resample(template, t1_grid, transform_from_matrix(subject_to_mni @ t1_to_flair), sitk.sitkLinear, 0.0,
-                       sitk.sitkFloat32)
+    t1 = sitk.Resample(template, t1_grid, _with_warp(transform_from_matrix(subject_to_mni @ t1_to_flair), warp),
+                       sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     t1_arr = sitk.GetArrayFromImage(t1)
     t1_arr = t1_arr + rng.normal(0, 40, t1_arr.shape) * (t1_arr > 0)
     t1n = sitk.GetImageFromArray(t1_arr.astype(np.float32))
     t1n.CopyInformation(t1_grid)
     return {"t1": t1n, "flair": flair, "label": lab, "subject_to_mni": subject_to_mni, "t1_to_flair": t1_to_flair,
-            "lesion_centers_mni": centers[:-1]}
+            "lesion_centers_mni": centers[:-1], "mni_warp": warp, "flair_to_mni": flair_to_mni}
+
+
+def smooth_deformation(template: sitk.Image, size_mm: float, seed: int = 0,
+                       control_spacing_mm: float = 45.0) -> sitk.BSplineTransform:
+    """A known smooth, invertible deformation of MNI space (MNI -> MNI): a cubic B-spline with random coefficients.
+
+    Args:
+        template: the MNI image whose box the control mesh covers.
+        size_mm: standard deviation of the coefficients (mm); displacements reach about twice this.
+        seed: random seed.
+        control_spacing_mm: control-point spacing.
+
+    Example:
+        >>> warp = smooth_deformation(load_mni_template()[0], 3.0)  # doctest: +SKIP
+    """
+    mesh = [max(1, int(round(n * s / control_spacing_mm))) for n, s in zip(template.GetSize(), template.GetSpacing())]
+    warp = sitk.BSplineTransformInitializer(template, mesh, order=3)
+    rng = np.random.default_rng(10_000 + int(seed))
+    warp.SetParameters(rng.normal(0.0, float(size_mm), warp.GetNumberOfParameters()).tolist())
+    return warp
+
+
+def _with_warp(affine: sitk.Transform, warp: sitk.Transform | None) -> sitk.Transform:
+    """Points -> affine -> warp (SimpleITK's composite applies its last transform first)."""
+    return affine if warp is None else sitk.CompositeTransform([warp, affine])
 
 
 def write_plain_case(folder: str | Path, case: dict) -> Path:

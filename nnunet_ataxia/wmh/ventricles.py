@@ -47,12 +47,14 @@ def _atlas() -> sitk.Image:
     return sitk.ReadImage(str(atlas_path()))
 
 
-def warp_atlas_ventricles(reference: sitk.Image, flair_to_mni: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def warp_atlas_ventricles(reference: sitk.Image, flair_to_mni: np.ndarray | sitk.Transform
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """The atlas's left/right lateral ventricles on the grid of ``reference`` (nearest neighbour).
 
     Args:
         reference: the FLAIR image (its grid).
-        flair_to_mni: 4x4 matrix mapping FLAIR physical points to MNI points.
+        flair_to_mni: 4x4 matrix mapping FLAIR physical points to MNI points, or a transform doing so (e.g.
+            :meth:`nnunet_ataxia.wmh.mni_map.MNIMap.to_mni`).
 
     Returns:
         (left, right) boolean (z, y, x) masks.
@@ -60,8 +62,8 @@ def warp_atlas_ventricles(reference: sitk.Image, flair_to_mni: np.ndarray) -> tu
     Example:
         >>> left, right = warp_atlas_ventricles(flair, flair_to_mni)  # doctest: +SKIP
     """
-    warped = sitk.Resample(_atlas(), reference, transform_from_matrix(flair_to_mni), sitk.sitkNearestNeighbor, 0,
-                           sitk.sitkUInt16)
+    transform = flair_to_mni if isinstance(flair_to_mni, sitk.Transform) else transform_from_matrix(flair_to_mni)
+    warped = sitk.Resample(_atlas(), reference, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
     arr = sitk.GetArrayFromImage(warped)
     return arr == LEFT_LATERAL_VENTRICLE, arr == RIGHT_LATERAL_VENTRICLE
 

@@ -1,7 +1,8 @@
 """The WMH prior: the probability of WMH at each MNI location, from training labels only.
 
 Each training label's WMH voxels (value 1; the ignore label 2 counts as "not WMH") are warped to an MNI grid by the
-case's FLAIR->MNI affine (linear interpolation of the binary map, i.e. the WMH fraction of each MNI voxel), the maps
+case's FLAIR<->MNI map (:class:`nnunet_ataxia.wmh.mni_map.MNIMap`: the affine, refined by the non-linear warp when
+there is one; linear interpolation of the binary map, i.e. the WMH fraction of each MNI voxel), the maps
 are averaged and lightly smoothed. The prior is then sampled back on every case's FLAIR grid. Only cases passed to
 :func:`build_wmh_prior` enter it: the converter passes training cases only (never ``imagesTs``), optionally without
 one cross-validation fold (:func:`prior_cases_for_fold`).
@@ -13,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_ataxia.wmh.affine import transform_from_matrix
+from nnunet_ataxia.wmh.mni_map import MNIMap, as_mni_map
 
 __all__ = ["mni_grid", "warp_wmh_to_mni", "build_wmh_prior", "sample_prior", "prior_cases_for_fold"]
 
@@ -32,12 +33,12 @@ def mni_grid(template: sitk.Image, spacing_mm: float) -> sitk.Image:
     return grid
 
 
-def warp_wmh_to_mni(label: sitk.Image, flair_to_mni: np.ndarray, grid: sitk.Image) -> np.ndarray:
+def warp_wmh_to_mni(label: sitk.Image, flair_to_mni: MNIMap | np.ndarray, grid: sitk.Image) -> np.ndarray:
     """The WMH fraction (label == 1) of every voxel of the MNI ``grid``.
 
     Args:
         label: the case's label map on its FLAIR grid (0, 1 WMH, 2 ignore).
-        flair_to_mni: 4x4 matrix mapping FLAIR points to MNI points.
+        flair_to_mni: the case's :class:`MNIMap`, or a 4x4 matrix mapping FLAIR points to MNI points.
         grid: the MNI grid (see :func:`mni_grid`).
 
     Returns:
@@ -47,8 +48,7 @@ def warp_wmh_to_mni(label: sitk.Image, flair_to_mni: np.ndarray, grid: sitk.Imag
         >>> frac = warp_wmh_to_mni(sitk.ReadImage("labelsTr/c1.nii.gz"), M, grid)  # doctest: +SKIP
     """
     wmh = sitk.Cast(sitk.BinaryThreshold(label, 1, 1, 1, 0), sitk.sitkFloat32)
-    mni_to_flair = transform_from_matrix(np.linalg.inv(np.asarray(flair_to_mni, dtype=float)))
-    warped = sitk.Resample(wmh, grid, mni_to_flair, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    warped = sitk.Resample(wmh, grid, as_mni_map(flair_to_mni).from_mni(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return np.clip(sitk.GetArrayFromImage(warped), 0.0, 1.0)
 
 
@@ -77,14 +77,13 @@ def build_wmh_prior(warped: Sequence[np.ndarray], grid: sitk.Image, sigma_mm: fl
     return img
 
 
-def sample_prior(prior: sitk.Image, reference: sitk.Image, flair_to_mni: np.ndarray) -> np.ndarray:
-    """The prior on the grid of ``reference`` (linear interpolation through the FLAIR->MNI affine).
+def sample_prior(prior: sitk.Image, reference: sitk.Image, flair_to_mni: MNIMap | np.ndarray) -> np.ndarray:
+    """The prior on the grid of ``reference`` (linear interpolation through the case's FLAIR->MNI map or matrix).
 
     Example:
         >>> p = sample_prior(prior, flair, M)  # doctest: +SKIP
     """
-    out = sitk.Resample(prior, reference, transform_from_matrix(flair_to_mni), sitk.sitkLinear, 0.0,
-                        sitk.sitkFloat32)
+    out = sitk.Resample(prior, reference, as_mni_map(flair_to_mni).to_mni(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return np.clip(sitk.GetArrayFromImage(out), 0.0, 1.0)
 
 
