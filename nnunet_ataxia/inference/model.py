@@ -130,8 +130,18 @@ def resolve_model(*, model_folder: str | os.PathLike | None = None, dataset: str
                          "model into")
     folder = release.installed_model_folder(results)
     pretrained_folds = tuple(folds) if folds else (release.FOLD,)
-    if not all((folder / f"fold_{f}" / checkpoint).is_file() for f in pretrained_folds):
-        release.install_pretrained(results)
+
+    def installed() -> bool:
+        return all((folder / f"fold_{f}" / checkpoint).is_file() for f in pretrained_folds)
+
+    training = None if installed() else release.training_run_in(folder)
+    if training is not None and cache_dir is not None:   # never install over an unfinished training run
+        print(f"note: {folder} holds an unfinished training run of the pretrained model ({training}); it is left "
+              f"alone and the shipped model is installed privately in {cache_dir}")
+        results, where = str(cache_dir), f"pretrained model (private copy in {cache_dir})"
+        folder = release.installed_model_folder(results)
+    if not installed():
+        release.install_pretrained(results)   # refuses (InputError) to overwrite a training run
     return _check_model_folder(folder, pretrained_folds, checkpoint, where)
 
 

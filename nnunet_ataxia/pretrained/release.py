@@ -80,6 +80,23 @@ def release_note() -> str | None:
             f"{info.get('epochs_planned', '?')}; held-out: {figures}); check the QC pictures and see the README")
 
 
+def training_run_in(model_folder: str | os.PathLike) -> str | None:
+    """What marks ``model_folder`` as a training run (a file an installed zip never holds), or None.
+
+    Installing the shipped zip there would replace that run's files (its ``checkpoint_final.pth`` would also make
+    ``train-pretrained`` think the run had finished), so :func:`install_pretrained` refuses.
+
+    Example:
+        >>> training_run_in("/nonexistent/model") is None
+        True
+    """
+    for fold in sorted(Path(model_folder).glob("fold_*")):
+        for name in ("checkpoint_latest.pth", "checkpoint_best.pth"):
+            if (fold / name).is_file():
+                return f"{fold.name}/{name}"
+    return None
+
+
 def installed_model_folder(results: str | os.PathLike | None = None) -> Path:
     """Where the pretrained model lives (or will live) under ``nnUNet_results``."""
     if results is None:
@@ -188,9 +205,14 @@ def install_pretrained(results: str | os.PathLike | None = None, zip_file: str |
     if len(models) != 1:
         raise InputError(f"{zip_file}: expected one nnU-Net model with fold_{FOLD}/checkpoint_final.pth, "
                          f"found {len(models)}")
+    folder = results / models[0]
+    training = training_run_in(folder)
+    if training is not None:
+        raise InputError(f"{folder}: holds a training run of this model ({training}); installing the shipped model "
+                         "would overwrite it. Install into another nnUNet_results folder (--results), or give "
+                         "segment the model folder (-m)")
     results.mkdir(parents=True, exist_ok=True)
     _nnunet(["nnUNetv2_install_pretrained_model_from_zip", str(zip_file)], results)
-    folder = results / models[0]
     if not (folder / f"fold_{FOLD}" / "checkpoint_final.pth").is_file():
         raise InputError(f"{zip_file}: installed, but {folder}/fold_{FOLD}/checkpoint_final.pth is missing")
     return folder

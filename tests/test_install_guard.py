@@ -1,0 +1,49 @@
+"""The shipped model is never installed over a training run of the same model (found when `segment`, run with
+nnUNet_results pointing at a train-pretrained work folder, replaced the run's files and made it look finished)."""
+from __future__ import annotations
+
+import pytest
+
+from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.inference.model import resolve_model
+from nnunet_ataxia.pretrained import release
+
+
+def _training_run(results):
+    fold = release.installed_model_folder(results) / f"fold_{release.FOLD}"
+    fold.mkdir(parents=True)
+    (fold / "checkpoint_latest.pth").write_bytes(b"run state")
+    (fold / "training_log_x.txt").write_text("epoch 3")
+    return fold
+
+
+def test_install_refuses_a_training_run_and_touches_nothing(tmp_path):
+    fold = _training_run(tmp_path / "results")
+    with pytest.raises(InputError, match="holds a training run of this model .*checkpoint_latest.pth"):
+        release.install_pretrained(tmp_path / "results")
+    assert sorted(p.name for p in fold.iterdir()) == ["checkpoint_latest.pth", "training_log_x.txt"]
+    assert (fold / "checkpoint_latest.pth").read_bytes() == b"run state"
+    assert release.training_run_in(fold.parent) == "fold_0/checkpoint_latest.pth"
+    assert release.training_run_in(tmp_path / "nothing") is None
+
+
+def _ships_zip() -> bool:
+    try:
+        return release.pretrained_zip_path().is_file()
+    except InputError:
+        return False
+
+
+@pytest.mark.skipif(not _ships_zip(), reason="the package ships no pretrained zip")
+def test_segment_model_goes_to_its_private_copy_next_to_a_training_run(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "results"
+    fold = _training_run(results)
+    monkeypatch.setenv("nnUNet_results", str(results))
+    spec = resolve_model(cache_dir=tmp_path / "cache")
+    assert spec.folder == release.installed_model_folder(tmp_path / "cache")
+    assert (spec.folder / f"fold_{release.FOLD}" / "checkpoint_final.pth").is_file()
+    assert sorted(p.name for p in fold.iterdir()) == ["checkpoint_latest.pth", "training_log_x.txt"]
+    assert "left alone" in capsys.readouterr().out
+    with pytest.raises(InputError, match="holds a training run"):
+        resolve_model()      # no private folder to go to: one clear error, nothing overwritten
+    assert not (fold / "checkpoint_final.pth").exists()
