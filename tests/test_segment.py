@@ -6,7 +6,6 @@ hold the zip yet. Native test subjects come from the same generator (random pose
 down-sampled to 2 mm to keep the registration quick.
 """
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import HELD_OUT_SEED_OFFSET
 from nnunet_ataxia.inference.segment import case_id_of, read_participants
+from pretrained_standin import nnunet_env
 from nnunet_ataxia.inference.subject import (MIN_REGISTRATION_SIMILARITY, probabilities_to_native,
                                              registration_similarity)
 from nnunet_ataxia.preprocessing.mri_pipeline import crop_reference, preprocess_t1_case
@@ -35,13 +35,7 @@ SHIPPED_ZIP = Path(release.__file__).resolve().parent.parent / "data" / "pretrai
 
 
 def _env(root: Path, results: bool = True) -> dict:
-    env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
-               nnUNet_results=str(root / "results"), nnUNet_extTrainer=str(
-                   Path(release.__file__).resolve().parent.parent / "nnunet_ext_trainers"),
-               nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", nnUNet_compile="false", OMP_NUM_THREADS="1")
-    if not results:
-        env.pop("nnUNet_results")
-    return env
+    return nnunet_env(root, results)   # tests/pretrained_standin.py, shared with the stand-in model
 
 
 def _run(cmd, env, expect_ok=True):

@@ -8,39 +8,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from nnunet_ataxia.demo.pretrained_step import compare_with_trained, segment_test_subjects
-from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.demo.steps import ataxia_command, run_step, step
 
 DATASET_ID = 503
 DATASET_NAME = "Dataset503_Data2"
 
 
-def _step(title: str, done: Path | None = None) -> bool:
-    """Print the step's title; return True (skip) when ``done`` exists from an earlier run."""
-    print(f"\n=== {title} ===", flush=True)
-    if done is not None and done.exists():
-        print(f"already done ({done} exists; delete it to redo this step)", flush=True)
-        return True
-    return False
-
-
 def _run(cmd: list, env: dict) -> None:
-    cmd = [str(c) for c in cmd]
-    print("$ " + " ".join(cmd), flush=True)
-    result = subprocess.run(cmd, env=env)
-    if result.returncode != 0:
-        raise InputError(f"demo step failed ({result.returncode}): {' '.join(cmd)}")
-
-
-def _ataxia(*args) -> list:
-    return [sys.executable, "-m", "nnunet_ataxia.cli", *args]
+    run_step(cmd, env, "demo")
 
 
 def native_references(raw: Path, demo_data: Path, out: Path, cases: list[str]) -> Path:
@@ -106,49 +87,49 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
     np_ = str(num_processes)
 
     n_hammers, n_sca2 = (3, 6) if quick else (8, 9)
-    if not _step("1/9 demo subjects from the MNI152 template and atlas labels shipped on PyPI",
+    if not step("1/9 demo subjects from the MNI152 template and atlas labels shipped on PyPI",
                  demo_data / "sca2" / "participants.tsv"):
-        _run(_ataxia("make-demo", demo_data, "--n-hammers", n_hammers, "--n-sca2", n_sca2, "--seed", seed,
+        _run(ataxia_command("make-demo", demo_data, "--n-hammers", n_hammers, "--n-sca2", n_sca2, "--seed", seed,
                      "--size", 3 if quick else 2, "-np", np_), env)
 
-    _step("2/9 pretrained M2: segment the test subjects' native T1 scans (install-pretrained + segment)")
+    step("2/9 pretrained M2: segment the test subjects' native T1 scans (install-pretrained + segment)")
 
     def ataxia(*args) -> None:  # one project command, in the demo's environment
-        _run(_ataxia(*args), env)
+        _run(ataxia_command(*args), env)
 
     pretrained_masks = segment_test_subjects(out, demo_data, env["nnUNet_results"], ataxia, enabled=pretrained,
                                              zip_file=pretrained_zip, num_processes=num_processes)
 
-    if not _step("3/9 convert: Hammers layout + SCA2 layout -> Data2, with the paper's preprocessing "
+    if not step("3/9 convert: Hammers layout + SCA2 layout -> Data2, with the paper's preprocessing "
                  "(N4, MNI, crop)", raw / "dataset.json"):
-        _run(_ataxia("convert-data2", "--hammers", demo_data / "hammers", "--sca2", demo_data / "sca2",
+        _run(ataxia_command("convert-data2", "--hammers", demo_data / "hammers", "--sca2", demo_data / "sca2",
                      "-d", DATASET_ID, "--preprocess", "-np", np_), env)
 
-    if not _step("4/9 plan and preprocess with the fixed 1 mm / 128x128x96 planner",
+    if not step("4/9 plan and preprocess with the fixed 1 mm / 128x128x96 planner",
                  out / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetFixed128Plans_3d_fullres"):
-        _run(_ataxia("plan", "-d", DATASET_ID, "-np", np_), env)
+        _run(ataxia_command("plan", "-d", DATASET_ID, "-np", np_), env)
 
     fold_dir = out / "nnUNet_results" / DATASET_NAME / f"{trainer}__nnUNetFixed128Plans__3d_fullres" / "fold_0"
-    if not _step(f"5/9 train {trainer}, fold 0 (= the paper's validation split)", fold_dir / "checkpoint_final.pth"):
+    if not step(f"5/9 train {trainer}, fold 0 (= the paper's validation split)", fold_dir / "checkpoint_final.pth"):
         _run(["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-p", "nnUNetFixed128Plans", "-tr", trainer,
               "-device", "cpu"], env)
 
     pred = out / "predictions"
-    if not _step("6/9 predict the test set with nnUNetv2_predict"):
+    if not step("6/9 predict the test set with nnUNetv2_predict"):
         # --continue_prediction: a re-run only predicts the cases that are still missing
         _run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", pred, "-d", DATASET_ID, "-c", "3d_fullres",
               "-p", "nnUNetFixed128Plans", "-tr", trainer, "-f", 0, "-device", "cpu", "-npp", 1, "-nps", 1,
               "--continue_prediction"], env)
 
-    _step("7/9 evaluate in the preprocessed (MNI-crop) space: DSC / JI / SP / SN / HD95")
+    step("7/9 evaluate in the preprocessed (MNI-crop) space: DSC / JI / SP / SN / HD95")
     evaluation = out / "evaluation"
-    _run(_ataxia("evaluate", "--pred", f"M2={pred}", "--ref", raw / "labelsTs", "--dataset-json",
+    _run(ataxia_command("evaluate", "--pred", f"M2={pred}", "--ref", raw / "labelsTs", "--dataset-json",
                  raw / "dataset.json", "--participants", raw / "participants.tsv", "--out", evaluation), env)
 
-    _step("8/9 native space: whole-cerebellum volumes, ground truth vs M2 vs ACAPULCO (Table 4)"
+    step("8/9 native space: whole-cerebellum volumes, ground truth vs M2 vs ACAPULCO (Table 4)"
           + ("; pretrained M2 vs trained M2 (Dice, volumes, QC pictures)" if pretrained_masks else ""))
     native_pred = out / "predictions_native"
-    _run(_ataxia("to-native", "-i", pred, "-t", raw / "transforms", "-o", native_pred), env)
+    _run(ataxia_command("to-native", "-i", pred, "-t", raw / "transforms", "-o", native_pred), env)
     participants = pd.read_csv(raw / "participants.tsv", sep="\t", dtype=str)
     test_cases = sorted(p.name[: -len(".nii.gz")] for p in (raw / "labelsTs").glob("*.nii.gz"))
     sca2_test = [c for c in test_cases if c in set(participants.loc[participants.source == "sca2", "case_id"])]
@@ -159,7 +140,7 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
         sca2_pred.mkdir(exist_ok=True)
         for case in sca2_test:
             shutil.copy2(native_pred / f"{case}.nii.gz", sca2_pred / f"{case}.nii.gz")
-        _run(_ataxia("compare-volumes", "--ref", reference, "--pred", sca2_pred, "--labels", 1,
+        _run(ataxia_command("compare-volumes", "--ref", reference, "--pred", sca2_pred, "--labels", 1,
                      "--acapulco", demo_data / "sca2" / "derivatives" / "acapulco",
                      "--participants", raw / "participants.tsv", "--model-name", "M2", "--out", volumes), env)
     else:
@@ -171,7 +152,7 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
                                      out / "reference_native" if sca2_test else None, pretrained_masks, native_pred,
                                      ataxia)
 
-    _step("9/9 report")
+    step("9/9 report")
     volume_folders = ([volumes] if sca2_test else []) + extra["volumes"]
     report = out / "report"
     notes = (f"Demo run on generated pseudo-subjects (MNI152 template + atlas labels from PyPI packages), "
@@ -184,7 +165,7 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
                   "scans with 'nnunet-ataxia segment'. The first accuracy section is the trained M2 on the MNI crop "
                   "(the paper's Table 2 setting); the second (source evaluation_native) compares both models with the "
                   "native ground truth, as do the volume tables; the QC pictures show both models side by side.")
-    _run(_ataxia("report", "--out", report, "--title", "nnunet-ataxia demo: M2 on Data2-style demo data",
+    _run(ataxia_command("report", "--out", report, "--title", "nnunet-ataxia demo: M2 on Data2-style demo data",
                  "--evaluation", evaluation, *extra["evaluation"],
                  *(["--volumes", *volume_folders] if volume_folders else []),
                  *(["--qc", *extra["qc"]] if extra["qc"] else []), "--notes", notes), env)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.demo.steps import ataxia_command, run_step, step
 
 __all__ = ["DATASET_ID", "DATASET_NAME", "METHODS", "DemoSize", "demo_size", "run_wmh_demo", "verdict"]
 
@@ -55,25 +54,8 @@ def demo_size(quick: bool) -> DemoSize:
     return DemoSize(6, 3, (3.0, 3.0, 6.0), "smoke") if quick else DemoSize(20, 12, (2.4, 2.4, 5.0), "demo")
 
 
-def _step(title: str, done: Path | None = None) -> bool:
-    """Print the step's title; return True (skip) when ``done`` exists from an earlier run."""
-    print(f"\n=== {title} ===", flush=True)
-    if done is not None and done.exists():
-        print(f"already done ({done} exists; delete it to redo this step)", flush=True)
-        return True
-    return False
-
-
 def _run(cmd: list, env: dict) -> None:
-    cmd = [str(c) for c in cmd]
-    print("$ " + " ".join(cmd), flush=True)
-    result = subprocess.run(cmd, env=env)
-    if result.returncode != 0:
-        raise InputError(f"wmh-demo step failed ({result.returncode}): {' '.join(cmd)}")
-
-
-def _ataxia(*args) -> list:
-    return [sys.executable, "-m", "nnunet_ataxia.cli", *args]
+    run_step(cmd, env, "wmh-demo")
 
 
 def verdict(summary: dict, better: str = "SS+Loc", baseline: str = "SS", level: float = 0.05) -> str:
@@ -136,30 +118,30 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
         timings[key] = {"wall_s": round(time.time() - t0, 1), "cpu_s": round(_cpu_seconds() - c0, 1)}
 
     data = out / "demo_data"
-    if not _step(f"1/8 generate {size.n_train} training + {size.n_test} test cases (MNI152 anatomy; WMH mostly "
+    if not step(f"1/8 generate {size.n_train} training + {size.n_test} test cases (MNI152 anatomy; WMH mostly "
                  f"periventricular, WMH-like mimics mostly next to the cortex)", data):
         timed("generate", _generate, data, size, seed, num_processes)
 
-    if not _step("2/8 convert-wmh: T1 + FLAIR + the eight location features (affine MNI registration)",
+    if not step("2/8 convert-wmh: T1 + FLAIR + the eight location features (affine MNI registration)",
                  raw / "dataset.json"):
-        timed("convert", _run, _ataxia("convert-wmh", "-i", data / "train", "-t", data / "test", "-d", DATASET_ID,
+        timed("convert", _run, ataxia_command("convert-wmh", "-i", data / "train", "-t", data / "test", "-d", DATASET_ID,
                                        "--name", DATASET_NAME.split("_", 1)[1], *CONVERT_OPTIONS, "-np", np_), env)
 
     plans = out / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetPlans_2d"
-    if not _step("3/8 nnU-Net fingerprint, plan and preprocess (2d)", plans):
+    if not step("3/8 nnU-Net fingerprint, plan and preprocess (2d)", plans):
         plan_env = dict(env, nnUNet_n_proc_DA="1")  # nnU-Net 2.8.1's planner calls torch.set_num_threads(n_proc_DA)
         timed("plan", _plan, plan_env, np_)
 
     results = out / "nnUNet_results" / DATASET_NAME
     folds = {m: results / f"{size.trainer(m)}__nnUNetPlans__2d" / "fold_0" for m in METHODS}
     for k, method in enumerate(METHODS):
-        if not _step(f"{4 + k}/8 train {method} ({size.trainer(method)}: the paper's recipe), fold 0; nnU-Net's "
+        if not step(f"{4 + k}/8 train {method} ({size.trainer(method)}: the paper's recipe), fold 0; nnU-Net's "
                      f"validation with checkpoint_best.pth (best validation AUC)",
                      folds[method] / "validation" / "summary.json"):
             timed(f"train {method}", _run, ["nnUNetv2_train", DATASET_ID, "2d", 0, "-tr", size.trainer(method),
                                             "--npz", "--val_best", "--c", "-device", "cpu"], env)
 
-    _step("6/8 nnUNetv2_predict the test cases with probabilities (--save_probabilities, checkpoint_best.pth)")
+    step("6/8 nnUNetv2_predict the test cases with probabilities (--save_probabilities, checkpoint_best.pth)")
     predictions = {m: out / "predictions" / m.replace("+", "_") for m in METHODS}
     for method, folder in predictions.items():
         if folder.exists():
@@ -172,7 +154,7 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
                                           "-npp", 1, "-nps", 1, "--continue_prediction"], env)
         partial.rename(folder)
 
-    _step("7/8 wmh-threshold (Dice-maximizing threshold on the validation cases) and wmh-stats (Dice, ROC/AUC, "
+    step("7/8 wmh-threshold (Dice-maximizing threshold on the validation cases) and wmh-stats (Dice, ROC/AUC, "
           f"patient-level bootstrap, {n_bootstrap} resamples)")
     ref = ["--ref", raw / "labelsTr", raw / "labelsTs", "--brain-masks", raw / "brainmasks"]
     for method, folder in predictions.items():
@@ -180,7 +162,7 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
         if (masks / "threshold.json").exists():
             print(f"{method}: already done ({masks} exists)")
         else:
-            timed(f"threshold {method}", _run, _ataxia("wmh-threshold", "--val", folds[method] / "validation",
+            timed(f"threshold {method}", _run, ataxia_command("wmh-threshold", "--val", folds[method] / "validation",
                                                        *ref, "--test", folder, "--out", masks), env)
     stats = out / "wmh_stats"
     if (stats / "wmh_summary.json").exists():
@@ -188,13 +170,13 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
     else:
         specs = [a for m in METHODS for a in ("--val", f"{m}={folds[m] / 'validation'}", "--test",
                                               f"{m}={predictions[m]}")]
-        timed("wmh-stats", _run, _ataxia("wmh-stats", *specs, *ref, "--n-bootstrap", n_bootstrap, "--seed", seed,
+        timed("wmh-stats", _run, ataxia_command("wmh-stats", *specs, *ref, "--n-bootstrap", n_bootstrap, "--seed", seed,
                                          "--max-roc-voxels", 50_000_000, "--out", stats), env)
 
     report = out / "report"
     summary = json.loads((stats / "wmh_summary.json").read_text())
-    if not _step("8/8 report", report / "report.html"):
-        timed("report", _run, _ataxia("report", "--out", report, "--title",
+    if not step("8/8 report", report / "report.html"):
+        timed("report", _run, ataxia_command("report", "--out", report, "--title",
                                       "nnunet-ataxia WMH demo: does location help? SS vs SS+Loc",
                                       "--wmh", stats, "--notes", _notes(summary, size, n_bootstrap)), env)
     _record_timings(out, timings)
