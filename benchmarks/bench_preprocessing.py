@@ -2,7 +2,7 @@
 
 Cases are demo pseudo-subjects (``nnunet_ataxia.demo.anatomy.make_pseudo_subject``: real MNI152 anatomy with a
 random smooth deformation, pose, bias field, noise and contrast) at 1 mm, or, if the demo package is missing, the
-template warped by a known affine and bias-corrupted (``nnunet_ataxia.preprocessing.synthetic``). Registration runs
+template warped by a known affine and bias-corrupted (``nnunet_ataxia.synthesis.template_subjects``). Registration runs
 against the full 1 mm template and, for comparison, a 2 mm one.
 
 Run:  OMP_NUM_THREADS=1 python benchmarks/bench_preprocessing.py --cases 2 --voxel-mm 1
@@ -23,7 +23,7 @@ def make_case(seed: int, voxel_mm: float) -> sitk.Image:
         from nnunet_ataxia.demo.anatomy import make_pseudo_subject
         return make_pseudo_subject(seed, "sca2" if seed % 2 else "control", voxel_mm=voxel_mm).t1
     except ImportError:
-        from nnunet_ataxia.preprocessing.synthetic import known_affine, make_native_subject
+        from nnunet_ataxia.synthesis.template_subjects import known_affine, make_native_subject
         rs = np.random.default_rng(seed)
         tfm = known_affine(rotation_deg=rs.uniform(-10, 10, 3), translation_mm=rs.uniform(-8, 8, 3))
         return make_native_subject(voxel_mm, mni_to_native=tfm, bias_strength=0.5, noise_sd=50.0, seed=seed)[0]

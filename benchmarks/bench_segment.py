@@ -66,6 +66,7 @@ def main(argv=None) -> int:
     from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import HELD_OUT_SEED_OFFSET
     from nnunet_ataxia.inference import subject as subj
     from nnunet_ataxia.inference.model import load_predictor, model_labels, resolve_model
+    from nnunet_ataxia.io.templates import desikan_killiany_atlas
     from nnunet_ataxia.preprocessing import mri_pipeline
     from nnunet_ataxia.preprocessing.native_space import load_case_transform, map_to_native
     from nnunet_ataxia.synthesis.synthetic_subjects import aseg_to_targets, make_native_subject
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
     # against the template's own labels there (limited by the subject's random deformation, equal for all settings)
     crop = mri_pipeline.crop_reference()
     atlas = aseg_to_targets(sitk.GetArrayFromImage(sitk.Resample(
-        mri_pipeline.desikan_killiany_atlas(), crop, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)))
+        desikan_killiany_atlas(), crop, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)))
     first = HELD_OUT_SEED_OFFSET + 900 if args.first_seed is None else args.first_seed
     stages = ["read", "n4", "registration", "rest", "prediction", "mapping", "qc", "writing"]
     rows = {name: [] for name in args.settings}

@@ -20,10 +20,10 @@ from dataclasses import replace
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_ataxia.wmh.mni_map import MNIMap
-from nnunet_ataxia.wmh.pipeline import WMHOptions, mni_template, register_to_mni
-from nnunet_ataxia.wmh.synthetic import make_synthetic_case
-from nnunet_ataxia.wmh.ventricles import warp_atlas_ventricles
+from nnunet_ataxia.preprocessing.wmh_mni_map import MNIMap
+from nnunet_ataxia.preprocessing.wmh_pipeline import WMHOptions, mni_template, register_to_mni
+from nnunet_ataxia.synthesis.wmh_cases import make_synthetic_case
+from nnunet_ataxia.preprocessing.wmh_ventricles import warp_atlas_ventricles
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

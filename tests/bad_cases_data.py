@@ -307,7 +307,7 @@ def to_native_corrupt_preprocessing_json(t, mp):
 def preprocess_mri_unreadable_image(t, mp):
     (t / "t1").mkdir()
     (t / "t1" / "sub01.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
-    return Bad(["preprocess-mri", "-i", str(t / "t1"), "-o", str(t / "pre")], "sub01.nii.gz", ("cannot read",))
+    return Bad(["preprocess-mri", "-i", str(t / "t1"), "-o", str(t / "pre")], "sub01.nii.gz", ("unreadable",))
 
 
 @case

@@ -65,7 +65,7 @@ def evaluate_disk_full_keeps_earlier_output(t, mp):
 
     def full(obj, path):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-    mp.setattr("nnunet_ataxia.evaluation.segmentation_eval.write_json", full)
+    mp.setattr("nnunet_ataxia.evaluation.evaluate_folders.write_json", full)
     return Bad(evaluate_argv(d, t / "eval"), "eval", ("space",))
 
 
@@ -86,7 +86,7 @@ def evaluate_interrupted_keeps_earlier_output(t, mp):
 
     def interrupt(obj, path):
         raise KeyboardInterrupt
-    mp.setattr("nnunet_ataxia.evaluation.segmentation_eval.write_json", interrupt)
+    mp.setattr("nnunet_ataxia.evaluation.evaluate_folders.write_json", interrupt)
     return Bad(evaluate_argv(d, t / "eval"), "eval", ("interrupted",), code=130)
 
 

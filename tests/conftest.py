@@ -1,10 +1,46 @@
-"""Fixtures shared by several test modules (imports inside the fixtures: collecting other tests stays cheap)."""
+"""Fixtures shared by several test modules (imports inside the fixtures: collecting other tests stays cheap).
+
+Plain helpers (no fixtures) live in helper modules next to the tests, importable because this folder is put on
+``sys.path`` here: nnunet_helpers.py (nnU-Net environment, running commands), synthetic_data.py, wmh_toy_data.py,
+hammers_atlas.py, pretrained_standin.py, bad_input_data.py. No test module imports another test module.
+
+Markers (declared in pyproject.toml): ``slow`` (10 s or more, counting the setup of the fixtures it needs) and ``e2e``
+(runs real nnU-Net commands end to end); every ``e2e`` test is also ``slow``, so ``-m "not slow"`` is the quick run.
+"""
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects
+def pytest_collection_modifyitems(config, items):
+    """An ``e2e`` test is always ``slow`` too (it trains or predicts with nnU-Net), even if only marked ``e2e``."""
+    for item in items:
+        if item.get_closest_marker("e2e") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def nnunet_environ(tmp_path, monkeypatch) -> dict:
+    """nnU-Net's environment for one test, in ``os.environ`` (undone after the test) and returned as a dict.
+
+    The folders are ``tmp_path/nnunet/nnUNet_{raw,preprocessed,results}`` (created); the rest is
+    ``nnunet_helpers.nnunet_env``: this package's trainer shim folder as ``nnUNet_extTrainer``, ``nnUNet_n_proc_DA=0``,
+    ``nnUNet_def_n_proc=2``, ``nnUNet_compile=false``, ``MPLBACKEND=Agg``. For in-process calls (the CLI's ``main``,
+    nnU-Net's trainer look-up); for subprocesses pass the returned dict as ``env``. nnunetv2.paths reads the three
+    folders when it is first imported: a test that needs them inside nnU-Net itself runs nnU-Net as a subprocess.
+    """
+    from nnunet_helpers import nnunet_env
+
+    env = nnunet_env(tmp_path / "nnunet")
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            monkeypatch.setenv(key, value)
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,7 @@ from nnunet_ataxia.cli import main
 
 
 @pytest.mark.parametrize("make", CASES)
-def test_bad_input(make, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "nnUNet_raw"))
-    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "nnUNet_preprocessed"))
-    monkeypatch.setenv("nnUNet_results", str(tmp_path / "nnUNet_results"))
+def test_bad_input(make, tmp_path, capsys, monkeypatch, nnunet_environ):
     bad = make(tmp_path, monkeypatch)
     before = snapshot(tmp_path)
     capsys.readouterr()

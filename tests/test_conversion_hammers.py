@@ -11,35 +11,7 @@ from nnunet_ataxia.cli import main
 from nnunet_ataxia.dataset_conversion.Dataset501_HammersN30R95 import convert_hammers, paper_split
 from nnunet_ataxia.errors import InputError
 
-SHAPE = (14, 16, 18)  # z, y, x
-SPACING = (1.1, 1.0, 1.2)
-# region -> (box slices) with known voxel counts
-BOXES = {17: (slice(1, 4), slice(2, 6), slice(3, 8)),      # 3*4*5 = 60 voxels
-         18: (slice(6, 8), slice(2, 5), slice(3, 7)),      # 2*3*4 = 24
-         19: (slice(10, 12), slice(10, 12), slice(3, 6)),  # 2*2*3 = 12
-         5: (slice(0, 1), slice(0, 1), slice(0, 9)),       # another region: must become background
-         46: (slice(12, 13), slice(0, 2), slice(10, 12))}  # a ventricle: background too
-COUNTS = {17: 60, 18: 24, 19: 12}
-
-
-def _img(arr, spacing=SPACING):
-    im = sitk.GetImageFromArray(arr)
-    im.SetSpacing(spacing)
-    im.SetOrigin((-5.0, 3.0, 7.0))
-    return im
-
-
-def make_atlas(root: Path, n: int = 30, seed: int = 0) -> Path:
-    rs = np.random.RandomState(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(1, n + 1):
-        seg = np.zeros(SHAPE, np.uint8)
-        for value, box in BOXES.items():
-            seg[box] = value
-        t1 = rs.uniform(10, 100, SHAPE).astype(np.float32)
-        sitk.WriteImage(_img(t1), str(root / f"a{i:02d}.nii.gz"))
-        sitk.WriteImage(_img(seg), str(root / f"a{i:02d}-seg.nii.gz"))
-    return root
+from hammers_atlas import BOXES, SHAPE, SPACING, make_atlas
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +49,7 @@ def test_paper_split_labels_and_counts(atlas, tmp_path):
     assert tsv[0].split("\t")[:4] == ["case_id", "group", "source", "subject"] and len(tsv) == 31
 
 
+@pytest.mark.slow
 def test_cv5_and_hemispheres_from_label_list(atlas, tmp_path):
     paper = convert_hammers(atlas, tmp_path / "paper", split="paper", seed=7)
     # the atlas's own label list says 17 is LEFT here: the converter must follow it, not the paper's default
@@ -103,6 +76,7 @@ def test_cv5_and_hemispheres_from_label_list(atlas, tmp_path):
     assert not (out2 / "splits_final.json").exists() and len(_cases(out2 / "labelsTr")) == 30
 
 
+@pytest.mark.slow
 def test_rerun_skips_converted_cases(tmp_path, capsys):
     atlas = make_atlas(tmp_path / "atlas", n=4)
     out = tmp_path / "raw" / "Dataset501_HammersN30R95"
@@ -145,7 +119,7 @@ def test_bad_inputs(tmp_path, capsys):
     seg = sitk.ReadImage(str(atlas / "a02-seg.nii.gz"))
     seg.SetSpacing((1.0, 1.0, 1.0))
     sitk.WriteImage(seg, str(atlas / "a02-seg.nii.gz"))
-    _expect_failure(tmp_path, atlas, r"a02-seg.nii.gz: geometry differs from its image .*a02.nii.gz", capsys)
+    _expect_failure(tmp_path, atlas, r"a02-seg.nii.gz: label map geometry differs from .*a02.nii.gz", capsys)
 
     atlas = make_atlas(tmp_path / "unreadable", n=5)
     (atlas / "a03.nii.gz").write_bytes(b"this is not a nifti file")

@@ -8,12 +8,12 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_ataxia.cli import main
-from nnunet_ataxia.dataset_conversion.acapulco import read_acapulco_volumes_csv
+from nnunet_ataxia.io.acapulco import read_acapulco_volumes_csv
 from nnunet_ataxia.dataset_conversion.Dataset502_SCA2Cohort import convert_sca2
 from nnunet_ataxia.dataset_conversion.Dataset503_Data2 import convert_data2, table1_split
 from nnunet_ataxia.errors import InputError
 
-from test_conversion_hammers import make_atlas
+from hammers_atlas import make_atlas
 
 SHAPE = (12, 14, 16)
 # the 28 values, typed here from DESIGN.md section 5 independently of the package's constant
@@ -66,6 +66,7 @@ def make_cohort(root: Path, groups=("control",) * 5 + ("presymptomatic",) * 5 + 
     return root, truth
 
 
+@pytest.mark.slow
 def test_sca2_labels_groups_and_acapulco_union(tmp_path):
     root, truth = make_cohort(tmp_path / "cohort")
     out = convert_sca2(root, tmp_path / "raw" / "Dataset502_SCA2Cohort", split="cv5", num_processes=2)
@@ -90,7 +91,7 @@ def test_sca2_labels_groups_and_acapulco_union(tmp_path):
 
 
 def test_volumes_csv_by_value(tmp_path):
-    from nnunet_ataxia.dataset_conversion.acapulco import (ACAPULCO_LOBULE_LABELS, acapulco_whole_cerebellum_mask,
+    from nnunet_ataxia.io.acapulco import (ACAPULCO_LOBULE_LABELS, acapulco_whole_cerebellum_mask,
                                                            acapulco_whole_cerebellum_volume)
     assert sorted(ACAPULCO_LOBULE_LABELS) == LOBULES
     arr = np.array([0, 12, 1, 106, 200, 60, 5])
@@ -158,7 +159,7 @@ def test_bad_cohorts(tmp_path, capsys):
     root, _ = make_cohort(tmp_path / "geom", groups)
     p = root / "derivatives" / "acapulco" / "sub-02" / "out" / "parc" / "sub-02_T1w_n4_mni_seg_post_inverse.nii.gz"
     sitk.WriteImage(_img(np.zeros((5, 5, 5), np.uint8)), str(p))
-    _fails(tmp_path, root, r"sub-02_T1w_n4_mni_seg_post_inverse.nii.gz: geometry differs", capsys)
+    _fails(tmp_path, root, r"sub-02_T1w_n4_mni_seg_post_inverse.nii.gz: label map geometry differs", capsys)
 
     root, _ = make_cohort(tmp_path / "unreadable", groups)
     (root / "derivatives" / "manual" / "sub-01" / "anat" / "sub-01_desc-cerebellum_mask.nii.gz").write_bytes(b"x")

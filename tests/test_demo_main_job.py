@@ -15,6 +15,8 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.pretrained import release
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 SHIPPED_ZIP = Path(release.__file__).resolve().parent.parent / "data" / "pretrained" / release.ZIP_NAME
 
 

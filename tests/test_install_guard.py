@@ -35,7 +35,8 @@ def _ships_zip() -> bool:
 
 
 @pytest.mark.skipif(not _ships_zip(), reason="the package ships no pretrained zip")
-def test_segment_model_goes_to_its_private_copy_next_to_a_training_run(tmp_path, monkeypatch, capsys):
+def test_segment_model_goes_to_its_private_copy_next_to_a_training_run(tmp_path, monkeypatch, capsys,
+                                                                      nnunet_environ):
     results = tmp_path / "results"
     fold = _training_run(results)
     monkeypatch.setenv("nnUNet_results", str(results))

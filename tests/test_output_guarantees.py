@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from bad_input_data import evaluate_argv, evaluation_inputs, foreign_folder, label_map, snapshot, t1_like, \
     transform_folder, write
 from nnunet_ataxia.cli import main
-from nnunet_ataxia.utils.output_folders import MARKER_NAME
+from nnunet_ataxia.io.output_folders import MARKER_NAME
 
 
 def _dice(out):
@@ -80,7 +80,8 @@ def test_to_native_accepts_both_single_subject_namings(tmp_path, prediction, tra
 
 @pytest.mark.parametrize("image_name", ["sub01.nii.gz", "sub01_0000.nii.gz"])
 def test_preprocess_mri_case_id_drops_the_channel_suffix(tmp_path, image_name):
-    from nnunet_ataxia.commands.preprocess_mri import _find_inputs, subject_id_of
+    from nnunet_ataxia.preprocessing.mri_batch import find_t1_inputs as _find_inputs
+    from nnunet_ataxia.io.cases import subject_id_of
 
     write(t1_like(), tmp_path / "t1" / image_name)
     write(label_map(0), tmp_path / "labels" / "sub01.nii.gz")
@@ -92,7 +93,7 @@ def test_preprocess_mri_case_id_drops_the_channel_suffix(tmp_path, image_name):
 def test_plan_merges_its_files_and_keeps_the_others(tmp_path, monkeypatch):
     from nnunetv2.experiment_planning import plan_and_preprocess_api as api
 
-    from nnunet_ataxia.commands.plan import plan_and_preprocess_fixed
+    from nnunet_ataxia.planners.plan_and_preprocess import plan_and_preprocess_fixed
     from synthetic_data import write_toy_cerebellum_dataset
 
     write_toy_cerebellum_dataset(tmp_path / "raw", 994, n_cases=2, shape_zyx=(8, 8, 8))

@@ -5,42 +5,27 @@ nnUNetv2_find_best_configuration → nnUNetv2_predict → nnUNetv2_evaluate_fold
 the clear errors for bad input.
 """
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_data import write_toy_cerebellum_dataset  # noqa: E402
+from nnunet_helpers import nnunet_env
+from nnunet_helpers import run_checked as _run
+from synthetic_data import write_toy_cerebellum_dataset
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 DATASET_ID = 990
 PLANS = "nnUNetFixed128Plans"
 
 
-def _env(root: Path) -> dict:
-    folder = subprocess.run(["nnunet-ataxia", "trainer-path"], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    return dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
-                nnUNet_results=str(root / "results"), nnUNet_extTrainer=folder, nnUNet_n_proc_DA="0",
-                nnUNet_def_n_proc="1", nnUNet_compile="false")
-
-
-def _run(cmd, env, expect_ok=True):
-    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
-    if expect_ok:
-        assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("nnunet")
-    raw = write_toy_cerebellum_dataset(root / "raw", DATASET_ID, n_cases=6, seed=1)
+    env = nnunet_env(root)
+    raw = write_toy_cerebellum_dataset(root / "nnUNet_raw", DATASET_ID, n_cases=6, seed=1)
     # hold one case out as the test set
     (raw / "imagesTs").mkdir()
     (raw / "labelsTs").mkdir()
@@ -49,9 +34,7 @@ def workspace(tmp_path_factory):
     dataset_json = json.loads((raw / "dataset.json").read_text())
     dataset_json["numTraining"] = 5
     (raw / "dataset.json").write_text(json.dumps(dataset_json))
-    (root / "preprocessed").mkdir()
-    (root / "results").mkdir()
-    return root, raw, _env(root)
+    return root, raw, env
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +46,7 @@ def planned(workspace):
 
 def test_fixed_planner_writes_spacing_patch_and_axis_order(planned):
     root, raw, env = planned
-    plans = json.loads((root / "preprocessed" / raw.name / f"{PLANS}.json").read_text())
+    plans = json.loads((root / "nnUNet_preprocessed" / raw.name / f"{PLANS}.json").read_text())
     config = plans["configurations"]["3d_fullres"]
     assert plans["plans_name"] == PLANS
     assert config["spacing"] == [1.0, 1.0, 1.0]
@@ -74,7 +57,7 @@ def test_fixed_planner_writes_spacing_patch_and_axis_order(planned):
     # the default U-Net entry is consistent with the fixed patch (so nnUNetTrainer can train these plans too)
     strides = np.array(config["architecture"]["arch_kwargs"]["strides"])
     assert np.all(np.array(config["patch_size"]) % strides.prod(axis=0) == 0)
-    assert (root / "preprocessed" / raw.name / f"{PLANS}_3d_fullres").is_dir()
+    assert (root / "nnUNet_preprocessed" / raw.name / f"{PLANS}_3d_fullres").is_dir()
 
 
 def test_five_fold_cross_validation_predict_and_evaluate(planned):
@@ -83,7 +66,7 @@ def test_five_fold_cross_validation_predict_and_evaluate(planned):
     for fold in range(5):
         _run(["nnUNetv2_train", DATASET_ID, "3d_fullres", fold, "-p", PLANS, "-tr", trainer, "-device", "cpu"], env)
     _run(["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-p", PLANS, "-tr", "M1Trainer_smoke", "-device", "cpu"], env)
-    results = root / "results" / raw.name
+    results = root / "nnUNet_results" / raw.name
     for fold in range(5):
         assert (results / f"{trainer}__{PLANS}__3d_fullres" / f"fold_{fold}" / "checkpoint_final.pth").is_file()
     assert (results / f"M1Trainer_smoke__{PLANS}__3d_fullres" / "fold_0" / "checkpoint_final.pth").is_file()
@@ -115,10 +98,10 @@ def test_default_nnunet_plans_patch_is_adapted_and_predicts(workspace, tmp_path)
     # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for 0
     _run(["nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", 1],
          dict(env, nnUNet_n_proc_DA="1"))
-    default_patch = json.loads((root / "preprocessed" / raw.name / "nnUNetPlans.json").read_text())[
+    default_patch = json.loads((root / "nnUNet_preprocessed" / raw.name / "nnUNetPlans.json").read_text())[
         "configurations"]["3d_fullres"]["patch_size"]
     _run(["nnUNetv2_train", DATASET_ID, "3d_fullres", 1, "-tr", "M2InceptionTrainer_smoke", "-device", "cpu"], env)
-    out = root / "results" / raw.name / "M2InceptionTrainer_smoke__nnUNetPlans__3d_fullres"
+    out = root / "nnUNet_results" / raw.name / "M2InceptionTrainer_smoke__nnUNetPlans__3d_fullres"
     adapted = json.loads((out / "plans.json").read_text())["configurations"]["3d_fullres"]["patch_size"]
     assert all(a % 16 == 0 and a >= d for a, d in zip(adapted, default_patch))
     assert (out / "fold_1" / "checkpoint_final.pth").is_file()
@@ -142,7 +125,7 @@ def test_plan_bad_input_gives_one_clear_message(workspace, tmp_path):
     result = _run(["nnunet-ataxia", "plan", "-d", 987], env, expect_ok=False)
     assert result.returncode == 1
     assert "no such dataset" in result.stderr and "Traceback" not in result.stderr
-    broken = root / "raw" / "Dataset986_NoJson"
+    broken = root / "nnUNet_raw" / "Dataset986_NoJson"
     (broken / "imagesTr").mkdir(parents=True)
     result = _run(["nnunet-ataxia", "plan", "-d", 986], env, expect_ok=False)
     assert result.returncode == 1

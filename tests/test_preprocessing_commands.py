@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.cli import main
 from nnunet_ataxia.preprocessing.native_space import label_volumes_mm3
-from nnunet_ataxia.preprocessing.synthetic import make_native_subject
+from nnunet_ataxia.synthesis.template_subjects import make_native_subject
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_preprocess_mri_bad_input_exits_1_and_leaves_nothing(native_folder, tmp_
     out = tmp_path / "pre"
     assert main(["preprocess-mri", "-i", str(bad), "-o", str(out)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "s02.nii.gz: cannot read image" in err
+    assert err.startswith("error: ") and "s02.nii.gz: unreadable image" in err
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["in"]
     # a label folder that lacks the image's label
     assert main(["preprocess-mri", "-i", str(root / "images"), "-o", str(out), "--labels", str(bad)]) == 1

@@ -13,11 +13,11 @@ import SimpleITK as sitk
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.preprocessing.mri_pipeline import (BRAINSTEM_LABEL_DK, CEREBELLUM_LABELS_DK, CROP_SIZE,
                                                       CROP_START_INDEX, crop_reference, crop_to_box,
-                                                      desikan_killiany_atlas, preprocess_t1_case,
-                                                      rescale_and_equalize)
+                                                      preprocess_t1_case, rescale_and_equalize)
+from nnunet_ataxia.io.templates import desikan_killiany_atlas
 from nnunet_ataxia.preprocessing.native_space import label_volumes_mm3, map_to_native, native_volumes_mm3
 from nnunet_ataxia.preprocessing.registration import load_mni_template
-from nnunet_ataxia.preprocessing.synthetic import cerebellum_brainstem_labels_mni, make_native_subject
+from nnunet_ataxia.synthesis.template_subjects import cerebellum_brainstem_labels_mni, make_native_subject
 
 
 def test_crop_box_holds_every_cerebellum_and_brainstem_voxel_of_the_atlas():
@@ -150,7 +150,7 @@ def test_bad_inputs_raise_input_error_naming_the_file(tmp_path):
         preprocess_t1_case(tmp_path / "t1.nii.gz", tmp_path / "o.nii.gz", label_paths=[tmp_path / "shifted_seg.nii.gz"],
                            out_label_paths=[tmp_path / "o_seg.nii.gz"], transform_dir=tmp_path / "tr")
     (tmp_path / "garbage.nii.gz").write_bytes(b"\x1f\x8b garbage")
-    with pytest.raises(InputError, match="garbage.nii.gz: cannot read image"):
+    with pytest.raises(InputError, match="garbage.nii.gz: unreadable image"):
         preprocess_t1_case(tmp_path / "garbage.nii.gz", tmp_path / "o.nii.gz", transform_dir=tmp_path / "tr")
     assert not (tmp_path / "o.nii.gz").exists() and not (tmp_path / "tr").exists()
 

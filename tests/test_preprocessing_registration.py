@@ -11,9 +11,9 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.preprocessing.registration import (affine_register_to_mni, linear_part_determinant,
-                                                      load_mni_template, n4_bias_correction, read_image,
-                                                      resample_to, rigid_register)
-from nnunet_ataxia.preprocessing.synthetic import (cerebellum_brainstem_labels_mni, known_affine,
+    load_mni_template, n4_bias_correction, resample_to, rigid_register)
+from nnunet_ataxia.io.images import read_image
+from nnunet_ataxia.synthesis.template_subjects import (cerebellum_brainstem_labels_mni, known_affine,
                                                    make_native_subject)
 
 
@@ -100,5 +100,5 @@ def test_unreadable_and_missing_files_raise_input_error_naming_the_file(tmp_path
     bad.write_bytes(b"not an image at all")
     with pytest.raises(InputError, match="broken_T1w.nii.gz"):
         read_image(bad)
-    with pytest.raises(InputError, match="missing_T1w.nii.gz: file not found"):
+    with pytest.raises(InputError, match="missing_T1w.nii.gz: image not found"):
         read_image(tmp_path / "missing_T1w.nii.gz")

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import textwrap
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,13 +16,15 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.pretrained import release
 from nnunet_ataxia.pretrained.training_run import TrainingRunPaths, epochs_done, train_pretrained
-from nnunet_ataxia.preprocessing.mri_pipeline import crop_reference, same_geometry
+from nnunet_ataxia.io.images import Geometry
+from nnunet_ataxia.preprocessing.mri_pipeline import crop_reference
 from nnunet_ataxia.synthesis.synthetic_subjects import make_registered_case
 from nnunet_ataxia.synthesis.tissue_contrast import label_intensity_tables, thick_slices
 
 TEST_TRAINER = "M2InceptionTrainer_pretrained_twoEpochTest"
 
 
+@pytest.mark.slow
 def test_registered_case_is_deterministic_and_on_the_crop_grid():
     image, labels, params = make_registered_case(7)
     image2, labels2, params2 = make_registered_case(7)
@@ -33,7 +34,8 @@ def test_registered_case_is_deterministic_and_on_the_crop_grid():
     np.testing.assert_array_equal(sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(labels2))
     assert params == params2
     assert not np.array_equal(a, sitk.GetArrayFromImage(other))
-    assert same_geometry(image, crop_reference()) and same_geometry(labels, crop_reference())
+    crop = Geometry.of(crop_reference())
+    assert Geometry.of(image).matches(crop) and Geometry.of(labels).matches(crop)
     lab = sitk.GetArrayFromImage(labels)
     assert set(np.unique(lab)) == {0, 1, 2}
     assert 0.0 <= a.min() and a.max() <= 255.0
@@ -57,15 +59,10 @@ def test_thick_slices_blur_only_along_their_axis():
     assert 0.05 < blurred[5, 5, 9] < 0.95 and blurred.shape == image.shape
 
 
-def _env(trainer_dir: Path) -> dict:
-    shims = subprocess.run(["nnunet-ataxia", "trainer-path"], capture_output=True, text=True,
-                           check=True).stdout.strip()
-    return dict(os.environ, nnUNet_extTrainer=os.pathsep.join([shims, str(trainer_dir)]), nnUNet_compile="false",
-                nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
-
-
 @pytest.mark.slow
-def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs(tmp_path, monkeypatch):
+@pytest.mark.e2e
+def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs(tmp_path, monkeypatch,
+                                                                                 nnunet_environ):
     trainer_dir = tmp_path / "trainers"
     trainer_dir.mkdir()
     (trainer_dir / "two_epoch_test_trainer.py").write_text(textwrap.dedent(f"""
@@ -77,8 +74,7 @@ def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs
                 super().__init__(plans, configuration, fold, dataset_json, device)
                 self.num_epochs = 2
         """))
-    for key, value in _env(trainer_dir).items():
-        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("nnUNet_extTrainer", os.pathsep.join([nnunet_environ["nnUNet_extTrainer"], str(trainer_dir)]))
 
     # chunk 1: the deadline has passed, so training stops after its first epoch, resumable
     first = tmp_path / "session1"
@@ -130,7 +126,7 @@ def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs
                              "-device", "cpu", "--disable_tta"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     predicted = sitk.ReadImage(str(pred / (case.name[: -len("_0000.nii.gz")] + ".nii.gz")))
-    assert same_geometry(predicted, crop_reference())
+    assert Geometry.of(predicted).matches(Geometry.of(crop_reference()))
     assert epochs_done(installed / "fold_0") == 2
 
 

@@ -7,7 +7,6 @@ down-sampled to 2 mm to keep the registration quick.
 """
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import nibabel as nib
@@ -18,13 +17,16 @@ import SimpleITK as sitk
 import torch
 
 from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import HELD_OUT_SEED_OFFSET
-from nnunet_ataxia.inference.segment import case_id_of, read_participants
-from pretrained_standin import nnunet_env
+from nnunet_ataxia.io.cases import subject_id_of
+from nnunet_ataxia.io.participants import read_participants
+from nnunet_helpers import nnunet_env
+from nnunet_helpers import run_checked as _run
 from nnunet_ataxia.inference.subject import (MIN_REGISTRATION_SIMILARITY, probabilities_to_native,
                                              registration_similarity)
 from nnunet_ataxia.preprocessing.mri_pipeline import crop_reference, preprocess_t1_case
 from nnunet_ataxia.preprocessing.native_space import load_case_transform, map_to_native
-from nnunet_ataxia.preprocessing.registration import downsample_isotropic, load_mni_template, read_image
+from nnunet_ataxia.preprocessing.registration import downsample_isotropic, load_mni_template
+from nnunet_ataxia.io.images import read_image
 from nnunet_ataxia.pretrained import release
 from nnunet_ataxia.synthesis.synthetic_subjects import make_native_subject
 
@@ -32,18 +34,6 @@ PLANS = release.PLANS
 SMOKE = "M2InceptionTrainer_pretrained_smoke"
 FAST = ["--registration-template-mm", "3"]  # hidden option: register against a 3 mm template (tests only)
 SHIPPED_ZIP = Path(release.__file__).resolve().parent.parent / "data" / "pretrained" / release.ZIP_NAME
-
-
-def _env(root: Path, results: bool = True) -> dict:
-    return nnunet_env(root, results)   # tests/pretrained_standin.py, shared with the stand-in model
-
-
-def _run(cmd, env, expect_ok=True):
-    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
-    if expect_ok:
-        assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-3000:]}\n" \
-                                       f"{result.stderr[-3000:]}"
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +72,14 @@ def segmented(workspace, subject, tmp_path_factory, request):
     root, _, _ = workspace
     folder, t1_path, _ = subject
     out = tmp_path_factory.mktemp("seg") / "out"
-    env = _env(root, results=False)  # segment must not need nnUNet_results
+    env = nnunet_env(root, results=False, OMP_NUM_THREADS="1")  # segment must not need nnUNet_results
     model = _model_args(request)
     first = _run(["nnunet-ataxia", "segment", "-i", t1_path, "-o", out, *FAST, *model], env)
     return out, env, model
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_segment_writes_native_masks_volumes_and_qc(segmented, subject):
     out, env, model = segmented
     _, t1_path, _ = subject
@@ -162,6 +153,7 @@ def _bad_inputs(folder: Path) -> dict[str, Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_folder_with_mgz_and_broken_files(segmented, subject, tmp_path):
     out_nii, env, _ = segmented
     _, t1_path, _ = subject
@@ -209,9 +201,10 @@ def test_folder_with_mgz_and_broken_files(segmented, subject, tmp_path):
     assert str(bad["unreadable"]) in single.stderr and single.stderr.startswith("error: ")
 
 
+@pytest.mark.slow
 def test_output_folder_rules(subject, tmp_path):
     _, t1_path, _ = subject
-    env = _env(tmp_path, results=False)
+    env = nnunet_env(tmp_path, results=False, OMP_NUM_THREADS="1")
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "thesis.docx").write_text("precious")
@@ -257,11 +250,11 @@ def test_registration_similarity_separates_anatomy_from_non_brain_images():
 
 
 def test_case_ids_and_participant_groups(tmp_path):
-    assert [case_id_of(n) for n in ("sub-01_0000.nii.gz", "sub-02_T1w.mgz", "a.b.nii", "x_0000")] == \
+    assert [subject_id_of(n) for n in ("sub-01_0000.nii.gz", "sub-02_T1w.mgz", "a.b.nii", "x_0000")] == \
         ["sub-01", "sub-02_T1w", "a.b", "x"]
     tsv = tmp_path / "participants.tsv"
     tsv.write_text("participant_id\tgroup\nsub-01\tsca2\nsub-02\tcontrol\n")
-    assert read_participants(tsv, ["sub-01_T1w", "sub-02", "sub-03"]) == \
+    assert read_participants(tsv, ["sub-01_T1w", "sub-02", "sub-03"], known_groups=None) == \
         {"sub-01_T1w": "sca2", "sub-02": "control", "sub-03": ""}
 
 
@@ -297,6 +290,7 @@ def test_probability_mapping_beats_nearest_labels(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_install_pretrained_then_stock_predict_finds_it(workspace, tmp_path, request):
     root, raw, env = workspace
     results = tmp_path / "results"
@@ -327,6 +321,7 @@ def test_install_pretrained_then_stock_predict_finds_it(workspace, tmp_path, req
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_fine_tune_from_pretrained_weights(workspace, tmp_path, request):
     """Fine-tuning with stock nnU-Net: a user dataset with the same labels, planned with ``nnunet-ataxia plan``."""
     root, raw, env = workspace
@@ -336,14 +331,14 @@ def test_fine_tune_from_pretrained_weights(workspace, tmp_path, request):
         weights = results / release.DATASET_NAME / release.model_dir_name() / "fold_0" / "checkpoint_final.pth"
     else:  # the stand-in: the smoke model's checkpoint (same network, same labels)
         weights = request.getfixturevalue("smoke_model") / "fold_0" / "checkpoint_final.pth"
-    user = root / "raw" / "Dataset911_MyCerebellum"
+    user = root / "nnUNet_raw" / "Dataset911_MyCerebellum"
     if not user.exists():
         shutil.copytree(raw, user)
     _run(["nnunet-ataxia", "plan", "-d", 911, "-np", 1], env)
     run = _run(["nnUNetv2_train", 911, "3d_fullres", 0, "-p", PLANS, "-tr", SMOKE, "-device", "cpu",
                 "-pretrained_weights", weights], env)
     assert "Loading pretrained weights" in run.stdout
-    tuned = root / "results" / "Dataset911_MyCerebellum" / f"{SMOKE}__{PLANS}__3d_fullres" / "fold_0"
+    tuned = root / "nnUNet_results" / "Dataset911_MyCerebellum" / f"{SMOKE}__{PLANS}__3d_fullres" / "fold_0"
     after = torch.load(tuned / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     before = torch.load(weights, map_location="cpu", weights_only=False)["network_weights"]
     assert set(after) == set(before)

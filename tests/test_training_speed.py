@@ -1,9 +1,7 @@
 """CPU bf16 autocast of the cerebellum trainers and the paper trainers' schedule (batch 1, one pass per epoch)."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +11,8 @@ from nnunet_ataxia.architectures import M2InceptionUNet
 from nnunet_ataxia.trainers.cerebellum_trainers import paper_epoch_iterations
 from nnunet_ataxia.trainers.cpu_speed import (BF16_VARIABLE, autocast_forward_bf16, cpu_flags, cpu_has_native_bf16,
                                               decide_cpu_bf16)
-
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_data import write_toy_cerebellum_dataset  # noqa: E402
+from nnunet_helpers import nnunet_env, run_checked
+from synthetic_data import write_toy_cerebellum_dataset
 
 CPU = torch.device("cpu")
 
@@ -96,15 +93,9 @@ print("RESULT" + json.dumps(out))
 @pytest.fixture(scope="module")
 def planned_toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("speed")
-    write_toy_cerebellum_dataset(root / "raw", 991, n_cases=5, seed=3)
-    folder = subprocess.run(["nnunet-ataxia", "trainer-path"], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
-               nnUNet_results=str(root / "res"), nnUNet_extTrainer=folder, nnUNet_n_proc_DA="0",
-               nnUNet_def_n_proc="1", nnUNet_compile="false", OMP_NUM_THREADS="1")
-    result = subprocess.run(["nnunet-ataxia", "plan", "-d", "991", "-np", "1"], capture_output=True, text=True,
-                            env=env)
-    assert result.returncode == 0, result.stderr[-2000:]
+    env = nnunet_env(root, OMP_NUM_THREADS="1")
+    write_toy_cerebellum_dataset(root / "nnUNet_raw", 991, n_cases=5, seed=3)
+    run_checked(["nnunet-ataxia", "plan", "-d", "991", "-np", "1"], env)
     return env
 
 
@@ -116,6 +107,8 @@ def _probe(env, trainers, patch=None, **extra):
     return json.loads(result.stdout.split("RESULT")[-1])
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_paper_trainers_use_batch_1_one_pass_epochs_and_the_papers_dropout(planned_toy):
     # 5 cases, nnU-Net's 5-fold split: fold 0 trains on 4 and validates on 1
     got = _probe(planned_toy, ["M1Trainer_paperWDA", "M1Trainer_paperNDA", "M1Trainer"],
@@ -130,6 +123,8 @@ def test_paper_trainers_use_batch_1_one_pass_epochs_and_the_papers_dropout(plann
     assert all(r["conv_dtypes"] == ["torch.float32"] and r["loss_finite"] for r in got.values())
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_bf16_opt_in_autocasts_the_training_step(planned_toy):
     got = _probe(planned_toy, ["M1Trainer_paperNDA_smoke"], [32, 32, 32],
                  **{BF16_VARIABLE: "1"})["M1Trainer_paperNDA_smoke"]

@@ -10,9 +10,9 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_ataxia.cli import main as cli_main
-from nnunet_ataxia.wmh.affine import grid_points, lps_to_ras, matrix_from_transform
-from nnunet_ataxia.wmh.pipeline import WMHOptions
-from nnunet_ataxia.wmh.synthetic import make_synthetic_case, write_miccai_case, write_plain_case
+from nnunet_ataxia.preprocessing.affine_matrices import grid_points, lps_to_ras, matrix_from_transform
+from nnunet_ataxia.preprocessing.wmh_pipeline import WMHOptions
+from nnunet_ataxia.synthesis.wmh_cases import make_synthetic_case, write_miccai_case, write_plain_case
 
 # affine MNI registration keeps these convention tests fast; the B-spline default is tested in
 # test_wmh_nonlinear_registration.py and test_wmh_flair_only.py
@@ -50,6 +50,7 @@ def _arr(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
+@pytest.mark.slow
 def test_plain_dataset_passes_nnunet_integrity_check_and_follows_conventions(plain):
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
@@ -75,6 +76,7 @@ def test_plain_dataset_passes_nnunet_integrity_check_and_follows_conventions(pla
         assert (label == sitk.GetArrayFromImage(truth[cid]["label"])).all()
 
 
+@pytest.mark.slow
 def test_rigid_offset_and_mni_registration_recovered(plain):
     _, out, truth = plain
     for cid in ("sub00", "sub01", "sub10"):
@@ -92,8 +94,9 @@ def test_rigid_offset_and_mni_registration_recovered(plain):
         assert mni_err.max() < 3.0, (cid, mni_err.max())
 
 
+@pytest.mark.slow
 def test_location_channels_match_ground_truth_anatomy(plain):
-    from nnunet_ataxia.wmh.ventricles import warp_atlas_ventricles
+    from nnunet_ataxia.preprocessing.wmh_ventricles import warp_atlas_ventricles
 
     _, out, truth = plain
     cid = "sub01"
@@ -118,6 +121,7 @@ def test_location_channels_match_ground_truth_anatomy(plain):
     assert chans[9][lesion].mean() > 3 * chans[9][brain & ~lesion].mean()
 
 
+@pytest.mark.slow
 def test_prior_ignores_test_labels_and_done_cases_are_reused(plain, capsys):
     from nnunet_ataxia.dataset_conversion.Dataset504_WMH import convert_wmh_dataset
 
@@ -146,6 +150,7 @@ def test_prior_ignores_test_labels_and_done_cases_are_reused(plain, capsys):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
 
+@pytest.mark.slow
 def test_miccai_layout_with_ignore_label(tmp_path):
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 

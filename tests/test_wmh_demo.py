@@ -77,6 +77,8 @@ def _report_rows(md):
     return rows
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_report_numbers_equal_numpy_recomputation(demo):
     out, log = demo
     for k in range(1, 9):
@@ -117,6 +119,8 @@ def test_report_numbers_equal_numpy_recomputation(demo):
             np.testing.assert_array_equal(_array(masks / f"{case}.nii.gz"), (p >= best) & brain)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_report_states_the_bootstrap_p_value_written_by_wmh_stats(demo):
     out, log = demo
     summary = json.loads((out / "wmh_stats" / "wmh_summary.json").read_text())
@@ -139,6 +143,8 @@ def test_report_states_the_bootstrap_p_value_written_by_wmh_stats(demo):
     assert verdict(summary).replace("**", "") in log
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_rerun_skips_finished_steps(demo):
     out, _ = demo
     report = out / "report" / "report.html"

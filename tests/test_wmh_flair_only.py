@@ -10,9 +10,9 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_ataxia.cli import main as cli_main
-from nnunet_ataxia.wmh.affine import lps_to_ras
-from nnunet_ataxia.wmh.pipeline import WMHOptions
-from nnunet_ataxia.wmh.synthetic import make_synthetic_case
+from nnunet_ataxia.preprocessing.affine_matrices import lps_to_ras
+from nnunet_ataxia.preprocessing.wmh_pipeline import WMHOptions
+from nnunet_ataxia.synthesis.wmh_cases import make_synthetic_case
 
 FAST = WMHOptions(n4_iterations=(20, 20), mni_spacing_mm=3.0, mni_iterations=100, bspline_mesh_mm=40.0,
                   bspline_levels_mm=(6.0, 3.0), bspline_iterations=15, bspline_samples=3000)
@@ -29,7 +29,7 @@ def _one_thread():
 
 
 def mni_template_mask() -> sitk.Image:
-    from nnunet_ataxia.wmh.pipeline import mni_template
+    from nnunet_ataxia.preprocessing.wmh_pipeline import mni_template
 
     return mni_template(1.0)[1]
 
@@ -62,6 +62,7 @@ def thick(tmp_path_factory):
     return root, out, truth
 
 
+@pytest.mark.slow
 def test_flair_only_dataset_has_flair_and_location_channels(thick):
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
@@ -97,10 +98,11 @@ def test_flair_only_dataset_has_flair_and_location_channels(thick):
         assert chans[0][lesion & brain].mean() > chans[0][brain & ~lesion].mean() + 0.2
 
 
+@pytest.mark.slow
 def test_flair_only_features_are_sane_on_thick_slices(thick):
-    from nnunet_ataxia.wmh.location_features import distance_to_boundary_mm
-    from nnunet_ataxia.wmh.mni_map import MNIMap
-    from nnunet_ataxia.wmh.ventricles import warp_atlas_ventricles
+    from nnunet_ataxia.preprocessing.wmh_location_features import distance_to_boundary_mm
+    from nnunet_ataxia.preprocessing.wmh_mni_map import MNIMap
+    from nnunet_ataxia.preprocessing.wmh_ventricles import warp_atlas_ventricles
 
     _, out, truth = thick
     cid = "c01"
@@ -138,8 +140,9 @@ def test_flair_only_features_are_sane_on_thick_slices(thick):
     assert ch[8][lesion].mean() > 3 * ch[8][brain & ~lesion].mean()
 
 
+@pytest.mark.slow
 def test_flair_only_qc_picture(thick, tmp_path):
-    from nnunet_ataxia.wmh.qc import dataset_case_qc
+    from nnunet_ataxia.dataset_conversion.wmh_qc import dataset_case_qc
 
     _, out, _ = thick
     png = dataset_case_qc(out, "c05", tmp_path / "c05.png")
@@ -185,8 +188,8 @@ def test_real_flair_only_case_is_anatomically_oriented(tmp_path):
     front and top; the brain and the ventricles have plausible sizes; ventricle distances are 0 on the ventricles."""
     from dataclasses import replace
 
-    from nnunet_ataxia.wmh.layouts import WMHCaseFiles
-    from nnunet_ataxia.wmh.pipeline import preprocess_case
+    from nnunet_ataxia.dataset_conversion.wmh_layouts import WMHCaseFiles
+    from nnunet_ataxia.preprocessing.wmh_pipeline import preprocess_case
 
     case = WMHCaseFiles("real", str(REAL_FLAIR.parent), "plain", None, str(REAL_FLAIR))
     pre = preprocess_case(case, replace(FAST, n4=False, registration="affine"))
@@ -194,7 +197,7 @@ def test_real_flair_only_case_is_anatomically_oriented(tmp_path):
     voxel_ml = float(np.prod(pre.reference.GetSpacing())) / 1000.0
     assert 700 < brain.sum() * voxel_ml < 1300  # the skull-stripped scan holds ~1070 ml of non-zero voxels
     # physical RAS positions of the voxels (the scan's own header) vs the MNI coordinate channels
-    from nnunet_ataxia.wmh.affine import grid_points
+    from nnunet_ataxia.preprocessing.affine_matrices import grid_points
 
     ras = lps_to_ras(grid_points(pre.reference))
     for name, axis in (("x_mni", 0), ("y_mni", 1), ("z_mni", 2)):

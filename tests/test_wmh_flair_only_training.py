@@ -4,7 +4,6 @@ paper recipe scales the FLAIR (channel 0) only."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from test_wmh_trainers_smoke import FINGERPRINT_SCRIPT, SHAPE, _env, _run, _write, make_toy_wmh_case
+from nnunet_helpers import nnunet_env, plan_and_preprocess_2d, run_checked
+from wmh_toy_data import SHAPE, make_toy_wmh_case, write_image
 
 from nnunet_ataxia.architectures.wmh_location_networks import (WMHLocationNet, expected_parameter_count,
                                                                image_channel_count)
@@ -23,7 +23,7 @@ DATASET_ID, DATASET_NAME = 985, "Dataset985_WMHFlairOnlyToy"
 
 
 def make_flair_only_dataset(raw_root: Path, n_train: int = 6, n_test: int = 1, seed: int = 3) -> Path:
-    """The toy WMH cases of test_wmh_trainers_smoke without their T1: _0000 FLAIR, _0001.._0008 location."""
+    """The toy WMH cases of tests/wmh_toy_data.py without their T1: _0000 FLAIR, _0001.._0008 location."""
     rng = np.random.default_rng(seed)
     root = raw_root / DATASET_NAME
     for i in range(n_train + n_test):
@@ -32,8 +32,8 @@ def make_flair_only_dataset(raw_root: Path, n_train: int = 6, n_test: int = 1, s
         (root / f"labels{split}").mkdir(parents=True, exist_ok=True)
         channels, labels = make_toy_wmh_case(rng)
         for c, arr in enumerate(channels[1:]):                    # drop the T1
-            _write(arr, root / f"images{split}" / f"wmh_{i:03d}_{c:04d}.nii.gz")
-        _write(labels, root / f"labels{split}" / f"wmh_{i:03d}.nii.gz")
+            write_image(arr, root / f"images{split}" / f"wmh_{i:03d}_{c:04d}.nii.gz")
+        write_image(labels, root / f"labels{split}" / f"wmh_{i:03d}.nii.gz")
     names = {"0": "FLAIR", **{str(c): "noNorm" for c in range(1, 9)}}
     (root / "dataset.json").write_text(json.dumps({
         "channel_names": names, "labels": {"background": 0, "wmh": 1, "ignore": 2},
@@ -82,23 +82,23 @@ def test_one_channel_networks_parameter_count_and_dense_equals_patches(variant):
 @pytest.fixture(scope="module")
 def flair_only_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("wmh_flair_only_train")
-    env = _env(tmp_path)
-    make_flair_only_dataset(tmp_path / "raw")
-    plan_env = {k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}
-    _run([sys.executable, "-c", FINGERPRINT_SCRIPT, str(DATASET_ID)], plan_env)
-    _run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "1", "-npfp", "1"], plan_env)
+    env = nnunet_env(tmp_path, OMP_NUM_THREADS="2")
+    make_flair_only_dataset(tmp_path / "nnUNet_raw")
+    plan_and_preprocess_2d(DATASET_ID, env)
     for trainer in ("WMHMSWSLocTrainer_smoke", "WMHSSLocTrainer_paper_smoke"):
-        _run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"], env)
+        run_checked(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"], env)
     pred = tmp_path / "pred"
-    _run(["nnUNetv2_predict", "-d", str(DATASET_ID), "-c", "2d", "-tr", "WMHSSLocTrainer_paper_smoke", "-f", "0",
-          "-i", str(tmp_path / "raw" / DATASET_NAME / "imagesTs"), "-o", str(pred), "--save_probabilities",
-          "-device", "cpu", "-npp", "1", "-nps", "1"], env)
+    run_checked(["nnUNetv2_predict", "-d", str(DATASET_ID), "-c", "2d", "-tr", "WMHSSLocTrainer_paper_smoke", "-f",
+                 "0", "-i", str(tmp_path / "nnUNet_raw" / DATASET_NAME / "imagesTs"), "-o", str(pred),
+                 "--save_probabilities", "-device", "cpu", "-npp", "1", "-nps", "1"], env)
     return tmp_path, pred
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_flair_only_trains_one_channel_networks(flair_only_run):
     tmp_path, _ = flair_only_run
-    results = tmp_path / "res" / DATASET_NAME
+    results = tmp_path / "nnUNet_results" / DATASET_NAME
     for trainer in ("WMHMSWSLocTrainer_smoke", "WMHSSLocTrainer_paper_smoke"):
         ckpt = torch.load(results / f"{trainer}__nnUNetPlans__2d" / "fold_0" / "checkpoint_final.pth",
                           map_location="cpu", weights_only=False)
@@ -111,6 +111,8 @@ def test_flair_only_trains_one_channel_networks(flair_only_run):
         f"paper recipe must rescale the FLAIR only, got {schemes}"
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_flair_only_prediction(flair_only_run):
     _, pred = flair_only_run
     seg = sitk.GetArrayFromImage(sitk.ReadImage(str(pred / "wmh_006.nii.gz")))

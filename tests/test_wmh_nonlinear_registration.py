@@ -11,10 +11,10 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.preprocessing.deformable_registration import (axis_shrink_factors, displacement_field,
                                                                  field_jacobian_range, invert_displacement_field)
-from nnunet_ataxia.wmh.mni_map import MNIMap
-from nnunet_ataxia.wmh.pipeline import WMHOptions, mni_template, register_to_mni
-from nnunet_ataxia.wmh.synthetic import make_synthetic_case, smooth_deformation
-from nnunet_ataxia.wmh.ventricles import warp_atlas_ventricles
+from nnunet_ataxia.preprocessing.wmh_mni_map import MNIMap
+from nnunet_ataxia.preprocessing.wmh_pipeline import WMHOptions, mni_template, register_to_mni
+from nnunet_ataxia.synthesis.wmh_cases import make_synthetic_case, smooth_deformation
+from nnunet_ataxia.preprocessing.wmh_ventricles import warp_atlas_ventricles
 
 # small grids and few iterations: seconds on 2 cores
 FAST = WMHOptions(mni_spacing_mm=3.0, mni_iterations=100, bspline_mesh_mm=40.0, bspline_levels_mm=(6.0, 3.0),
@@ -78,7 +78,7 @@ def test_bspline_recovers_known_deformation_better_than_affine(deformed_case):
 
 def test_map_round_trip_and_save_load(tmp_path):
     template = mni_template(3.0)[0]
-    from nnunet_ataxia.wmh.wmh_prior import mni_grid
+    from nnunet_ataxia.preprocessing.wmh_prior import mni_grid
 
     grid = mni_grid(template, 4.0)
     u = displacement_field(smooth_deformation(template, 4.0, seed=1), grid)
@@ -120,7 +120,7 @@ def test_axis_shrink_factors_keep_four_voxels():
 def test_thick_slice_flair_registers_to_mni():
     """16 slices of 8 mm: the exhaustive initialization shrank them to 2 slices and ITK refused (issue 12)."""
     from nnunet_ataxia.preprocessing.registration import affine_register_to_mni
-    from nnunet_ataxia.wmh.affine import matrix_from_transform, transform_from_matrix
+    from nnunet_ataxia.preprocessing.affine_matrices import matrix_from_transform, transform_from_matrix
 
     case = make_synthetic_case(seed=4, flair_spacing=(2.0, 2.0, 8.0), flair_extent_mm=(150.0, 185.0, 128.0))
     flair = case["flair"]

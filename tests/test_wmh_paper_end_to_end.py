@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from test_wmh_trainers_smoke import FINGERPRINT_SCRIPT, _env, _run, _write, make_toy_wmh_case
+from nnunet_helpers import nnunet_env, plan_and_preprocess_2d, run_checked
+from wmh_toy_data import make_toy_wmh_case, write_image
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 DATASET_ID, DATASET_NAME = 986, "Dataset986_WMHPaperToy"
 TRAINER = "WMHSSLocTrainer_paper_smoke"
@@ -23,7 +25,7 @@ ALPHAS = ("0", "0.5", "3")
 
 def make_dataset(raw_root: Path, n_cases: int = 5, seed: int = 1) -> Path:
     """Toy cases with T1/FLAIR normalized per case to [0, 1] inside the brain, 0 outside (convert-wmh's output)."""
-    from nnunet_ataxia.wmh.pipeline import normalize_intensity
+    from nnunet_ataxia.preprocessing.wmh_pipeline import normalize_intensity
     rng = np.random.default_rng(seed)
     root = raw_root / DATASET_NAME
     for sub in ("imagesTr", "labelsTr"):
@@ -33,8 +35,8 @@ def make_dataset(raw_root: Path, n_cases: int = 5, seed: int = 1) -> Path:
         brain = np.stack(channels[2:]).max(0) > 0
         channels[:2] = [normalize_intensity(c, brain, (1.0, 99.0)) for c in channels[:2]]
         for c, arr in enumerate(channels):
-            _write(arr, root / "imagesTr" / f"wmh_{i:03d}_{c:04d}.nii.gz")
-        _write(labels, root / "labelsTr" / f"wmh_{i:03d}.nii.gz")
+            write_image(arr, root / "imagesTr" / f"wmh_{i:03d}_{c:04d}.nii.gz")
+        write_image(labels, root / "labelsTr" / f"wmh_{i:03d}.nii.gz")
     names = {"0": "T1", "1": "FLAIR", **{str(c): "noNorm" for c in range(2, 10)}}
     (root / "dataset.json").write_text(json.dumps({"channel_names": names, "file_ending": ".nii.gz",
                                                    "labels": {"background": 0, "wmh": 1, "ignore": 2},
@@ -45,23 +47,21 @@ def make_dataset(raw_root: Path, n_cases: int = 5, seed: int = 1) -> Path:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wmh_paper")
-    env = _env(tmp)
-    raw = make_dataset(tmp / "raw")
-    plan_env = {k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}
-    _run([sys.executable, "-c", FINGERPRINT_SCRIPT, str(DATASET_ID)], plan_env)
-    _run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "1", "-npfp", "1"], plan_env)
-    _run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", TRAINER, "-device", "cpu"], env)
-    fold = tmp / "res" / DATASET_NAME / f"{TRAINER}__nnUNetPlans__2d" / "fold_0"
+    env = nnunet_env(tmp, OMP_NUM_THREADS="2")
+    raw = make_dataset(tmp / "nnUNet_raw")
+    plan_and_preprocess_2d(DATASET_ID, env)
+    run_checked(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", TRAINER, "-device", "cpu"], env)
+    fold = tmp / "nnUNet_results" / DATASET_NAME / f"{TRAINER}__nnUNetPlans__2d" / "fold_0"
     history = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]
-    _run(["nnunet-ataxia", "wmh-tune-alpha", "-d", str(DATASET_ID), "-tr", TRAINER, "-f", "0", "-chk",
-          "checkpoint_best.pth", "--alphas", *ALPHAS, "-device", "cpu"], env)
-    val_case = json.loads((tmp / "pre" / DATASET_NAME / "splits_final.json").read_text())[0]["val"][0]
+    run_checked(["nnunet-ataxia", "wmh-tune-alpha", "-d", str(DATASET_ID), "-tr", TRAINER, "-f", "0", "-chk",
+                 "checkpoint_best.pth", "--alphas", *ALPHAS, "-device", "cpu"], env)
+    val_case = json.loads((tmp / "nnUNet_preprocessed" / DATASET_NAME / "splits_final.json").read_text())[0]["val"][0]
     (tmp / "val_images").mkdir()
     for f in (raw / "imagesTr").glob(f"{val_case}_*.nii.gz"):
         shutil.copy(f, tmp / "val_images" / f.name)
-    _run(["nnUNetv2_predict", "-d", str(DATASET_ID), "-c", "2d", "-tr", TRAINER, "-f", "0", "-chk",
-          "checkpoint_best.pth", "-i", str(tmp / "val_images"), "-o", str(tmp / "pred"), "--save_probabilities",
-          "-device", "cpu", "-npp", "1", "-nps", "1"], env)
+    run_checked(["nnUNetv2_predict", "-d", str(DATASET_ID), "-c", "2d", "-tr", TRAINER, "-f", "0", "-chk",
+                 "checkpoint_best.pth", "-i", str(tmp / "val_images"), "-o", str(tmp / "pred"),
+                 "--save_probabilities", "-device", "cpu", "-npp", "1", "-nps", "1"], env)
     return dict(tmp=tmp, env=env, raw=raw, fold=fold, history=history, val_case=val_case)
 
 
@@ -78,7 +78,8 @@ def test_checkpoint_best_is_the_epoch_with_the_best_validation_auc(run):
 
 def test_model_plans_scale_t1_flair_to_unit_range(run):
     plans = json.loads((run["fold"].parent / "plans.json").read_text())["configurations"]["2d"]
-    pre = json.loads((run["tmp"] / "pre" / DATASET_NAME / "nnUNetPlans.json").read_text())["configurations"]["2d"]
+    pre = json.loads((run["tmp"] / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetPlans.json").read_text())[
+        "configurations"]["2d"]
     assert plans["normalization_schemes"][:2] == ["RescaleTo01Normalization"] * 2
     assert plans["normalization_schemes"][2:] == pre["normalization_schemes"][2:]
     assert pre["normalization_schemes"][:2] == ["ZScoreNormalization"] * 2
@@ -91,7 +92,7 @@ def test_real_trainer_pool_and_scaling_on_preprocessed_data(run, monkeypatch):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunet_ataxia.trainers.wmh_paper_recipe import WMHSSLocTrainer_paper
-    pre = run["tmp"] / "pre" / DATASET_NAME
+    pre = run["tmp"] / "nnUNet_preprocessed" / DATASET_NAME
     plans = json.loads((pre / "nnUNetPlans.json").read_text())
     dataset_json = json.loads((pre / "dataset.json").read_text())
     trainer = WMHSSLocTrainer_paper(dict(plans, continue_training=False), "2d", 0, dataset_json, torch.device("cpu"))

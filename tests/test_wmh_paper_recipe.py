@@ -16,7 +16,7 @@ from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 
 from nnunet_ataxia.architectures.wmh_patches import SCALE_FACTORS, extract_multiscale_patches
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.trainers import wmh_paper_recipe, wmh_trainers
+from nnunet_ataxia.trainers import trainer_names, wmh_paper_recipe, wmh_trainers
 from nnunet_ataxia.trainers.wmh_paper_recipe import PaperRecipe, validation_auc
 from nnunet_ataxia.trainers.wmh_pixel_pool import (PatchReader, PoolBatches, build_pixel_pool, is_new_best,
                                                    scale_case_images)
@@ -202,14 +202,9 @@ def test_validation_auc_is_the_roc_auc_of_lesion_probabilities():
     assert math.isnan(validation_auc(p, np.zeros(6)))
 
 
-def test_every_trainer_has_a_paper_variant_found_by_nnunet(monkeypatch):
-    import os
-
-    import nnunet_ataxia
-    monkeypatch.setenv("nnUNet_extTrainer", os.path.join(os.path.dirname(nnunet_ataxia.__file__),
-                                                         "nnunet_ext_trainers"))
+def test_every_trainer_has_a_paper_variant_found_by_nnunet(nnunet_environ):
     import nnunetv2.utilities.find_objects as fo
-    originals = [n for n in wmh_trainers.__all__ if n != "WMHLocationTrainer" and not n.endswith("_smoke")]
+    originals = [n for n in trainer_names(wmh_trainers) if n != "WMHLocationTrainer" and not n.endswith("_smoke")]
     assert len(originals) == 10
     for name in originals:
         for suffix in ("_paper", "_paper_smoke"):
@@ -224,7 +219,7 @@ def test_every_trainer_has_a_paper_variant_found_by_nnunet(monkeypatch):
 
 
 def test_validation_cases_errors(tmp_path):
-    from nnunet_ataxia.wmh.alpha_tuning import read_location_alpha, validation_cases
+    from nnunet_ataxia.evaluation.wmh_alpha_tuning import read_location_alpha, validation_cases
     with pytest.raises(InputError, match="splits_final.json: missing"):
         validation_cases(tmp_path, 0)
     (tmp_path / "splits_final.json").write_text(json.dumps([{"train": ["a"], "val": ["b"]},

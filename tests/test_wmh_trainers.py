@@ -7,7 +7,7 @@ from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
 from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 
 from nnunet_ataxia.architectures.wmh_location_networks import WMHLocationNet
-from nnunet_ataxia.trainers import wmh_trainers
+from nnunet_ataxia.trainers import trainer_names, wmh_trainers
 from nnunet_ataxia.trainers.wmh_trainers import (WMHLocationTrainer, brain_mask_from_input, sample_balanced_pixels)
 
 
@@ -65,7 +65,7 @@ def test_intensity_augmentation_leaves_location_channels_untouched():
 def test_every_variant_has_a_trainer_and_a_smoke_trainer():
     expected = {f"WMH{v}{l}Trainer{s}" for v in ("SS", "MSEF", "MSIW", "MSWS") for l in ("", "Loc")
                 for s in ("", "_smoke")}
-    assert expected <= set(wmh_trainers.__all__)
+    assert expected <= set(trainer_names(wmh_trainers))
     for name in expected:
         cls = getattr(wmh_trainers, name)
         net = cls.build_network_architecture(None, None, 10, 2, True)
@@ -76,11 +76,7 @@ def test_every_variant_has_a_trainer_and_a_smoke_trainer():
     assert inj.location_injection == "last_conv"
 
 
-def test_trainers_are_found_by_nnunet_lookup(monkeypatch):
-    import os
-    import nnunet_ataxia
-    ext = os.path.join(os.path.dirname(nnunet_ataxia.__file__), "nnunet_ext_trainers")
-    monkeypatch.setenv("nnUNet_extTrainer", ext)
+def test_trainers_are_found_by_nnunet_lookup(nnunet_environ):
     import nnunetv2.utilities.find_objects as fo   # nnunetv2.paths reads nnUNet_extTrainer lazily
     cls = fo.recursive_find_trainer_class_by_name("WMHMSWSLocTrainer_smoke")
     assert cls is wmh_trainers.WMHMSWSLocTrainer_smoke

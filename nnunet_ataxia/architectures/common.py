@@ -172,3 +172,34 @@ def make_dropout(p: float, placement: str) -> nn.Module:
     if p <= 0:
         return nn.Identity()
     return nn.Dropout3d(p=p) if placement == "features" else nn.Dropout(p=p)
+
+
+def check_unet_arguments(network: str, trainer: str, input_channels: int, num_classes: int,
+                         deep_supervision: bool) -> None:
+    """The constructor checks that M1 and M2 share (explicit messages, as dynamic-network-architectures' asserts).
+
+    Example:
+        >>> check_unet_arguments("M2InceptionUNet", "M2InceptionTrainer", 1, 3, False)
+    """
+    assert input_channels >= 1, f"input_channels must be >= 1, got {input_channels}"
+    assert num_classes >= 1, f"num_classes must be >= 1, got {num_classes}"
+    assert not deep_supervision, (
+        f"{network} has no deep supervision outputs: build it with deep_supervision=False "
+        f"(use {trainer}, which switches nnU-Net's deep supervision off)")
+
+
+def output_head(x: torch.Tensor, dropout: nn.Module, placement: str, output_conv: nn.Conv3d, conv_fn) -> torch.Tensor:
+    """Dropout (before or after, see :func:`make_dropout`) around the output convolution ``conv_fn(output_conv, x)``.
+
+    Example:
+        >>> conv = nn.Conv3d(4, 2, kernel_size=1)
+        >>> output_head(torch.zeros(1, 4, 2, 2, 2), nn.Identity(), "features", conv, conv1x1).shape
+        torch.Size([1, 2, 2, 2, 2])
+    """
+    if placement == "features":
+        x = dropout(x)
+    out = conv_fn(output_conv, x)
+    if placement == "output":
+        out = dropout(out)
+    return out.contiguous()
+

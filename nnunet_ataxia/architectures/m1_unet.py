@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, conv3d, make_dropout,
-                                                to_channels_last)
+from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, check_unet_arguments,
+                                                conv3d, make_dropout, output_head, to_channels_last)
 
 
 def _conv(in_channels: int, out_channels: int, dilation: int = 1) -> nn.Sequential:
@@ -56,11 +56,7 @@ class M1UNet(nn.Module):
     def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False,
                  dropout: float = 0.2, dropout_placement: str = "features") -> None:
         super().__init__()
-        assert input_channels >= 1, f"input_channels must be >= 1, got {input_channels}"
-        assert num_classes >= 1, f"num_classes must be >= 1, got {num_classes}"
-        assert not deep_supervision, (
-            "M1UNet has no deep supervision outputs: build it with deep_supervision=False "
-            "(use M1Trainer, which switches nnU-Net's deep supervision off)")
+        check_unet_arguments("M1UNet", "M1Trainer", input_channels, num_classes, deep_supervision)
         self.input_channels = input_channels
         self.num_classes = num_classes
         self.enc1 = nn.Sequential(_conv(input_channels, 8, 1), _conv(8, 8, 2))
@@ -87,12 +83,7 @@ class M1UNet(nn.Module):
         d3 = _stage(self.dec3, torch.cat([_upsample(self.up3, b), skip_b], dim=1))
         d2 = _stage(self.dec2, torch.cat([_upsample(self.up2, d3), skip_a], dim=1))
         x = _upsample(self.up1, d2)
-        if self.dropout_placement == "features":
-            x = self.dropout(x)
-        out = conv3d(self.output_conv, x)
-        if self.dropout_placement == "output":
-            out = self.dropout(out)
-        return out.contiguous()
+        return output_head(x, self.dropout, self.dropout_placement, self.output_conv, conv3d)
 
 
 def _stage(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, conv1x1, conv3d,
-                                                make_dropout, max_pool3x3, to_channels_last)
+from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, check_unet_arguments,
+                                                conv1x1, conv3d, make_dropout, max_pool3x3, output_head,
+                                                to_channels_last)
 
 
 class InceptionBlock3d(nn.Module):
@@ -109,11 +110,7 @@ class M2InceptionUNet(nn.Module):
     def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False,
                  dropout: float = 0.2, dropout_placement: str = "features") -> None:
         super().__init__()
-        assert input_channels >= 1, f"input_channels must be >= 1, got {input_channels}"
-        assert num_classes >= 1, f"num_classes must be >= 1, got {num_classes}"
-        assert not deep_supervision, (
-            "M2InceptionUNet has no deep supervision outputs: build it with deep_supervision=False "
-            "(use M2InceptionTrainer, which switches nnU-Net's deep supervision off)")
+        check_unet_arguments("M2InceptionUNet", "M2InceptionTrainer", input_channels, num_classes, deep_supervision)
         self.input_channels = input_channels
         self.num_classes = num_classes
         self.pool = _SamePadMaxPool3d()
@@ -146,9 +143,4 @@ class M2InceptionUNet(nn.Module):
         # skips[-1] is the bottom's input (same resolution), the decoder uses skips[3], [2], [1], [0]
         for up, block, skip in zip(self.up, self.decoder, reversed(skips[:-1])):
             x = block(F.relu(up(x), inplace=True), skip)  # = block(concat[up, skip]), without the copy
-        if self.dropout_placement == "features":
-            x = self.dropout(x)
-        out = conv1x1(self.output_conv, x)
-        if self.dropout_placement == "output":
-            out = self.dropout(out)
-        return out.contiguous()
+        return output_head(x, self.dropout, self.dropout_placement, self.output_conv, conv1x1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnunet_ataxia.utils.output_folders import add_overwrite_argument
+from nnunet_ataxia.io.output_folders import add_overwrite_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

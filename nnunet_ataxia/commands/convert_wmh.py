@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnunet_ataxia.utils.output_folders import add_overwrite_argument
+from nnunet_ataxia.io.output_folders import add_overwrite_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the conversion; print the dataset folder."""
     from nnunet_ataxia.dataset_conversion.Dataset504_WMH import convert_wmh_dataset
-    from nnunet_ataxia.wmh.pipeline import WMHOptions
+    from nnunet_ataxia.preprocessing.wmh_pipeline import WMHOptions
 
     options = WMHOptions(n4=not args.no_n4, mni_spacing_mm=args.mni_spacing, prior_sigma_mm=args.prior_sigma,
                          registration=args.registration)

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from nnunet_ataxia.demo.main_job import run_demo
-    from nnunet_ataxia.utils.output_folders import check_output_folder, read_marker, write_marker
+    from nnunet_ataxia.io.output_folders import check_output_folder, read_marker, write_marker
 
     check_output_folder(args.out, "demo", overwrite=args.overwrite, recognize=("demo_data",))
     Path(args.out).mkdir(parents=True, exist_ok=True)

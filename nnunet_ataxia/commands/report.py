@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnunet_ataxia.utils.output_folders import add_overwrite_argument
+from nnunet_ataxia.io.output_folders import add_overwrite_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_ataxia.evaluation.io import parse_named
+    from nnunet_ataxia.io.cases import parse_named
     from nnunet_ataxia.evaluation.report import build_report
-    from nnunet_ataxia.utils.output_folders import output_folder
+    from nnunet_ataxia.io.output_folders import output_folder
 
     qc = [parse_named(spec, f"model {i + 1}") for i, spec in enumerate(args.qc)]
     with output_folder(args.out, "report", inputs=[*args.evaluation, *args.volumes, *args.wmh, *(f for _, f in qc)],

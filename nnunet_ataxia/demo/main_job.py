@@ -15,6 +15,7 @@ import pandas as pd
 
 from nnunet_ataxia.demo.pretrained_step import compare_with_trained, segment_test_subjects
 from nnunet_ataxia.demo.steps import ataxia_command, run_step, step
+from nnunet_ataxia.io.nnunet_env import nnunet_subprocess_env
 
 DATASET_ID = 503
 DATASET_NAME = "Dataset503_Data2"
@@ -74,14 +75,7 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     trainer = trainer or ("M2InceptionTrainer_paperNDA_smoke" if quick else "M2InceptionTrainer_paperWDA_demo")
-    from nnunet_ataxia.commands.trainer_path import shim_folder
-
-    env = dict(os.environ, nnUNet_raw=str(out / "nnUNet_raw"), nnUNet_preprocessed=str(out / "nnUNet_preprocessed"),
-               nnUNet_results=str(out / "nnUNet_results"), nnUNet_extTrainer=str(shim_folder()),
-               nnUNet_n_proc_DA="0", nnUNet_def_n_proc=str(max(1, num_processes)), nnUNet_compile="false",
-               MPLBACKEND="Agg")
-    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        Path(env[key]).mkdir(parents=True, exist_ok=True)
+    env = nnunet_subprocess_env(out, num_processes)
     demo_data = out / "demo_data"
     raw = out / "nnUNet_raw" / DATASET_NAME
     np_ = str(num_processes)

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.pretrained import release
-from nnunet_ataxia.utils.atomic import atomic_output_dir
+from nnunet_ataxia.io.atomic import atomic_output_dir
 
 __all__ = ["PRETRAINED_NAME", "TRAINED_NAME", "demo_test_subjects", "segment_test_subjects", "compare_with_trained"]
 

@@ -1,6 +1,6 @@
 """Generated WMH cases whose lesion frequency depends on location (the WMH demo's data).
 
-Each case is :func:`nnunet_ataxia.wmh.synthetic.make_synthetic_case` (MNI152 anatomy, T1 + thick-slice FLAIR, a
+Each case is :func:`nnunet_ataxia.synthesis.wmh_cases.make_synthetic_case` (MNI152 anatomy, T1 + thick-slice FLAIR, a
 random pose, one "other pathology" blob = ignore label 2) without its own lesions, plus two kinds of bright FLAIR
 blobs of the same appearance (same radius and brightness distributions, both in white matter):
 
@@ -30,11 +30,12 @@ WHITE_MATTER_T1 = 6500.0
 @functools.lru_cache(maxsize=2)
 def _mni_maps(grid_mm: float = 2.0) -> tuple[sitk.Image, np.ndarray, np.ndarray, np.ndarray]:
     """MNI grid, white-matter candidate mask and the distances (mm) to the lateral ventricles and the cortex."""
-    from nnunet_ataxia.wmh.pipeline import mni_template
-    from nnunet_ataxia.wmh.ventricles import LEFT_LATERAL_VENTRICLE, RIGHT_LATERAL_VENTRICLE, atlas_path
+    from nnunet_ataxia.preprocessing.wmh_pipeline import mni_template
+    from nnunet_ataxia.preprocessing.wmh_ventricles import LEFT_LATERAL_VENTRICLE, RIGHT_LATERAL_VENTRICLE
+    from nnunet_ataxia.io.templates import desikan_killiany_atlas
 
     template, brain_img = mni_template(grid_mm)
-    atlas = sitk.Resample(sitk.ReadImage(str(atlas_path())), template, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    atlas = sitk.Resample(desikan_killiany_atlas(), template, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     vent = np.isin(sitk.GetArrayFromImage(atlas), (LEFT_LATERAL_VENTRICLE, RIGHT_LATERAL_VENTRICLE))
     brain = sitk.GetArrayFromImage(brain_img) > 0
     d_vent = ndimage.distance_transform_edt(~vent) * grid_mm
@@ -78,14 +79,14 @@ def make_location_case(seed: int = 0, n_wmh: tuple[int, int] = (6, 10), n_mimics
         ventricle_scale_mm, cortex_scale_mm: decay lengths of :func:`location_weights`.
 
     Returns:
-        :func:`~nnunet_ataxia.wmh.synthetic.make_synthetic_case`'s dict with the blobs painted in, plus
+        :func:`~nnunet_ataxia.synthesis.wmh_cases.make_synthetic_case`'s dict with the blobs painted in, plus
         ``"wmh_centers_mni"`` and ``"mimic_centers_mni"`` (n, 3 LPS mm).
 
     Example:
         >>> case = make_location_case(seed=3)  # doctest: +SKIP
     """
-    from nnunet_ataxia.wmh.affine import grid_points
-    from nnunet_ataxia.wmh.synthetic import make_synthetic_case
+    from nnunet_ataxia.preprocessing.affine_matrices import grid_points
+    from nnunet_ataxia.synthesis.wmh_cases import make_synthetic_case
 
     case = make_synthetic_case(seed=seed, flair_spacing=flair_spacing, t1_spacing=t1_spacing, n_lesions=0)
     rng = np.random.default_rng([seed, 504])
@@ -118,7 +119,7 @@ def make_location_case(seed: int = 0, n_wmh: tuple[int, int] = (6, 10), n_mimics
 
 
 def _write_case(job: tuple) -> None:
-    from nnunet_ataxia.wmh.synthetic import write_plain_case
+    from nnunet_ataxia.synthesis.wmh_cases import write_plain_case
 
     folder, seed, flair_spacing = job
     write_plain_case(folder, make_location_case(seed, flair_spacing=flair_spacing))
@@ -141,12 +142,7 @@ def write_location_dataset(out_dir: str | Path, n_train: int, n_test: int, seed:
     out = Path(out_dir)
     jobs = [(out / ("train" if i < n_train else "test") / f"gen{i:03d}", seed * 1000 + i, tuple(flair_spacing))
             for i in range(n_train + n_test)]
-    if num_processes > 1:
-        import multiprocessing
+    from nnunet_ataxia.io.parallel import run_cases
 
-        with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
-            pool.map(_write_case, jobs, chunksize=1)
-    else:
-        for job in jobs:
-            _write_case(job)
+    run_cases(_write_case, jobs, num_processes, "WMH demo cases")
     return out

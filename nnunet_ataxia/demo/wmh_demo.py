@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from nnunet_ataxia.demo.steps import ataxia_command, run_step, step
+from nnunet_ataxia.io.nnunet_env import nnunet_subprocess_env
 
 __all__ = ["DATASET_ID", "DATASET_NAME", "METHODS", "DemoSize", "demo_size", "run_wmh_demo", "verdict"]
 
@@ -92,8 +93,7 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
     Example:
         >>> run_wmh_demo("wmh_demo")  # doctest: +SKIP
     """
-    from nnunet_ataxia.commands.trainer_path import shim_folder
-    from nnunet_ataxia.utils.output_folders import check_output_folder, read_marker, write_marker
+    from nnunet_ataxia.io.output_folders import check_output_folder, read_marker, write_marker
 
     started = time.time()
     check_output_folder(out_dir, "wmh-demo", overwrite=overwrite)
@@ -102,12 +102,7 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
     if read_marker(out) is None:
         write_marker(out, "wmh-demo", {"quick": quick, "seed": seed})  # resumable: marked from the start
     size = demo_size(quick)
-    env = dict(os.environ, nnUNet_raw=str(out / "nnUNet_raw"), nnUNet_preprocessed=str(out / "nnUNet_preprocessed"),
-               nnUNet_results=str(out / "nnUNet_results"), nnUNet_extTrainer=str(shim_folder()),
-               nnUNet_n_proc_DA="0", nnUNet_def_n_proc=str(max(1, num_processes)), nnUNet_compile="false",
-               MPLBACKEND="Agg")
-    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        Path(env[key]).mkdir(parents=True, exist_ok=True)
+    env = nnunet_subprocess_env(out, num_processes)
     np_ = str(max(1, num_processes))
     raw = out / "nnUNet_raw" / DATASET_NAME
     timings: dict = {}
@@ -188,7 +183,7 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
 
 def _generate(data: Path, size: DemoSize, seed: int, num_processes: int) -> None:
     from nnunet_ataxia.demo.wmh_data import write_location_dataset
-    from nnunet_ataxia.utils.atomic import atomic_output_dir
+    from nnunet_ataxia.io.atomic import atomic_output_dir
 
     with atomic_output_dir(data) as tmp:
         write_location_dataset(tmp, size.n_train, size.n_test, seed, size.flair_spacing, num_processes)

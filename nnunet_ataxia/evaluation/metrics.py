@@ -43,7 +43,8 @@ def valid_voxels(reference: np.ndarray, brain_mask: np.ndarray | None = None,
 
 def confusion_counts(reference: np.ndarray, prediction: np.ndarray,
                      valid: np.ndarray | None = None) -> tuple[int, int, int, int]:
-    """(TP, FP, FN, TN) voxel counts of two binary masks, counted only where ``valid``.
+    """(TP, FP, FN, TN) voxel counts of two binary masks, counted only where ``valid`` (nnU-Net's
+    ``compute_tp_fp_fn_tn``, the counts behind its ``summary.json``, with ``~valid`` as the ignore mask).
 
     Example:
         >>> confusion_counts(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 0]))
@@ -53,15 +54,10 @@ def confusion_counts(reference: np.ndarray, prediction: np.ndarray,
     pred = np.asarray(prediction).astype(bool)
     if ref.shape != pred.shape:
         raise ValueError(f"reference shape {ref.shape} != prediction shape {pred.shape}")
-    if valid is not None:
-        valid = np.asarray(valid).astype(bool)
-        ref = ref[valid]
-        pred = pred[valid]
-    tp = int(np.count_nonzero(ref & pred))
-    fp = int(np.count_nonzero(~ref & pred))
-    fn = int(np.count_nonzero(ref & ~pred))
-    tn = int(ref.size - tp - fp - fn)
-    return tp, fp, fn, tn
+    from nnunetv2.evaluation.evaluate_predictions import compute_tp_fp_fn_tn
+
+    ignore = None if valid is None else ~np.asarray(valid).astype(bool)
+    return tuple(int(n) for n in compute_tp_fp_fn_tn(ref, pred, ignore))
 
 
 def _ratio(num: float, den: float) -> float:

@@ -30,7 +30,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _section_markdown(kind: str, folder: Path, figures_dir: Path) -> list[str]:
-    from nnunet_ataxia.utils.checked_io import read_json, read_text
+    from nnunet_ataxia.io.files import read_json, read_text
 
     title, table_file, figures = SECTIONS[kind]
     if not (folder / table_file).is_file():
@@ -122,7 +122,7 @@ def build_report(out_dir: str | os.PathLike, title: str = "nnunet-ataxia experim
     Example:
         >>> build_report("/tmp/rep", "Demo", evaluation=["/tmp/eval"])  # doctest: +SKIP
     """
-    from nnunet_ataxia.utils.checked_io import require_folder
+    from nnunet_ataxia.io.files import require_folder
 
     out = Path(out_dir)
     figures = out / "figures"
@@ -147,7 +147,7 @@ def build_report(out_dir: str | os.PathLike, title: str = "nnunet-ataxia experim
 
 
 def _volume_statistics_lines(path: Path) -> list[str]:
-    from nnunet_ataxia.utils.checked_io import read_json
+    from nnunet_ataxia.io.files import read_json
 
     stats = read_json(path, "volumes_summary.json").get("statistics")
     if not isinstance(stats, dict):
@@ -176,7 +176,7 @@ def _volume_statistics_lines(path: Path) -> list[str]:
 
 def _qc_markdown(qc: Sequence[tuple[str, str | os.PathLike]], figures_dir: Path) -> list[str]:
     """The QC pictures of every case, one per model side by side (copied to ``figures/qc_<model>_<case>.png``)."""
-    from nnunet_ataxia.utils.checked_io import require_folder
+    from nnunet_ataxia.io.files import require_folder
 
     lines = ["## Quality-control pictures", ""]
     pictures: dict[str, dict[str, Path]] = {}

@@ -10,9 +10,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.evaluation.io import IMAGE_ENDINGS, list_cases, read_label_map
+from nnunet_ataxia.io.cases import IMAGE_ENDINGS, list_cases
+from nnunet_ataxia.io.images import read_label_map
 from nnunet_ataxia.evaluation.metrics import structure_metrics, valid_voxels
-from nnunet_ataxia.utils.checked_io import check_case_sets, check_same_geometry
+from nnunet_ataxia.io.files import check_case_sets
+from nnunet_ataxia.io.images import check_same_geometry
 
 # the columns of Table 2 of Cabeza-Ruiz et al. and the metric keys behind them
 PAPER_COLUMNS: tuple[tuple[str, str], ...] = (("DSC", "Dice"), ("JI", "Jaccard"), ("SP", "Specificity"),

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.evaluation.io import read_label_map
+from nnunet_ataxia.io.images import read_label_map
 from nnunet_ataxia.evaluation.metrics import volume_mm3
-from nnunet_ataxia.utils.checked_io import check_same_geometry, read_table
+from nnunet_ataxia.io.images import check_same_geometry
+from nnunet_ataxia.io.files import read_table
 
 GROUP_ORDER = ("control", "presymptomatic", "sca2")
 GROUP_MARKERS = {"presymptomatic": "*", "sca2": "**"}
@@ -63,7 +64,7 @@ def acapulco_volume_from_csv(path: str | os.PathLike) -> float:
     Rows are matched to the 28 lobule labels by value; if some non-Background row cannot be matched (unknown
     name, no value), the sum of all non-Background rows is used instead.
     """
-    from nnunet_ataxia.dataset_conversion.acapulco import ACAPULCO_LOBULE_LABELS, read_acapulco_volumes_csv
+    from nnunet_ataxia.io.acapulco import ACAPULCO_LOBULE_LABELS, read_acapulco_volumes_csv
     df = read_acapulco_volumes_csv(path)
     non_bg = df[df["label"].fillna(-1) != 0]
     non_bg = non_bg[non_bg["name"].str.strip().str.lower() != "background"]
@@ -131,7 +132,7 @@ def acapulco_volume_from_parcellation(path: str | os.PathLike, transform_file: s
                                       direction: str = "mni_to_native") -> float:
     """Whole-cerebellum volume (mm^3) = union of the 28 lobule labels of an ACAPULCO parcellation; with a
     transform (MNI-space ``_seg_post`` input) scaled to native space by :func:`transform_volume_scale`."""
-    from nnunet_ataxia.dataset_conversion.acapulco import acapulco_whole_cerebellum_mask
+    from nnunet_ataxia.io.acapulco import acapulco_whole_cerebellum_mask
     arr, geom = read_label_map(path, what="ACAPULCO parcellation")
     vol = volume_mm3(acapulco_whole_cerebellum_mask(arr), geom.array_spacing)
     if transform_file is not None:
@@ -161,7 +162,7 @@ def acapulco_case_volume(acapulco_dir: str | os.PathLike, case_id: str, subject:
     The case's files are looked up in ``<acapulco_dir>/<case_id>/`` (or ``/<subject>/``), else among the files
     of ``acapulco_dir`` whose names start with ``<case_id>_`` (or ``<subject>_``).
     """
-    from nnunet_ataxia.dataset_conversion.acapulco import ACAPULCO_MNI_SUFFIX, ACAPULCO_NATIVE_SUFFIX, \
+    from nnunet_ataxia.io.acapulco import ACAPULCO_MNI_SUFFIX, ACAPULCO_NATIVE_SUFFIX, \
         ACAPULCO_VOLUMES_SUFFIX, find_acapulco_outputs
     root = Path(acapulco_dir)
     found = None
@@ -201,7 +202,7 @@ def read_volumes_csv(path: str | os.PathLike) -> pd.DataFrame:
 
     Raises:
         InputError: unreadable file, missing column, non-numeric or non-positive volume, duplicated case, unknown
-            group (see :func:`nnunet_ataxia.utils.checked_io.read_table`).
+            group (see :func:`nnunet_ataxia.io.files.read_table`).
     """
     volumes = ["ground_truth", "model", "acapulco"]
     df = read_table(path, what="volumes CSV", required=("case_id", "ground_truth", "model"), positive=volumes,

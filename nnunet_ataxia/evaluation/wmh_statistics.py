@@ -201,7 +201,7 @@ def read_probabilities(npz_file: str | os.PathLike, channel: int = WMH_LABEL) ->
         InputError: truncated/corrupt file, no ``probabilities`` array, no such channel, NaN/Inf, or values
             outside [0, 1] (logits instead of probabilities?).
     """
-    from nnunet_ataxia.utils.checked_io import read_npz_array
+    from nnunet_ataxia.io.files import read_npz_array
     probs = read_npz_array(npz_file, "probabilities", "nnU-Net probability file")
     if probs.ndim < 3 or probs.shape[0] <= channel:
         raise InputError(f"{npz_file}: probabilities of shape {probs.shape} have no channel {channel}")
@@ -214,7 +214,7 @@ def read_probabilities(npz_file: str | os.PathLike, channel: int = WMH_LABEL) ->
 
 def list_probability_files(folders: Sequence[str | os.PathLike]) -> dict[str, Path]:
     """case id -> ``<case>.npz`` over merged folders (e.g. all ``fold_*/validation``)."""
-    from nnunet_ataxia.evaluation.io import list_cases
+    from nnunet_ataxia.io.cases import list_cases
     return list_cases(folders, endings=(".npz",))
 
 
@@ -229,8 +229,8 @@ def brain_mask_for_case(case_id: str, brain_mask_dirs: Sequence[str | os.PathLik
         brain_mask_dirs, image_dirs: where to look.
         reference: optional ``(Geometry, file)`` the mask must match (grid and spacing).
     """
-    from nnunet_ataxia.evaluation.io import read_image, read_label_map
-    from nnunet_ataxia.utils.checked_io import check_same_geometry
+    from nnunet_ataxia.io.images import read_array, read_label_map
+    from nnunet_ataxia.io.images import check_same_geometry
 
     def checked(array, geom, path):
         if reference is not None:
@@ -247,7 +247,7 @@ def brain_mask_for_case(case_id: str, brain_mask_dirs: Sequence[str | os.PathLik
         files = [Path(d) / f"{case_id}_{c:04d}.nii.gz"
                  for c in (FLAIR_ONLY_LOCATION_CHANNELS if flair_only else LOCATION_CHANNELS)]
         if all(f.is_file() for f in files):
-            channels = [read_image(f, "location channel") for f in files]
+            channels = [read_array(f, "location channel") for f in files]
             for (_, geom), f in zip(channels, files):
                 checked(None, geom, f)
             return np.any(np.stack([a > 0 for a, _ in channels]), axis=0)
@@ -260,8 +260,8 @@ def load_case(case_id: str, npz_file: Path, reference_dirs: Sequence[str | os.Pa
               brain_mask_dirs: Sequence[str | os.PathLike] = (), image_dirs: Sequence[str | os.PathLike] = ()
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(foreground probability, binary WMH reference, valid voxels) of one case; checks values and shapes."""
-    from nnunet_ataxia.evaluation.io import read_label_map
-    from nnunet_ataxia.utils.checked_io import require_folder
+    from nnunet_ataxia.io.images import read_label_map
+    from nnunet_ataxia.io.files import require_folder
     for d in reference_dirs:
         require_folder(d, "reference folder")
     ref_file = next((Path(d) / f"{case_id}.nii.gz" for d in reference_dirs

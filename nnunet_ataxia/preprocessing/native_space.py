@@ -17,13 +17,19 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import pandas as pd
 import SimpleITK as sitk
+from tqdm import tqdm
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.preprocessing.mri_pipeline import META_FILE, image_from_geometry, same_geometry
-from nnunet_ataxia.preprocessing.registration import read_image
+from nnunet_ataxia.io.cases import case_id_of, subject_id_of
+from nnunet_ataxia.io.files import require_folder
+from nnunet_ataxia.io.images import Geometry, check_label_values, read_image
+from nnunet_ataxia.io.output_folders import check_output_folder, output_folder
+from nnunet_ataxia.preprocessing.mri_pipeline import META_FILE, image_from_geometry
 
-__all__ = ["load_case_transform", "map_to_native", "native_volumes_mm3", "label_volumes_mm3"]
+__all__ = ["load_case_transform", "map_to_native", "native_volumes_mm3", "label_volumes_mm3",
+           "predictions_to_native"]
 
 
 def load_case_transform(transform_dir: str | os.PathLike) -> tuple[sitk.Transform, dict]:
@@ -39,7 +45,7 @@ def load_case_transform(transform_dir: str | os.PathLike) -> tuple[sitk.Transfor
     meta_path = transform_dir / META_FILE
     if not meta_path.is_file():
         raise InputError(f"{meta_path}: missing (not a transform folder written by preprocess-mri)")
-    from nnunet_ataxia.utils.checked_io import read_json
+    from nnunet_ataxia.io.files import read_json
 
     meta = read_json(meta_path, "preprocessing.json")
     try:
@@ -88,9 +94,9 @@ def map_to_native(mask: sitk.Image | str | os.PathLike, transform_dir: str | os.
     name = name or default_name
     tfm, meta = load_case_transform(transform_dir)
     pre_ref = image_from_geometry(meta["preprocessed_geometry"])
-    if not same_geometry(mask, pre_ref):
+    if not Geometry.of(mask).matches(Geometry.of(pre_ref)):
         hint = ""
-        if same_geometry(mask, image_from_geometry(meta["native_geometry"])):
+        if Geometry.of(mask).matches(Geometry.of(image_from_geometry(meta["native_geometry"]))):
             hint = "; it is on this case's native grid already (mapped back before, or not a prediction on the " \
                    "preprocessed images?)"
         raise InputError(f"{name}: geometry differs from the preprocessed grid recorded in "
@@ -165,3 +171,73 @@ def native_volumes_mm3(mask: sitk.Image | str | os.PathLike, transform_dir: str 
     native = label_volumes_mm3(map_to_native(image, transform_dir, interpolation=interpolation), list(mni))
     return {v: {"mni_mm3": mni[v], "native_mm3": native[v], "native_from_determinant_mm3": mni[v] * det}
             for v in mni}
+
+
+def _prediction_cases(pred_dir: Path, tr_dir: Path) -> list[tuple[str, Path, Path]]:
+    """(case id, prediction file, transform folder) per prediction; ``<case>_0000`` names are read as ``<case>``."""
+    require_folder(pred_dir, "prediction folder")
+    require_folder(tr_dir, "transform folder")
+    preds = sorted(p for p in pred_dir.iterdir() if p.is_file() and p.name.endswith((".nii.gz", ".nii")))
+    if not preds:
+        raise InputError(f"{pred_dir}: no .nii.gz predictions")
+    cases, seen = [], {}
+    for p in preds:
+        case = subject_id_of(p)
+        if case in seen:
+            raise InputError(f"{p}: case '{case}' is predicted twice (also {seen[case].name})")
+        seen[case] = p
+        folder = next((tr_dir / n for n in dict.fromkeys((case, case_id_of(p), f"{case}_0000"))
+                       if (tr_dir / n).is_dir()), None)
+        if folder is None:
+            raise InputError(f"{p}: no transform folder {tr_dir / case} (preprocess-mri writes transforms/<case>/)")
+        cases.append((case, p, folder))
+    return cases
+
+
+def predictions_to_native(predictions: str | os.PathLike, transforms: str | os.PathLike, output: str | os.PathLike,
+                          *, interpolation: str = "nearest", overwrite: bool = False) -> int:
+    """Map every prediction on the preprocessed grid back to native space and tabulate its volumes.
+
+    For every ``<case>.nii.gz`` in ``predictions`` (``<case>_0000.nii.gz`` is read as ``<case>`` too), reads
+    ``<transforms>/<case>/`` (written by ``preprocess-mri`` or a converter run with ``--preprocess``) and writes the
+    native-space mask ``<output>/<case>.nii.gz`` and ``<output>/volumes_native.tsv`` with, per case and label, the
+    volume in MNI mm³ (preprocessed grid), in native mm³ measured on the mapped-back mask, and in native mm³ estimated
+    as MNI volume × |det A|. ``output`` is written atomically.
+
+    Args:
+        predictions: folder of predictions (nnU-Net's naming).
+        transforms: folder of per-case transform folders.
+        output: the output folder (an existing one must be an earlier ``to-native`` output, or ``overwrite``).
+        interpolation: ``"nearest"`` or ``"linear"`` (label-wise linear interpolation of one-hot maps, then argmax).
+        overwrite: replace an existing folder that is not an earlier output of this command.
+
+    Returns:
+        The number of cases mapped.
+
+    Example:
+        >>> predictions_to_native("pred/", "preprocessed/transforms", "native/")  # doctest: +SKIP
+        12
+    """
+    pred_dir, tr_dir = Path(predictions), Path(transforms)
+    check_output_folder(output, "to-native", inputs=[pred_dir, tr_dir], overwrite=overwrite)
+    cases = _prediction_cases(pred_dir, tr_dir)
+    rows = []
+    with output_folder(output, "to-native", inputs=[pred_dir, tr_dir], overwrite=overwrite) as tmp:
+        for case_id, p, folder in tqdm(cases, desc="to-native", unit="case", disable=None):
+            pred = read_image(p)
+            labels = check_label_values(sitk.GetArrayViewFromImage(pred), p, what="prediction")
+            pred_int = sitk.GetImageFromArray(labels)
+            pred_int.CopyInformation(pred)
+            native = map_to_native(pred_int, folder, interpolation=interpolation, name=str(p))
+            sitk.WriteImage(native, str(tmp / f"{case_id}.nii.gz"), useCompression=True)
+            _, meta = load_case_transform(folder)
+            mni = label_volumes_mm3(pred_int)
+            nat = label_volumes_mm3(native, list(mni))
+            for label, v in mni.items():
+                rows.append({"case_id": case_id, "label": label, "volume_mni_mm3": v,
+                             "volume_native_mm3": nat[label],
+                             "volume_native_from_determinant_mm3": v * float(meta["linear_determinant"])})
+        pd.DataFrame(rows, columns=["case_id", "label", "volume_mni_mm3", "volume_native_mm3",
+                                    "volume_native_from_determinant_mm3"]).to_csv(
+            tmp / "volumes_native.tsv", sep="\t", index=False)
+    return len(cases)

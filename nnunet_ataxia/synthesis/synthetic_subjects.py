@@ -26,9 +26,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from nnunet_ataxia.io.templates import desikan_killiany_atlas
 from nnunet_ataxia.preprocessing.mri_pipeline import (
-    BRAINSTEM_LABEL_DK, CEREBELLUM_LABELS_DK, brain_mask_mni, crop_to_box, desikan_killiany_atlas,
-    rescale_and_equalize)
+    BRAINSTEM_LABEL_DK, CEREBELLUM_LABELS_DK, brain_mask_mni, crop_to_box, rescale_and_equalize)
 from nnunet_ataxia.preprocessing.registration import load_mni_template
 from nnunet_ataxia.synthesis.tissue_contrast import smooth_random_field, synthesize_t1
 

@@ -30,16 +30,6 @@ from nnunet_ataxia.trainers.cpu_speed import autocast_forward_bf16, decide_cpu_b
 from nnunet_ataxia.trainers.losses import PaperSoftDiceLoss
 from nnunet_ataxia.trainers.paper_augmentation import RandomAxisRotationShiftTransform
 
-__all__ = [
-    "M1Trainer", "M2InceptionTrainer",
-    "M1Trainer_paperWDA", "M1Trainer_paperNDA", "M2InceptionTrainer_paperWDA", "M2InceptionTrainer_paperNDA",
-    "M1Trainer_smoke", "M2InceptionTrainer_smoke",
-    "M1Trainer_paperWDA_smoke", "M1Trainer_paperNDA_smoke",
-    "M2InceptionTrainer_paperWDA_smoke", "M2InceptionTrainer_paperNDA_smoke",
-    "M2InceptionTrainer_paperWDA_demo",
-    "M2InceptionTrainer_pretrained", "M2InceptionTrainer_pretrained_smoke",
-]
-
 
 def refuse(message: str) -> None:
     """End an nnU-Net command with one clear message (no traceback from deep inside nnU-Net)."""

@@ -21,7 +21,7 @@ class PaperSoftDiceLoss(nn.Module):
     Example:
         >>> loss = PaperSoftDiceLoss()
         >>> logits = torch.tensor([[[[[-20.0]], [[20.0]]], [[[20.0]], [[-20.0]]]]]).reshape(1, 2, 2, 1, 1)
-        >>> target = torch.tensor([0, 1]).reshape(1, 1, 2, 1, 1)
+        >>> target = torch.tensor([1, 0]).reshape(1, 1, 2, 1, 1)  # the classes the logits favour: a perfect guess
         >>> round(float(loss(logits, target)), 4)
         0.0
     """

@@ -310,29 +310,3 @@ class WMHSSLocLastConvTrainer_paper_smoke(_Smoke, WMHSSLocLastConvTrainer_paper)
 
 class WMHSSLocSecondFCTrainer_paper_smoke(_Smoke, WMHSSLocSecondFCTrainer_paper):
     """WMHSSLocSecondFCTrainer_paper at test size (:class:`_Smoke`)."""
-
-
-__all__ = [
-    "WMHSSTrainer_paper",
-    "WMHSSLocTrainer_paper",
-    "WMHMSEFTrainer_paper",
-    "WMHMSEFLocTrainer_paper",
-    "WMHMSIWTrainer_paper",
-    "WMHMSIWLocTrainer_paper",
-    "WMHMSWSTrainer_paper",
-    "WMHMSWSLocTrainer_paper",
-    "WMHSSLocLastConvTrainer_paper",
-    "WMHSSLocSecondFCTrainer_paper",
-    "WMHSSTrainer_paper_smoke",
-    "WMHSSLocTrainer_paper_smoke",
-    "WMHMSEFTrainer_paper_smoke",
-    "WMHMSEFLocTrainer_paper_smoke",
-    "WMHMSIWTrainer_paper_smoke",
-    "WMHMSIWLocTrainer_paper_smoke",
-    "WMHMSWSTrainer_paper_smoke",
-    "WMHMSWSLocTrainer_paper_smoke",
-    "WMHSSLocLastConvTrainer_paper_smoke",
-    "WMHSSLocSecondFCTrainer_paper_smoke",
-    "WMHSSTrainer_paper_demo",
-    "WMHSSLocTrainer_paper_demo",
-]

@@ -362,27 +362,3 @@ class WMHSSLocLastConvTrainer_smoke(WMHSSLocLastConvTrainer):
 class WMHSSLocSecondFCTrainer_smoke(WMHSSLocSecondFCTrainer):
     """WMHSSLocSecondFCTrainer: 1 epoch, 2 iterations, 1 validation iteration, batch <= 2, no TTA mirroring."""
     smoke = True
-
-
-__all__ = ["WMHLocationTrainer",
-           "WMHSSTrainer",
-           "WMHSSLocTrainer",
-           "WMHMSEFTrainer",
-           "WMHMSEFLocTrainer",
-           "WMHMSIWTrainer",
-           "WMHMSIWLocTrainer",
-           "WMHMSWSTrainer",
-           "WMHMSWSLocTrainer",
-           "WMHSSLocLastConvTrainer",
-           "WMHSSLocSecondFCTrainer",
-           "WMHSSTrainer_smoke",
-           "WMHSSLocTrainer_smoke",
-           "WMHMSEFTrainer_smoke",
-           "WMHMSEFLocTrainer_smoke",
-           "WMHMSIWTrainer_smoke",
-           "WMHMSIWLocTrainer_smoke",
-           "WMHMSWSTrainer_smoke",
-           "WMHMSWSLocTrainer_smoke",
-           "WMHSSLocLastConvTrainer_smoke",
-           "WMHSSLocSecondFCTrainer_smoke",
-           ]

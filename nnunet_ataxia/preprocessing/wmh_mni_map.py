@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.wmh.affine import grid_points, transform_from_matrix
+from nnunet_ataxia.preprocessing.affine_matrices import grid_points, transform_from_matrix
 
 __all__ = ["MNIMap", "as_mni_map", "MATRIX_NAME", "WARP_NAME", "INVERSE_WARP_NAME"]
 

@@ -8,6 +8,44 @@ from typing import Iterator, Sequence
 
 from nnunet_ataxia.errors import InputError
 
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+
+
+def trainer_shim_folder() -> Path:
+    """The folder that ``nnUNet_extTrainer`` must name so nnU-Net finds this plugin's trainers.
+
+    Example:
+        >>> trainer_shim_folder().name
+        'nnunet_ext_trainers'
+    """
+    return Path(__file__).resolve().parent.parent / "nnunet_ext_trainers"
+
+
+def nnunet_subprocess_env(root: str | os.PathLike, num_processes: int = 1) -> dict[str, str]:
+    """The environment for nnU-Net commands run as subprocesses on ``root/nnUNet_{raw,preprocessed,results}``.
+
+    The three folders are created; ``nnUNet_extTrainer`` names this plugin's trainers; data augmentation runs in the
+    main process (``nnUNet_n_proc_DA=0``: no worker processes fighting over 2 cores), ``torch.compile`` is off and
+    matplotlib draws without a display.
+
+    Args:
+        root: the folder that holds (or will hold) the three nnU-Net folders.
+        num_processes: ``nnUNet_def_n_proc`` (planning/preprocessing processes).
+
+    Example:
+        >>> import tempfile
+        >>> env = nnunet_subprocess_env(tempfile.mkdtemp())
+        >>> env["nnUNet_extTrainer"] == str(trainer_shim_folder()), Path(env["nnUNet_results"]).is_dir()
+        (True, True)
+    """
+    root = Path(root).resolve()
+    env = dict(os.environ, nnUNet_extTrainer=str(trainer_shim_folder()), nnUNet_n_proc_DA="0",
+               nnUNet_def_n_proc=str(max(1, int(num_processes))), nnUNet_compile="false", MPLBACKEND="Agg")
+    for key in NNUNET_FOLDERS:
+        env[key] = str(root / key)
+        Path(env[key]).mkdir(parents=True, exist_ok=True)
+    return env
+
 
 def nnunet_folder(variable: str) -> Path:
     """The folder in the nnU-Net environment variable ``variable`` (``nnUNet_raw``, ...), or a clear error.
@@ -56,7 +94,7 @@ def resolve_raw_dataset(dataset: str | int) -> tuple[str, Path]:
     folder = candidates[0]
     if not (folder / "dataset.json").is_file():
         raise InputError(f"{folder / 'dataset.json'}: missing; every nnU-Net raw dataset needs a dataset.json")
-    from nnunet_ataxia.utils.checked_io import read_json
+    from nnunet_ataxia.io.files import read_json
 
     dj = read_json(folder / "dataset.json", "dataset.json")
     missing = [k for k in ("labels", "channel_names", "file_ending") if k not in dj]
@@ -187,7 +225,8 @@ def check_raw_dataset_images(raw_folder: str | os.PathLike) -> int:
     """
     import SimpleITK as sitk
 
-    from nnunet_ataxia.utils.checked_io import check_intensity_image, read_image, read_json
+    from nnunet_ataxia.io.images import check_intensity_image, read_image
+    from nnunet_ataxia.io.files import read_json
 
     folder = Path(raw_folder)
     dj = read_json(folder / "dataset.json", "dataset.json")

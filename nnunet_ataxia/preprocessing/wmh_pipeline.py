@@ -2,7 +2,7 @@
 
 Steps with a T1: N4 on the T1 -> rigid T1->FLAIR registration (Mattes MI) -> affine T1->MNI registration ->
 B-spline refinement (the paper registers non-linearly; ``registration="affine"`` opts out) -> the FLAIR<->MNI map
-(:class:`nnunet_ataxia.wmh.mni_map.MNIMap`) -> brain mask (the user's, or the MNI template's brain mask carried to
+(:class:`nnunet_ataxia.preprocessing.wmh_mni_map.MNIMap`) -> brain mask (the user's, or the MNI template's brain mask carried to
 FLAIR, cut to the image's non-zero region for skull-stripped scans) -> N4 on the FLAIR (inside the brain) -> T1
 resampled onto the FLAIR grid -> both normalized per case to [0, 1] inside the brain, 0 outside -> lateral ventricles
 (user labels, or the atlas's refined on the image) -> the location features.
@@ -21,16 +21,29 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.wmh.affine import lps_to_ras, matrix_from_transform
-from nnunet_ataxia.wmh.layouts import WMHCaseFiles
-from nnunet_ataxia.wmh.location_features import compute_location_features, normalize_features
-from nnunet_ataxia.wmh.mni_map import MNIMap
-from nnunet_ataxia.wmh.ventricles import refine_ventricles, ventricles_from_labels, warp_atlas_ventricles
+from nnunet_ataxia.preprocessing.affine_matrices import lps_to_ras, matrix_from_transform
+from nnunet_ataxia.preprocessing.wmh_location_features import compute_location_features, normalize_features
+from nnunet_ataxia.preprocessing.wmh_mni_map import MNIMap
+from nnunet_ataxia.preprocessing.wmh_ventricles import refine_ventricles, ventricles_from_labels, warp_atlas_ventricles
 
-__all__ = ["WMHOptions", "PreprocessedCase", "mni_template", "preprocess_case", "normalize_intensity",
-           "register_to_mni", "REGISTRATIONS"]
+__all__ = ["WMHCaseFiles", "WMHOptions", "PreprocessedCase", "mni_template", "preprocess_case",
+           "normalize_intensity", "register_to_mni", "REGISTRATIONS"]
 
 REGISTRATIONS = ("bspline", "affine")
+
+
+@dataclass
+class WMHCaseFiles:
+    """Input files of one case (paths as strings so that the record pickles and hashes simply)."""
+    case_id: str
+    source_dir: str
+    layout: str
+    t1: str | None
+    flair: str | None
+    label: str | None = None
+    brain_mask: str | None = None
+    ventricles: str | None = None
+    t1_in_flair_space: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,7 @@ def _template_at(spacing_mm: float) -> tuple[sitk.Image, sitk.Image]:
     template, mask = load_mni_template(with_brain_mask=True)
     if abs(spacing_mm - 1.0) < 1e-6:
         return template, mask
-    from nnunet_ataxia.wmh.wmh_prior import mni_grid
+    from nnunet_ataxia.preprocessing.wmh_prior import mni_grid
 
     grid = mni_grid(template, spacing_mm)
     smooth = sitk.SmoothingRecursiveGaussian(template, 0.5 * spacing_mm)
@@ -140,7 +153,7 @@ def normalize_intensity(image: np.ndarray, brain: np.ndarray, percentiles: tuple
 
 
 def _read(path: str) -> sitk.Image:
-    from nnunet_ataxia.preprocessing.registration import read_image
+    from nnunet_ataxia.io.images import read_image
 
     return read_image(path, sitk.sitkFloat32)
 
@@ -180,7 +193,7 @@ def _add_bspline(image: sitk.Image, mni_to_image: sitk.Transform, affine: np.nda
                  template_mask: sitk.Image, options: WMHOptions) -> tuple[MNIMap, str]:
     from nnunet_ataxia.preprocessing.deformable_registration import (bspline_register_to_mni, displacement_field,
                                                                      field_jacobian_range, invert_displacement_field)
-    from nnunet_ataxia.wmh.wmh_prior import mni_grid
+    from nnunet_ataxia.preprocessing.wmh_prior import mni_grid
 
     spacing = float(min(template.GetSpacing()))
     levels = [float(mm) for mm in options.bspline_levels_mm]
@@ -208,7 +221,7 @@ def preprocess_case(case: WMHCaseFiles, options: WMHOptions) -> PreprocessedCase
     """Run the FLAIR-space preprocessing of one case and compute its location features (without the prior).
 
     Args:
-        case: the case's files (checked with :func:`nnunet_ataxia.wmh.layouts.check_case_files`); ``case.t1`` may
+        case: the case's files (checked with :func:`nnunet_ataxia.dataset_conversion.wmh_layouts.check_case_files`); ``case.t1`` may
             be ``None`` (FLAIR-only: the FLAIR is registered to MNI and gives the brain mask).
         options: pipeline settings.
 

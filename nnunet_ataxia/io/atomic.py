@@ -1,7 +1,7 @@
 """Write an output folder atomically: build it in a temporary sibling, move it into place on success.
 
 :func:`atomic_output_dir` is the low-level primitive; commands use
-:func:`nnunet_ataxia.utils.output_folders.output_folder`, which first checks that the output folder may be written
+:func:`nnunet_ataxia.io.output_folders.output_folder`, which first checks that the output folder may be written
 (new, empty, or an earlier output of the same command; never an input) and leaves a marker file in it.
 """
 from __future__ import annotations

@@ -12,8 +12,8 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_ataxia.preprocessing.mri_pipeline import (BRAINSTEM_LABEL_DK, CEREBELLUM_LABELS_DK,
-                                                      desikan_killiany_atlas)
+from nnunet_ataxia.io.templates import desikan_killiany_atlas
+from nnunet_ataxia.preprocessing.mri_pipeline import BRAINSTEM_LABEL_DK, CEREBELLUM_LABELS_DK
 from nnunet_ataxia.preprocessing.registration import load_mni_template
 
 __all__ = ["known_affine", "bias_field", "cerebellum_brainstem_labels_mni", "make_native_subject"]

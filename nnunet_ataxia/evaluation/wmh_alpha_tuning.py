@@ -45,7 +45,7 @@ def read_location_alpha(fold_dir: str | os.PathLike) -> dict | None:
     path = Path(fold_dir) / ALPHA_FILE
     if not path.is_file():
         return None
-    from nnunet_ataxia.utils.checked_io import read_json
+    from nnunet_ataxia.io.files import read_json
     return read_json(path, "alpha record")
 
 
@@ -87,7 +87,7 @@ def set_checkpoint_alpha(checkpoint: str | os.PathLike, alpha: float) -> None:
 
 def validation_cases(preprocessed_dataset: Path, fold: int) -> list[str]:
     """The validation cases of ``fold`` in ``<preprocessed dataset>/splits_final.json``."""
-    from nnunet_ataxia.utils.checked_io import read_json
+    from nnunet_ataxia.io.files import read_json
 
     splits_file = preprocessed_dataset / "splits_final.json"
     if not splits_file.is_file():
@@ -146,8 +146,8 @@ def tune_location_alpha(dataset: str | int, trainer: str, fold: int | str, plans
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
     from nnunet_ataxia.evaluation.wmh_statistics import best_threshold, roc, threshold_counts, threshold_grid
-    from nnunet_ataxia.utils.checked_io import read_json
-    from nnunet_ataxia.utils.nnunet_env import nnunet_folder, resolve_raw_dataset
+    from nnunet_ataxia.io.files import read_json
+    from nnunet_ataxia.io.nnunet_env import nnunet_folder, resolve_raw_dataset
 
     if str(fold) == "all":
         raise InputError("fold all: trained on every case, it has no held-out validation cases to tune alpha on")

@@ -8,11 +8,11 @@ Every ``nnunet-ataxia`` command that writes a folder goes through :func:`output_
 * an output folder **equal to, inside, or containing an input** is always refused (even with ``--overwrite``), as is
   one that is, or contains, the current working folder or the home folder;
 * the output is built in a temporary sibling folder and moved into place only when complete
-  (:func:`nnunet_ataxia.utils.atomic.atomic_output_dir`): a failure or Ctrl-C leaves the old folder as it was.
+  (:func:`nnunet_ataxia.io.atomic.atomic_output_dir`): a failure or Ctrl-C leaves the old folder as it was.
 
 Adopting it in a command::
 
-    from nnunet_ataxia.utils.output_folders import add_overwrite_argument, output_folder
+    from nnunet_ataxia.io.output_folders import add_overwrite_argument, output_folder
 
     def add_arguments(parser):
         parser.add_argument("-o", "--output", required=True)
@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.utils.atomic import atomic_output_dir
+from nnunet_ataxia.io.atomic import atomic_output_dir
 
-__all__ = ["MARKER_NAME", "add_overwrite_argument", "check_output_folder", "check_not_overlapping",
-           "output_folder", "read_marker", "write_marker"]
+__all__ = ["MARKER_NAME", "add_overwrite_argument", "check_output_folder", "check_not_overlapping", "output_folder",
+           "read_marker", "write_marker"]
 
 #: the marker file every command leaves in its output folder (JSON, at least {"command": "<sub-command>"})
 MARKER_NAME = ".nnunet-ataxia-output.json"

@@ -17,7 +17,7 @@ and run before any registration, so bad input fails fast with one :class:`InputE
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.preprocessing.wmh_pipeline import WMHCaseFiles
 
 __all__ = ["WMHCaseFiles", "find_cases", "check_case_files", "select_t1_mode", "LABEL_NAME", "MASK_NAME",
            "VENTRICLES_NAME", "MIN_VOXELS_PER_AXIS"]
@@ -32,20 +33,6 @@ __all__ = ["WMHCaseFiles", "find_cases", "check_case_files", "select_t1_mode", "
 LABEL_NAME, MASK_NAME, VENTRICLES_NAME = "wmh", "brainmask", "ventricles"
 MIN_VOXELS_PER_AXIS = 4  # ITK's smoothing in the registration pyramids needs four voxels along every axis
 _ENDINGS = (".nii.gz", ".nii")
-
-
-@dataclass
-class WMHCaseFiles:
-    """Input files of one case (paths as strings so that the record pickles and hashes simply)."""
-    case_id: str
-    source_dir: str
-    layout: str
-    t1: str | None
-    flair: str | None
-    label: str | None = None
-    brain_mask: str | None = None
-    ventricles: str | None = None
-    t1_in_flair_space: bool = False
 
 
 def _find(folder: Path, stem: str) -> str | None:
@@ -185,7 +172,7 @@ def _same_grid(ref: sitk.ImageFileReader, other: sitk.ImageFileReader, ref_path:
 
 
 def _read_array(path: str, what: str = "image") -> np.ndarray:
-    from nnunet_ataxia.utils.checked_io import read_image
+    from nnunet_ataxia.io.images import read_image
 
     return sitk.GetArrayFromImage(read_image(path, what=what))
 
@@ -206,7 +193,7 @@ def check_case_files(case: WMHCaseFiles, require_label: bool) -> None:
         raise InputError(f"{where}: no FLAIR image (FLAIR.nii.gz)")
     if require_label and case.label is None:
         raise InputError(f"{where}: no WMH label ({LABEL_NAME}.nii.gz) for a training case")
-    from nnunet_ataxia.utils.checked_io import check_intensity_image, check_label_values
+    from nnunet_ataxia.io.images import check_intensity_image, check_label_values
 
     flair = _header(case.flair)
     _check_volume(flair, case.flair, "FLAIR image")

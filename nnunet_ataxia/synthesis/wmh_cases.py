@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from nnunet_ataxia.wmh.affine import grid_points, transform_from_matrix
+from nnunet_ataxia.preprocessing.affine_matrices import grid_points, transform_from_matrix
 
 __all__ = ["rigid_matrix", "make_synthetic_case", "smooth_deformation", "write_plain_case", "write_miccai_case"]
 
@@ -52,11 +52,12 @@ def _flair_contrast(t1: np.ndarray) -> np.ndarray:
 def _anatomy(radius: int) -> tuple[sitk.Image, np.ndarray, sitk.Image]:
     """Smoothed template, candidate lesion voxels (atlas index, z y x) and the atlas (cached per process)."""
     from nnunet_ataxia.preprocessing.registration import load_mni_template
-    from nnunet_ataxia.wmh.ventricles import LEFT_LATERAL_VENTRICLE, RIGHT_LATERAL_VENTRICLE, atlas_path
+    from nnunet_ataxia.preprocessing.wmh_ventricles import LEFT_LATERAL_VENTRICLE, RIGHT_LATERAL_VENTRICLE
+    from nnunet_ataxia.io.templates import desikan_killiany_atlas
 
     template = sitk.SmoothingRecursiveGaussian(load_mni_template(with_brain_mask=False)[0], 1.0)
     # lesion centres: periventricular white matter next to the atlas lateral ventricles
-    atlas = sitk.ReadImage(str(atlas_path()))
+    atlas = desikan_killiany_atlas()
     vent = np.isin(sitk.GetArrayFromImage(atlas), (LEFT_LATERAL_VENTRICLE, RIGHT_LATERAL_VENTRICLE))
     ring = ndimage.binary_dilation(vent, iterations=radius + 2) & ~ndimage.binary_dilation(vent, iterations=radius)
     t_on_atlas = sitk.GetArrayFromImage(sitk.Resample(template, atlas, sitk.Transform(), sitk.sitkLinear, 0.0))

@@ -1,21 +1,13 @@
-"""The one place where nnunet-ataxia reads and checks what users give it.
+"""Checked reading of the files users give (other than images): files and folders, text, JSON, NPZ, tables, case sets.
 
-Every reader of user input goes through these functions, so every command applies the same rules and reports a
-broken input the same way: one :class:`~nnunet_ataxia.errors.InputError` whose message starts with the file (or case):
-
-* images (:func:`read_image`): exist, readable, every voxel finite; intensity images not constant;
-* label maps (:func:`check_label_values`): whole numbers within :data:`LABEL_TOLERANCE`, not negative, from the
-  declared label set (a float prediction or a linearly resampled label map is refused, never truncated);
-* geometry (:class:`Geometry`, :func:`check_same_geometry`): shape, spacing, origin and direction agree; the 1 mm MNI
-  grid of ``preprocess-mri`` mixed with a native grid is named as such, with the command that fixes it;
-* case sets (:func:`check_case_sets`), tables (:func:`read_table`: columns, numbers, positive values, unique ids,
-  known groups), JSON / NPZ / text files (:func:`read_json`, :func:`read_npz_array`, :func:`read_text`).
+Every reader raises one :class:`~nnunet_ataxia.errors.InputError` whose message starts with the file (or case):
+tables (:func:`read_table`: columns, numbers, positive values, unique ids, known groups), JSON / NPZ / text files
+(:func:`read_json`, :func:`read_npz_array`, :func:`read_text`), case sets (:func:`check_case_sets`).
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -23,16 +15,11 @@ import numpy as np
 
 from nnunet_ataxia.errors import InputError
 
-__all__ = ["LABEL_TOLERANCE", "KNOWN_GROUPS", "Geometry", "read_image", "read_array", "check_finite",
-           "check_intensity_image", "check_label_values", "check_same_geometry", "is_mni_grid", "check_case_sets",
-           "read_table", "read_json", "read_npz_array", "read_text", "require_file", "require_folder"]
+__all__ = ["KNOWN_GROUPS", "require_file", "require_folder", "check_finite", "check_case_sets", "read_text",
+           "read_json", "read_npz_array", "read_table"]
 
-#: how far a label value may be from a whole number (float-saved label maps carry rounding noise)
-LABEL_TOLERANCE = 1e-3
 #: participant groups the cohort tables may hold (case-insensitive; empty = unknown)
 KNOWN_GROUPS = ("control", "presymptomatic", "sca2", "atlas")
-#: (x, y, z) sizes of the 1 mm MNI grids written by ``preprocess-mri`` (cropped box, full template)
-MNI_GRID_SIZES = ((128, 128, 96), (182, 218, 182))
 
 
 def _first_line(error: BaseException) -> str:  # the informative (last) line of a library's message
@@ -57,117 +44,6 @@ def require_folder(path: str | os.PathLike, what: str = "folder") -> Path:
     if not p.is_dir():
         raise InputError(f"{p}: {what} not found")
     return p
-
-
-# ------------------------------------------------------------------------------------------------------ geometry
-@dataclass(frozen=True)
-class Geometry:
-    """Image geometry in SimpleITK terms (x, y, z order); ``array_spacing`` is in numpy (z, y, x) order."""
-    size: tuple[int, ...]
-    spacing: tuple[float, ...]
-    origin: tuple[float, ...]
-    direction: tuple[float, ...]
-
-    @classmethod
-    def of(cls, image) -> "Geometry":
-        """The geometry of a SimpleITK image (or image file reader)."""
-        return cls(tuple(int(s) for s in image.GetSize()), tuple(image.GetSpacing()), tuple(image.GetOrigin()),
-                   tuple(image.GetDirection()))
-
-    @property
-    def array_spacing(self) -> tuple[float, ...]:
-        return tuple(self.spacing[::-1])
-
-    def differences(self, other: "Geometry", tol: float = 1e-3) -> list[str]:
-        """What differs from ``other`` (empty when the grids match within ``tol``)."""
-        if self.size != other.size:
-            return [f"size {self.size} vs {other.size}"]
-        out = []
-        if not np.allclose(self.spacing, other.spacing, rtol=tol, atol=0):
-            out.append(f"spacing {_fmt(self.spacing)} vs {_fmt(other.spacing)}")
-        if not np.allclose(self.origin, other.origin, atol=max(tol, tol * max(self.spacing))):
-            out.append(f"origin {_fmt(self.origin)} vs {_fmt(other.origin)}")
-        if not np.allclose(self.direction, other.direction, atol=tol):
-            out.append("direction cosines differ")
-        return out
-
-    def matches(self, other: "Geometry", tol: float = 1e-3) -> bool:
-        """Same grid within ``tol`` (relative for spacing, absolute mm for the origin, absolute for direction)."""
-        return not self.differences(other, tol)
-
-
-def _fmt(values) -> str:
-    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
-
-
-def is_mni_grid(geometry: Geometry) -> bool:
-    """True for the 1 mm MNI grids that ``preprocess-mri`` writes (128x128x96 crop or the 182x218x182 template)."""
-    return tuple(geometry.size) in MNI_GRID_SIZES and np.allclose(geometry.spacing, 1.0, atol=1e-3)
-
-
-def check_same_geometry(reference: Geometry, other: Geometry, reference_path, other_path, what: str = "image",
-                        tol: float = 1e-3) -> None:
-    """Raise :class:`InputError` naming ``other_path`` when it is not on ``reference``'s voxel grid.
-
-    When exactly one of the two is on the MNI grid of ``preprocess-mri``, the message says so and names the command
-    that maps predictions back to native space.
-
-    Example:
-        >>> g = Geometry((8, 8, 8), (1.0,) * 3, (0.0,) * 3, (1, 0, 0, 0, 1, 0, 0, 0, 1))
-        >>> check_same_geometry(g, g, "ref.nii.gz", "pred.nii.gz")
-    """
-    problems = other.differences(reference, tol)
-    if not problems:
-        return
-    hint = ""
-    if is_mni_grid(other) != is_mni_grid(reference):
-        mni, native = (other_path, reference_path) if is_mni_grid(other) else (reference_path, other_path)
-        hint = (f"; space mix-up: {Path(mni).name} is on the MNI grid of preprocess-mri, {Path(native).name} is "
-                f"not (map predictions to native space with 'nnunet-ataxia to-native', or compare files of the "
-                f"same space)")
-    raise InputError(f"{other_path}: {what} geometry differs from {reference_path} ({'; '.join(problems)}){hint}")
-
-
-# -------------------------------------------------------------------------------------------------------- images
-def read_image(path: str | os.PathLike, pixel_type: int | None = None, what: str = "image"):
-    """Read an image with SimpleITK and check that every voxel is finite.
-
-    Args:
-        path: the file (any format SimpleITK reads).
-        pixel_type: SimpleITK pixel type to read as (default: as stored).
-        what: what the file is, for messages (``"T1 image"``, ``"label map"``...).
-
-    Returns:
-        The ``SimpleITK.Image``.
-
-    Raises:
-        InputError: missing, unreadable (corrupt, truncated, not an image), or NaN/Inf voxels.
-
-    Example:
-        >>> img = read_image("sub-01_T1w.nii.gz", what="T1 image")  # doctest: +SKIP
-    """
-    import SimpleITK as sitk
-
-    p = require_file(path, what)
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: empty file, expected a {what}")
-    try:
-        image = sitk.ReadImage(str(p), sitk.sitkUnknown if pixel_type is None else pixel_type)
-    except RuntimeError as e:
-        raise InputError(f"{p}: unreadable {what} (corrupt, truncated or not an image format SimpleITK reads: "
-                         f"{_first_line(e)})") from None
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{p}: {what} is a colour/vector image; expected one value per voxel")
-    check_finite(sitk.GetArrayViewFromImage(image), p, what)
-    return image
-
-
-def read_array(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray, Geometry]:
-    """:func:`read_image` as a (z, y, x) numpy array and its :class:`Geometry`."""
-    from SimpleITK import GetArrayFromImage
-
-    image = read_image(path, what=what)
-    return GetArrayFromImage(image), Geometry.of(image)
 
 
 def check_finite(array: np.ndarray, path, what: str = "image") -> None:
@@ -200,64 +76,6 @@ def _nonfinite_in_nifti(path) -> int:
         return 0
 
 
-def check_intensity_image(array: np.ndarray, path, what: str = "image") -> None:
-    """An intensity image (T1, FLAIR) must be finite and not constant (all-zero, all-NaN, a blank export...)."""
-    check_finite(a := np.asarray(array), path, what)
-    if a.size == 0 or float(a.max()) <= float(a.min()):
-        raise InputError(f"{path}: {what} is constant (every voxel {a.flat[0] if a.size else 'missing'}); "
-                         f"expected an MRI with contrast")
-
-
-def check_label_values(array: np.ndarray, path, allowed: Iterable[int] | None = None,
-                       what: str = "label map", tol: float = LABEL_TOLERANCE) -> np.ndarray:
-    """Check a label map's values and return them as whole numbers.
-
-    Args:
-        array: the voxel values.
-        path: the file (named in messages).
-        allowed: the declared label values (e.g. from dataset.json); ``None`` accepts any non-negative integer.
-        what: what the file is (``"prediction"``, ``"reference"``...).
-        tol: accepted distance to the nearest whole number.
-
-    Returns:
-        ``array`` with integer dtype (rounded when it was stored as float).
-
-    Raises:
-        InputError: NaN/Inf, values that are not whole numbers within ``tol`` (a probability map or a linearly
-            resampled label), negative values, or values outside ``allowed``.
-
-    Example:
-        >>> check_label_values(np.array([0.0, 1.0, 2.0004]), "pred.nii.gz", allowed=[0, 1, 2]).tolist()
-        [0, 1, 2]
-    """
-    a = np.asarray(array)
-    check_finite(a, path, what)
-    if a.dtype.kind == "b":
-        a = a.astype(np.uint8)
-    if a.dtype.kind in "fc":
-        a = a.real
-        rounded = np.rint(a)
-        off = np.abs(a - rounded) > tol
-        if off.any():
-            example = float(a[off].flat[0])
-            raise InputError(f"{path}: {what} holds non-integer values ({int(off.sum())} voxel(s), e.g. "
-                             f"{example:.4g}); a label map must hold whole numbers (a probability map, a float "
-                             f"prediction or a label map resampled with linear interpolation?)")
-        lo, hi = (float(rounded.min()), float(rounded.max())) if rounded.size else (0.0, 0.0)
-        dtype = np.uint8 if lo >= 0 and hi < 256 else np.int32
-        a = rounded.astype(dtype)
-    values = np.unique(a)
-    if values.size and values[0] < 0:
-        raise InputError(f"{path}: {what} holds negative label value(s) {values[values < 0][:5].tolist()}")
-    if allowed is not None:
-        unknown = sorted(set(values.tolist()) - {int(v) for v in allowed})
-        if unknown:
-            raise InputError(f"{path}: {what} holds label values {unknown[:10]} outside the declared labels "
-                             f"{sorted(int(v) for v in allowed)}")
-    return a
-
-
-# ------------------------------------------------------------------------------------------------------ case sets
 def _names(cases: Sequence[str], n: int = 5) -> str:
     return ", ".join(cases[:n]) + (f" and {len(cases) - n} more" if len(cases) > n else "")
 
@@ -282,7 +100,6 @@ def check_case_sets(expected: Iterable[str], found: Iterable[str], expected_wher
                          f"({len(missing)} of {len(expected)})")
 
 
-# ------------------------------------------------------------------------------------------------- tables, files
 def read_text(path: str | os.PathLike, what: str = "text file") -> str:
     """A UTF-8 text file; missing, binary or undecodable files raise :class:`InputError`."""
     p = require_file(path, what)

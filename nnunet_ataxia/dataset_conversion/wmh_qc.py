@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.wmh.location_features import LOCATION_CHANNELS
+from nnunet_ataxia.preprocessing.wmh_location_features import LOCATION_CHANNELS
 
 __all__ = ["location_qc_picture", "dataset_case_qc"]
 

@@ -1,7 +1,7 @@
 """The WMH prior: the probability of WMH at each MNI location, from training labels only.
 
 Each training label's WMH voxels (value 1; the ignore label 2 counts as "not WMH") are warped to an MNI grid by the
-case's FLAIR<->MNI map (:class:`nnunet_ataxia.wmh.mni_map.MNIMap`: the affine, refined by the non-linear warp when
+case's FLAIR<->MNI map (:class:`nnunet_ataxia.preprocessing.wmh_mni_map.MNIMap`: the affine, refined by the non-linear warp when
 there is one; linear interpolation of the binary map, i.e. the WMH fraction of each MNI voxel), the maps
 are averaged and lightly smoothed. The prior is then sampled back on every case's FLAIR grid. Only cases passed to
 :func:`build_wmh_prior` enter it: the converter passes training cases only (never ``imagesTs``), optionally without
@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_ataxia.wmh.mni_map import MNIMap, as_mni_map
+from nnunet_ataxia.preprocessing.wmh_mni_map import MNIMap, as_mni_map
 
 __all__ = ["mni_grid", "warp_wmh_to_mni", "build_wmh_prior", "sample_prior", "prior_cases_for_fold"]
 

@@ -1,63 +1,88 @@
-"""Reading images, case lists, dataset.json labels and participants.tsv for the evaluation commands."""
+"""Case ids from file names, case lists over folders, and the labels of an nnU-Net dataset.json.
+"""
 from __future__ import annotations
 
 import glob
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
-
-import numpy as np
+from typing import Sequence
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.utils.checked_io import Geometry, check_label_values, read_array, read_json, read_table, \
-    require_folder
+from nnunet_ataxia.io.files import read_json, require_folder
 
-__all__ = ["IMAGE_ENDINGS", "Geometry", "read_image", "read_label_map", "write_image", "strip_ending",
-           "expand_folders", "list_cases", "parse_named", "load_dataset_labels", "read_participants",
-           "dataframe_markdown"]
+__all__ = ["IMAGE_ENDINGS", "NIFTI_ENDINGS", "strip_ending", "case_id_of", "subject_id_of", "find_images", "expand_folders",
+           "list_cases", "parse_named", "load_dataset_labels"]
 
-IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
-
-
-def read_image(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray, Geometry]:
-    """Read an image with SimpleITK; returns the (z, y, x) array and its :class:`Geometry`.
-
-    Raises:
-        InputError: the file is missing, unreadable or holds NaN/Inf (see
-            :func:`nnunet_ataxia.utils.checked_io.read_image`).
-    """
-    return read_array(path, what)
+#: image file endings the commands accept (FreeSurfer .mgz/.mgh are read with nibabel)
+IMAGE_ENDINGS = (".nii.gz", ".nii", ".mgz", ".mgh", ".nrrd", ".mha", ".mhd")
 
 
-def read_label_map(path: str | os.PathLike, allowed: Iterable[int] | None = None,
-                   what: str = "label map") -> tuple[np.ndarray, Geometry]:
-    """Read a label map and check its values (whole numbers, not negative, within ``allowed`` when given).
-
-    Example:
-        >>> seg, geom = read_label_map("labelsTs/a01.nii.gz", allowed={0, 1, 2})  # doctest: +SKIP
-    """
-    array, geom = read_array(path, what)
-    return check_label_values(array, path, allowed, what), geom
-
-
-def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:
-    """Write a (z, y, x) array with the given geometry (SimpleITK)."""
-    import SimpleITK as sitk
-    img = sitk.GetImageFromArray(array)
-    if tuple(img.GetSize()) != tuple(geometry.size):
-        raise InputError(f"{path}: array of size {img.GetSize()} does not fit geometry of size {geometry.size}")
-    img.SetSpacing(geometry.spacing)
-    img.SetOrigin(geometry.origin)
-    img.SetDirection(geometry.direction)
-    sitk.WriteImage(img, str(path), useCompression=True)
+NIFTI_ENDINGS = (".nii.gz", ".nii")
 
 
 def strip_ending(name: str, endings: Sequence[str] = IMAGE_ENDINGS) -> str | None:
-    """File name without its image ending, or None if it has none of ``endings``."""
+    """File name without its image ending (matched case-insensitively), or None if it has none of ``endings``.
+
+    Example:
+        >>> strip_ending("a01-seg.nii.gz"), strip_ending("T1.MGZ"), strip_ending("notes.txt")
+        ('a01-seg', 'T1', None)
+    """
     for e in endings:
-        if name.endswith(e):
+        if name.lower().endswith(e):
             return name[: -len(e)]
     return None
+
+
+def case_id_of(path: str | os.PathLike) -> str:
+    """File name without its image ending (``a01.nii.gz`` -> ``a01``; other files lose their last suffix).
+
+    Example:
+        >>> case_id_of("t1/sub-01_0000.nii.gz")
+        'sub-01_0000'
+    """
+    stem = strip_ending(Path(path).name)
+    return Path(path).stem if stem is None else stem
+
+
+def subject_id_of(path: str | os.PathLike) -> str:
+    """Case id without nnU-Net's ``_0000`` channel suffix (``sub01_0000.nii.gz`` and ``sub01.nii.gz`` -> ``sub01``).
+
+    Example:
+        >>> subject_id_of("t1/sub-01_0000.nii.gz"), subject_id_of("sub-02_T1w.mgz"), subject_id_of("x_0000")
+        ('sub-01', 'sub-02_T1w', 'x')
+    """
+    case = case_id_of(path)
+    return case[:-5] if case.endswith("_0000") and len(case) > 5 else case
+
+
+def find_images(source: str | os.PathLike) -> list[tuple[str, Path]]:
+    """``(case id, path)`` for one image file, or for every image file of a folder (hidden files ignored, sorted).
+
+    The case id is :func:`subject_id_of` the file name; two files giving the same id (``sub01.nii.gz`` and
+    ``sub01_0000.nii.gz``) raise :class:`InputError` naming them.
+
+    Example:
+        >>> find_images("t1_folder")  # doctest: +SKIP
+        [('sub-01', PosixPath('t1_folder/sub-01_T1w.mgz')), ...]
+    """
+    source = Path(source)
+    if source.is_dir():
+        images = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")
+                        and strip_ending(p.name) is not None)
+        if not images:
+            raise InputError(f"{source}: no images ({', '.join(IMAGE_ENDINGS)}) in this folder")
+    elif source.is_file():
+        images = [source]
+    else:
+        raise InputError(f"{source}: no such file or folder")
+    seen: dict[str, Path] = {}
+    for path in images:
+        case = subject_id_of(path)
+        if case in seen:
+            raise InputError(f"{path}: same case id '{case}' as {seen[case].name} (several images of one case? "
+                             f"rename or remove one)")
+        seen[case] = path
+    return [(case, path) for case, path in seen.items()]
 
 
 def expand_folders(specs: Sequence[str]) -> list[Path]:
@@ -139,23 +164,3 @@ def load_dataset_labels(dataset_json: str | os.PathLike) -> tuple[dict[str, tupl
     if not structures:
         raise InputError(f"{path}: no foreground label in 'labels'")
     return structures, ignore, allowed
-
-
-def read_participants(path: str | os.PathLike | None) -> dict[str, str]:
-    """``case_id -> group`` from ``<raw dataset>/participants.tsv`` (empty dict when ``path`` is None)."""
-    if path is None:
-        return {}
-    df = read_table(path, what="participants table", sep="\t", required=("case_id", "group"),
-                    id_column="case_id", group_column="group")
-    return dict(zip(df["case_id"], df["group"]))
-
-
-def dataframe_markdown(df, digits: int = 1) -> str:
-    """A DataFrame as a Markdown table (no tabulate dependency)."""
-    def fmt(v):
-        if isinstance(v, float):
-            return "n/a" if v != v else f"{v:.{digits}f}"
-        return str(v)
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "| " + " | ".join("---" for _ in df.columns) + " |"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)

