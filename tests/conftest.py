@@ -24,6 +24,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(scope="module")
+def sitk_one_thread():
+    """SimpleITK on one thread for a module (2-core CI; also makes the registrations reproducible), restored after.
+
+    Use it with ``pytestmark = pytest.mark.usefixtures("sitk_one_thread")``: it is set up before the module's own
+    module-scoped fixtures, so their registrations run single-threaded too.
+    """
+    import SimpleITK as sitk
+
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    yield
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+
+
 @pytest.fixture
 def nnunet_environ(tmp_path, monkeypatch) -> dict:
     """nnU-Net's environment for one test, in ``os.environ`` (undone after the test) and returned as a dict.

@@ -86,6 +86,9 @@ def test_ignore_label_and_brain_mask_are_left_out():
     # without the mask the same prediction has 4 + 5 false positives
     m2 = M.structure_metrics(ref == 1, pred == 1, (1.0, 2.0))
     assert m2["FP"] == 9
+    # a valid-voxel mask of another shape is refused, never broadcast (a (1, 10) mask would broadcast over rows)
+    with pytest.raises(ValueError, match="valid-voxel mask shape"):
+        M.confusion_counts(ref == 1, pred == 1, valid[:1])
 
 
 def test_lesion_wise_metrics_on_constructed_components():

@@ -21,12 +21,7 @@ FAST = WMHOptions(n4_iterations=(20, 20), rigid_iterations=100, mni_spacing_mm=3
 TRAIN_SEEDS, TEST_SEED = (0, 1, 2, 3), 10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # 2-core CI; also makes registration reproducible
-    yield
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+pytestmark = pytest.mark.usefixtures("sitk_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,7 @@ THICK = dict(flair_spacing=(0.9, 0.9, 8.0), flair_extent_mm=(150.0, 185.0, 128.0
 REAL_FLAIR = Path(__file__).resolve().parents[2] / "shared" / "real_scans" / "flair_1mm.nii.gz"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    yield
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+pytestmark = pytest.mark.usefixtures("sitk_one_thread")
 
 
 def mni_template_mask() -> sitk.Image:

@@ -21,12 +21,7 @@ FAST = WMHOptions(mni_spacing_mm=3.0, mni_iterations=100, bspline_mesh_mm=40.0, 
                   bspline_iterations=15, bspline_samples=3000, warp_grid_mm=3.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    yield
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+pytestmark = pytest.mark.usefixtures("sitk_one_thread")
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -56,6 +56,8 @@ def confusion_counts(reference: np.ndarray, prediction: np.ndarray,
         raise ValueError(f"reference shape {ref.shape} != prediction shape {pred.shape}")
     from nnunetv2.evaluation.evaluate_predictions import compute_tp_fp_fn_tn
 
+    if valid is not None and np.shape(valid) != ref.shape:  # nnU-Net's counting would broadcast silently
+        raise ValueError(f"valid-voxel mask shape {np.shape(valid)} != reference shape {ref.shape}")
     ignore = None if valid is None else ~np.asarray(valid).astype(bool)
     return tuple(int(n) for n in compute_tp_fp_fn_tn(ref, pred, ignore))
 

@@ -14,9 +14,8 @@ from nnunet_ataxia.evaluation.segmentation_eval import write_json
 from nnunet_ataxia.evaluation.volumes import (acapulco_case_volume, case_volumes, compare_volumes, group_summaries,
                                               paired_statistics, read_volumes_csv, volumes_table_markdown)
 from nnunet_ataxia.io.cases import list_cases, load_dataset_labels
-from nnunet_ataxia.io.files import check_case_sets, read_table
+from nnunet_ataxia.io.files import check_case_sets, dataframe_markdown, read_table
 from nnunet_ataxia.io.output_folders import check_output_folder, output_folder
-from nnunet_ataxia.io.participants import dataframe_markdown
 
 __all__ = ["LEGACY_OUTPUT_FILES", "volume_comparison"]
 

@@ -16,9 +16,8 @@ from nnunet_ataxia.evaluation.segmentation_eval import write_json
 from nnunet_ataxia.evaluation.wmh_statistics import (best_threshold, bootstrap_compare, bootstrap_dice_band,
                                                      dice_curve, dice_from_counts, list_probability_files, load_case,
                                                      roc, threshold_counts, threshold_grid)
-from nnunet_ataxia.io.files import check_case_sets
+from nnunet_ataxia.io.files import check_case_sets, dataframe_markdown
 from nnunet_ataxia.io.output_folders import check_output_folder, output_folder
-from nnunet_ataxia.io.participants import dataframe_markdown
 
 __all__ = ["LEGACY_OUTPUT_FILES", "compare_wmh_methods"]
 

@@ -16,7 +16,8 @@ import numpy as np
 from nnunet_ataxia.errors import InputError
 
 __all__ = ["KNOWN_GROUPS", "require_file", "require_folder", "check_finite", "check_case_sets", "read_text",
-           "read_json", "read_npz_array", "read_table"]
+           "read_json", "read_npz_array", "read_table",
+           "dataframe_markdown"]
 
 #: participant groups the cohort tables may hold (case-insensitive; empty = unknown)
 KNOWN_GROUPS = ("control", "presymptomatic", "sca2", "atlas")
@@ -214,3 +215,14 @@ def read_table(path: str | os.PathLike, *, what: str = "table", sep: str | None 
             raise InputError(f"{p}: {what} has an unknown group '{df.at[bad[0], group_column]}' ({row(bad[0])}); "
                              f"known groups: {', '.join(known_groups)}")
     return df
+
+
+def dataframe_markdown(df, digits: int = 1) -> str:
+    """A DataFrame as a Markdown table (no tabulate dependency)."""
+    def fmt(v):
+        if isinstance(v, float):
+            return "n/a" if v != v else f"{v:.{digits}f}"
+        return str(v)
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "| " + " | ".join("---" for _ in df.columns) + " |"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from nnunet_ataxia.io.files import KNOWN_GROUPS, read_table
 
-__all__ = ["PARTICIPANTS_COLUMNS", "read_participants", "write_participants_tsv", "write_splits", "dataframe_markdown"]
+__all__ = ["PARTICIPANTS_COLUMNS", "read_participants", "write_participants_tsv", "write_splits"]
 
 PARTICIPANTS_COLUMNS = ("case_id", "group", "source", "subject")
 
@@ -59,14 +59,3 @@ def write_splits(path: str | os.PathLike, splits: Sequence[dict]) -> None:
     """Write nnU-Net's ``splits_final.json`` (a list of ``{"train": [...], "val": [...]}``)."""
     clean = [{"train": sorted(map(str, s["train"])), "val": sorted(map(str, s["val"]))} for s in splits]
     Path(path).write_text(json.dumps(clean, indent=2))
-
-
-def dataframe_markdown(df, digits: int = 1) -> str:
-    """A DataFrame as a Markdown table (no tabulate dependency)."""
-    def fmt(v):
-        if isinstance(v, float):
-            return "n/a" if v != v else f"{v:.{digits}f}"
-        return str(v)
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "| " + " | ".join("---" for _ in df.columns) + " |"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
