@@ -25,6 +25,8 @@ setup(
         "scipy>=1.10",
         "numpy>=1.24",
         "pandas>=2.0",
+        "tabulate>=0.9",      # pandas' DataFrame.to_markdown
+        "markdown>=3.4",      # report.md -> report.html
         "matplotlib>=3.7",
         "tqdm>=4.60",
         "nilearn>=0.10",

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from markdown_tables import tables_with_header
 from nnunet_ataxia.pretrained import release
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -24,18 +25,12 @@ def _array(path):
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def _table_rows(md: str, header_start: str) -> dict[str, list[str]]:
+def _table_rows(md: str, *header_start: str) -> dict[str, list[str]]:
     """``{first cell: cells}`` of the rows of the Markdown tables whose header starts with ``header_start`` (the
     first row of that name wins: the overall tables come before the per-group ones)."""
     rows: dict[str, list[str]] = {}
-    inside = False
-    for line in md.splitlines():
-        if line.startswith(header_start):
-            inside = True
-        elif not line.startswith("|"):
-            inside = False
-        elif inside and not line.startswith("| ---"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    for table in tables_with_header(md, *header_start):
+        for cells in table[1:]:
             rows.setdefault(cells[0], cells)
     return rows
 
@@ -85,8 +80,8 @@ def test_quick_demo_runs_every_step_and_rerun_skips_finished_steps(tmp_path, req
                                  f"{subject}_desc-cerebellum_mask.nii.gz") > 0
         else:
             truth[case] = np.isin(_array(out / "demo_data" / "hammers" / f"{subject}-seg.nii.gz"), (17, 18))
-    dice_rows = _table_rows(md, "| Method | Cerebellum |")
-    volume_rows = _table_rows(md, "| Method | Structure |")
+    dice_rows = _table_rows(md, "Method", "Cerebellum")
+    volume_rows = _table_rows(md, "Method", "Structure")
     for name, folder in (("pretrained M2", out / "pretrained" / "cerebellum_native"),
                          ("trained M2", out / "predictions_native")):
         dice, volume = [], []
@@ -98,7 +93,7 @@ def test_quick_demo_runs_every_step_and_rerun_skips_finished_steps(tmp_path, req
         assert float(dice_rows[name][1]) == pytest.approx(np.mean(dice), abs=6e-4)
         assert float(volume_rows[name][4]) == pytest.approx(np.mean(volume), rel=1e-6, abs=6e-3)  # V pred (mm³)
         if name == "pretrained M2" and sca2_test:  # the per-subject volume table (Table 4 layout)
-            table = _table_rows(md, "| Subject | Ground truth | pretrained M2 |")
+            table = _table_rows(md, "Subject", "Ground truth", "pretrained M2")
             rows = {re.sub(r"\s*\*+$", "", k): r for k, r in table.items()}
             assert sorted(rows) == sorted(sca2_test)
             for case, r in rows.items():

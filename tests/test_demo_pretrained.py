@@ -4,6 +4,7 @@ runs inside the quick demo of tests/test_demo_main_job.py)."""
 import numpy as np
 import pytest
 
+from markdown_tables import header_position
 from nnunet_ataxia.cli import main
 from nnunet_ataxia.demo.pretrained_step import segment_test_subjects
 from nnunet_ataxia.pretrained import release
@@ -91,5 +92,5 @@ def test_report_keeps_the_figures_of_two_volume_comparisons_apart(tmp_path):
         for fig in ("scatter.png", "bland_altman.png"):
             assert f"(figures/{prefix}_{fig})" in md
             assert (out / "figures" / f"{prefix}_{fig}").read_bytes() == (tmp_path / name / fig).read_bytes()
-    assert md.index("(figures/volumes_scatter.png)") < md.index("| Subject | Ground truth | other |") < \
+    assert md.index("(figures/volumes_scatter.png)") < header_position(md, "Subject", "Ground truth", "other") < \
         md.index("(figures/volumes2_scatter.png)")

@@ -100,3 +100,32 @@ def test_trainer_names_follow_nnunet_rules():
         assert issubclass(getattr(t, name), nnUNetTrainer)
     smoke = [n for n in t.__all__ if n.endswith("_smoke")]
     assert {n[: -len("_smoke")] for n in smoke} <= set(t.__all__)
+
+
+def test_trainer_variants_use_one_mechanism_single_inheritance_and_class_attributes():
+    """Every trainer derives from one class only (no mixins); a ``_smoke``/``_demo`` variant derives from the trainer
+    it shortens and sets nothing but its ``schedule``; ``_paperNDA`` only switches the paper's augmentation off."""
+    import nnunet_ataxia.trainers as t
+    from nnunet_ataxia.trainers.schedules import ScheduledTrainer, TrainingSchedule
+
+    def own(cls):
+        return {k for k in vars(cls) if not k.startswith("__")}
+
+    for name in t.__all__:
+        cls = getattr(t, name)
+        assert issubclass(cls, ScheduledTrainer), name
+        assert len(cls.__bases__) == 1, f"{name} mixes {cls.__bases__}"
+        for suffix in ("_smoke", "_demo"):
+            if name.endswith(suffix):
+                assert cls.__bases__[0] is getattr(t, name[: -len(suffix)]), name
+                assert own(cls) == {"schedule"} and isinstance(cls.schedule, TrainingSchedule), name
+        if name.endswith("_paperNDA"):
+            assert cls.__bases__[0] is getattr(t, name.replace("NDA", "WDA")) and own(cls) == {"paper_augmentation"}
+            assert cls.paper_augmentation is False and getattr(t, name.replace("NDA", "WDA")).paper_augmentation
+    assert t.ScheduledTrainer.schedule is None and t.M2InceptionTrainer_pretrained.schedule is None
+
+
+def test_a_schedule_is_checked():
+    from nnunet_ataxia.trainers.schedules import TrainingSchedule
+    with pytest.raises(AssertionError, match="batch_size must be a positive integer"):
+        TrainingSchedule(num_epochs=1, batch_size=0)

@@ -66,13 +66,11 @@ def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs
     trainer_dir = tmp_path / "trainers"
     trainer_dir.mkdir()
     (trainer_dir / "two_epoch_test_trainer.py").write_text(textwrap.dedent(f"""
-        import torch
-        from nnunet_ataxia.trainers.cerebellum_trainers import M2InceptionTrainer_pretrained_smoke
+        from nnunet_ataxia.trainers.cerebellum_trainers import M2InceptionTrainer_pretrained
+        from nnunet_ataxia.trainers.schedules import TrainingSchedule
 
-        class {TEST_TRAINER}(M2InceptionTrainer_pretrained_smoke):
-            def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-                super().__init__(plans, configuration, fold, dataset_json, device)
-                self.num_epochs = 2
+        class {TEST_TRAINER}(M2InceptionTrainer_pretrained):
+            schedule = TrainingSchedule(num_epochs=2, iterations_per_epoch=2, val_iterations_per_epoch=1)
         """))
     monkeypatch.setenv("nnUNet_extTrainer", os.pathsep.join([nnunet_environ["nnUNet_extTrainer"], str(trainer_dir)]))
 

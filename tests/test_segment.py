@@ -74,7 +74,7 @@ def segmented(workspace, subject, tmp_path_factory, request):
     out = tmp_path_factory.mktemp("seg") / "out"
     env = nnunet_env(root, results=False, OMP_NUM_THREADS="1")  # segment must not need nnUNet_results
     model = _model_args(request)
-    first = _run(["nnunet-ataxia", "segment", "-i", t1_path, "-o", out, *FAST, *model], env)
+    _run(["nnunet-ataxia", "segment", "-i", t1_path, "-o", out, *FAST, *model], env)
     return out, env, model
 
 
@@ -345,3 +345,22 @@ def test_fine_tune_from_pretrained_weights(workspace, tmp_path, request):
     diffs = [float((after[k].float() - before[k].float()).abs().max()) for k in before]
     # started from the pretrained weights (two Adam steps of lr 1e-3 move no weight far) and did train
     assert max(diffs) < 0.02 and max(diffs) > 0
+
+
+@pytest.mark.parametrize("labels, message", [
+    ({"background": 0, "cerebellum": 1, "brainstem": 2}, None),
+    ({"background": 0, "cerebellum": 1, "both": [1, 2]}, "region-based label 'both'"),
+    ({"cerebellum": 1, "brainstem": 2}, "nnU-Net refuses these labels"),
+])
+def test_model_labels_are_read_the_way_nnunet_reads_them(tmp_path, labels, message):
+    from nnunet_ataxia.errors import InputError
+    from nnunet_ataxia.inference.model import model_labels
+
+    dj = {"labels": labels, "regions_class_order": [1, 2]} if "both" in labels else {"labels": labels}
+    (tmp_path / "dataset.json").write_text(json.dumps(dj))
+    if message is None:
+        assert model_labels(tmp_path) == labels
+    else:
+        with pytest.raises(InputError, match=message) as error:
+            model_labels(tmp_path)
+        assert str(tmp_path / "dataset.json") in str(error.value)

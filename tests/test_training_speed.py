@@ -5,7 +5,6 @@ import sys
 
 import pytest
 import torch
-from torch import nn
 
 from nnunet_ataxia.architectures import M2InceptionUNet
 from nnunet_ataxia.trainers.cerebellum_trainers import paper_epoch_iterations
@@ -82,7 +81,7 @@ for name in sys.argv[1].split(","):
     batch = next(t.dataloader_train)
     loss = t.train_step(batch)["loss"]
     out[name] = dict(iterations=t.num_iterations_per_epoch, val_iterations=t.num_val_iterations_per_epoch,
-                     batch_size=t.batch_size, batch_shape=list(batch["data"].shape),
+                     epochs=t.num_epochs, batch_size=t.batch_size, tta=t.inference_allowed_mirroring_axes, batch_shape=list(batch["data"].shape),
                      dropout=type(t.network.dropout).__name__, bf16=t.cpu_bf16, conv_dtypes=seen,
                      loss_finite=bool(abs(float(loss)) < 1e9))
     t.dataloader_train._finish() if hasattr(t.dataloader_train, "_finish") else None
@@ -111,11 +110,17 @@ def _probe(env, trainers, patch=None, **extra):
 @pytest.mark.e2e
 def test_paper_trainers_use_batch_1_one_pass_epochs_and_the_papers_dropout(planned_toy):
     # 5 cases, nnU-Net's 5-fold split: fold 0 trains on 4 and validates on 1
-    got = _probe(planned_toy, ["M1Trainer_paperWDA", "M1Trainer_paperNDA", "M1Trainer"],
-                 **{BF16_VARIABLE: "0"})
+    got = _probe(planned_toy, ["M1Trainer_paperWDA", "M1Trainer_paperNDA", "M1Trainer", "M1Trainer_paperNDA_smoke",
+                               "M2InceptionTrainer_paperWDA_demo"], **{BF16_VARIABLE: "0"})
     wda, nda, nnunet = got["M1Trainer_paperWDA"], got["M1Trainer_paperNDA"], got["M1Trainer"]
-    assert (wda["iterations"], wda["val_iterations"], wda["batch_size"]) == (4 * 11, 1, 1)
-    assert (nda["iterations"], nda["val_iterations"], nda["batch_size"]) == (4, 1, 1)
+    assert (wda["epochs"], wda["iterations"], wda["val_iterations"], wda["batch_size"]) == (200, 4 * 11, 1, 1)
+    assert (nda["epochs"], nda["iterations"], nda["val_iterations"], nda["batch_size"]) == (200, 4, 1, 1)
+    # a schedule (trainers.schedules) replaces the recipe's run length and batch, and switches test-time mirroring off
+    smoke, demo = got["M1Trainer_paperNDA_smoke"], got["M2InceptionTrainer_paperWDA_demo"]
+    assert (smoke["epochs"], smoke["iterations"], smoke["val_iterations"], smoke["batch_size"]) == (1, 2, 1, 1)
+    assert (demo["epochs"], demo["iterations"], demo["val_iterations"], demo["batch_size"]) == (10, 8, 2, 2)
+    assert demo["batch_shape"] == [2, 1, 96, 128, 128] and demo["dropout"] == "Dropout"
+    assert smoke["tta"] is None and demo["tta"] is None and nnunet["tta"] == [0, 1, 2]
     assert wda["batch_shape"] == [1, 1, 96, 128, 128]
     assert wda["dropout"] == nda["dropout"] == "Dropout"  # element-wise, after the output layer
     # nnU-Net's recipe is untouched: 250 iterations of the plans' batch 2, dropout before the output layer

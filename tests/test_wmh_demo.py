@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from markdown_tables import markdown_tables, tables_with_header
 from nnunet_ataxia.demo.wmh_demo import DATASET_NAME, METHODS, demo_size, verdict
 
 THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -65,15 +66,9 @@ def _auc(cases):
 
 
 def _report_rows(md):
-    rows, inside = {}, False
-    for line in md.splitlines():
-        if line.startswith("| method | threshold"):
-            inside, header = True, [c.strip() for c in line.strip().strip("|").split("|")]
-        elif inside and line.startswith("|") and not line.startswith("| ---"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            rows[cells[0]] = dict(zip(header, cells))
-        elif not line.startswith("|"):
-            inside = False
+    rows = {}
+    for table in tables_with_header(md, "method", "threshold"):
+        rows.update({cells[0]: dict(zip(table[0], cells)) for cells in table[1:]})
     return rows
 
 
@@ -132,12 +127,9 @@ def test_report_states_the_bootstrap_p_value_written_by_wmh_stats(demo):
     p_text = "p < 0.01" if p == 0 else f"p = {p:.3f}"
     claim = "**SS+Loc beats SS**" if p < 0.05 else "**SS+Loc does not beat SS**"
     assert claim in md and p_text in md, md[:2000]
-    lines = md.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| H0: row no better than column"))
-    header = [c.strip() for c in lines[start].strip().strip("|").split("|")]
-    row = next([c.strip() for c in line.strip().strip("|").split("|")] for line in lines[start + 2:]
-               if line.startswith("| SS+Loc |"))
-    assert dict(zip(header, row))["SS"] == ("<0.01" if p == 0 else f"{p:.3f}")
+    (table,) = [t for t in markdown_tables(md) if t[0][0].startswith("H0: row no better than column")]
+    row = next(cells for cells in table[1:] if cells[0] == "SS+Loc")
+    assert dict(zip(table[0], row))["SS"] == ("<0.01" if p == 0 else f"{p:.3f}")
     ss_loc, ss = summary["methods"]["SS+Loc"]["test_dice"], summary["methods"]["SS"]["test_dice"]
     assert f"test Dice {ss_loc:.3f} (SS+Loc) vs {ss:.3f} (SS)" in md
     assert verdict(summary).replace("**", "") in log

@@ -17,7 +17,7 @@ from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 from nnunet_ataxia.architectures.wmh_patches import SCALE_FACTORS, extract_multiscale_patches
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.trainers import trainer_names, wmh_paper_recipe, wmh_trainers
-from nnunet_ataxia.trainers.wmh_paper_recipe import PaperRecipe, validation_auc
+from nnunet_ataxia.trainers.wmh_paper_recipe import WMHPaperRecipeTrainer, validation_auc
 from nnunet_ataxia.trainers.wmh_pixel_pool import (PatchReader, PoolBatches, build_pixel_pool, is_new_best,
                                                    scale_case_images)
 
@@ -209,11 +209,11 @@ def test_every_trainer_has_a_paper_variant_found_by_nnunet(nnunet_environ):
     for name in originals:
         for suffix in ("_paper", "_paper_smoke"):
             cls = getattr(wmh_paper_recipe, name + suffix)
-            assert issubclass(cls, getattr(wmh_trainers, name)) and issubclass(cls, PaperRecipe)
-            net = cls.build_network_architecture(None, None, 10, 2)
             base = getattr(wmh_trainers, name)
+            assert issubclass(cls, WMHPaperRecipeTrainer) and cls.wmh_network == base.wmh_network
+            net = cls.build_network_architecture(None, None, 10, 2)
             assert (net.variant, net.use_location, net.location_injection) == \
-                (base.variant, base.use_location, base.location_injection)
+                (base.wmh_network.variant, base.wmh_network.use_location, base.wmh_network.location_injection)
         assert fo.recursive_find_trainer_class_by_name(name + "_paper_smoke") is \
             getattr(wmh_paper_recipe, name + "_paper_smoke")
 

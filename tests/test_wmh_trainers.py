@@ -70,7 +70,8 @@ def test_every_variant_has_a_trainer_and_a_smoke_trainer():
         cls = getattr(wmh_trainers, name)
         net = cls.build_network_architecture(None, None, 10, 2, True)
         assert isinstance(net, WMHLocationNet)
-        assert net.variant == cls.variant and net.use_location == ("Loc" in name)
+        assert net.variant == cls.wmh_network.variant and net.use_location == ("Loc" in name)
+        assert (cls.schedule is not None) == name.endswith("_smoke")
         assert "__" not in name
     inj = wmh_trainers.WMHSSLocLastConvTrainer.build_network_architecture(None, None, 10, 2)
     assert inj.location_injection == "last_conv"
@@ -80,3 +81,15 @@ def test_trainers_are_found_by_nnunet_lookup(nnunet_environ):
     import nnunetv2.utilities.find_objects as fo   # nnunetv2.paths reads nnUNet_extTrainer lazily
     cls = fo.recursive_find_trainer_class_by_name("WMHMSWSLocTrainer_smoke")
     assert cls is wmh_trainers.WMHMSWSLocTrainer_smoke
+
+
+def test_sampled_hard_counts_match_a_direct_count():
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(500, 3, generator=g), torch.randint(0, 3, (500,), generator=g)
+    got = wmh_trainers.sampled_hard_counts(logits, labels)
+    pred = logits.argmax(1)
+    for i, k in enumerate((1, 2)):
+        assert got["tp_hard"][i] == ((pred == k) & (labels == k)).sum().item()
+        assert got["fp_hard"][i] == ((pred == k) & (labels != k)).sum().item()
+        assert got["fn_hard"][i] == ((pred != k) & (labels == k)).sum().item()
+    assert all(v.shape == (2,) and v.dtype == float for v in got.values())

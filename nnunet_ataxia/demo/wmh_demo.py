@@ -198,7 +198,8 @@ def _plan(env: dict, np_: str) -> None:
 def _notes(summary: dict, size: DemoSize, n_bootstrap: int) -> str:
     from nnunet_ataxia.trainers import wmh_paper_recipe as recipe
 
-    epochs = getattr(recipe, size.trainer("SS")).paper_num_epochs
+    trainer = getattr(recipe, size.trainer("SS"))
+    epochs = trainer.schedule.num_epochs if trainer.schedule is not None else trainer.paper_num_epochs
     return (f"{verdict(summary)} "
             f"Data: {size.n_train} training and {size.n_test} test cases generated from the MNI152 template "
             f"(T1 + FLAIR {' x '.join(f'{s:g}' for s in size.flair_spacing)} mm). Bright FLAIR blobs of one "

@@ -15,7 +15,10 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
+
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.files import dataframe_markdown
 
 #: (section title, the table file each command writes, its figures)
 SECTIONS = {
@@ -56,52 +59,30 @@ def _section_markdown(kind: str, folder: Path, figures_dir: Path) -> list[str]:
     return lines
 
 
-def _inline(text: str) -> str:
-    t = html.escape(text)
-    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
-    t = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
-    return t.replace("\\*", "*")
-
-
 def markdown_to_html(md: str, base_dir: Path, title: str) -> str:
-    """Convert the Markdown subset written here (headings, pipe tables, images, paragraphs) to one HTML page
-    with the images embedded as base64."""
-    out, table = [], []
+    """One HTML page from the report's Markdown (Python-Markdown with its ``tables`` extension), the figures it links
+    (``figures/*.png`` under ``base_dir``) embedded as base64 so the page is a single file.
 
-    def flush_table():
-        if not table:
-            return
-        rows = [[c.strip() for c in r.strip().strip("|").split("|")] for r in table if not re.match(r"^\|\s*-", r)]
-        out.append("<table>")
-        for i, row in enumerate(rows):
-            tag = "th" if i == 0 else "td"
-            out.append("<tr>" + "".join(f"<{tag}>{_inline(c)}</{tag}>" for c in row) + "</tr>")
-        out.append("</table>")
-        table.clear()
+    Example:
+        >>> page = markdown_to_html("# Demo\\n\\n| a | b |\\n|---|---|\\n| 1 | 2 |", Path("."), "Demo")
+        >>> "<h1>Demo</h1>" in page and "<td>2</td>" in page
+        True
+    """
+    import markdown
 
-    for line in md.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush_table()
-        m_h = re.match(r"^(#{1,6}) (.*)$", line)
-        m_img = re.match(r"^!\[([^\]]*)\]\(([^)]+)\)$", line.strip())
-        if m_h:
-            n = len(m_h.group(1))
-            out.append(f"<h{n}>{_inline(m_h.group(2))}</h{n}>")
-        elif m_img:
-            data = base64.b64encode((base_dir / m_img.group(2)).read_bytes()).decode("ascii")
-            out.append(f'<figure><img alt="{html.escape(m_img.group(1))}" src="data:image/png;base64,{data}">'
-                       f"<figcaption>{html.escape(m_img.group(1))}</figcaption></figure>")
-        elif line.strip():
-            out.append(f"<p>{_inline(line)}</p>")
-    flush_table()
+    body = markdown.markdown(md, extensions=["tables"], output_format="html")
+
+    def embed(match: re.Match) -> str:
+        data = base64.b64encode((base_dir / html.unescape(match.group(1))).read_bytes()).decode("ascii")
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="(figures/[^"]+)"', embed, body)
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
              "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}"
-             "img{max-width:100%}figure{display:inline-block;margin:0.5em;max-width:48%}")
+             "img{max-width:100%}p:has(> img){display:inline-block;margin:0.5em;max-width:48%;vertical-align:top}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
 
 
 def build_report(out_dir: str | os.PathLike, title: str = "nnunet-ataxia experiment",
@@ -153,20 +134,17 @@ def _volume_statistics_lines(path: Path) -> list[str]:
     if not isinstance(stats, dict):
         raise InputError(f"{path}: no 'statistics' in this compare-volumes summary (corrupt or edited?)")
     name = stats.get("model_name", "model")
-    lines = ["### Paired statistics", "", "| method | MAE (mm³) | bias (mm³) | Pearson r | paired t p | Wilcoxon p |",
-             "| --- | --- | --- | --- | --- | --- |"]
 
     def g(d, *keys):
         for k in keys:
             d = d.get(k) if isinstance(d, dict) else None
         return "n/a" if d is None else (f"{d:.3g}" if isinstance(d, float) else str(d))
 
-    for key, label in (("model", name), ("acapulco", "ACAPULCO")):
-        if key in stats:
-            s = stats[key]
-            lines.append(f"| {label} | {g(s, 'mae')} | {g(s, 'bland_altman', 'bias')} | "
-                         f"{g(s, 'pearson', 'statistic')} | {g(s, 'paired_t_vs_ground_truth', 'p_value')} | "
-                         f"{g(s, 'wilcoxon_vs_ground_truth', 'p_value')} |")
+    rows = [[label, g(s, "mae"), g(s, "bland_altman", "bias"), g(s, "pearson", "statistic"),
+             g(s, "paired_t_vs_ground_truth", "p_value"), g(s, "wilcoxon_vs_ground_truth", "p_value")]
+            for key, label in (("model", name), ("acapulco", "ACAPULCO")) if key in stats for s in [stats[key]]]
+    columns = ["method", "MAE (mm³)", "bias (mm³)", "Pearson r", "paired t p", "Wilcoxon p"]
+    lines = ["### Paired statistics", "", dataframe_markdown(pd.DataFrame(rows, columns=columns))]
     if "model_vs_acapulco_abs_error" in stats:
         s = stats["model_vs_acapulco_abs_error"]
         lines += ["", f"Absolute errors {name} vs ACAPULCO: paired t p = {g(s, 'paired_t', 'p_value')}, "

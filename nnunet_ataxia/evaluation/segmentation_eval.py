@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.cases import IMAGE_ENDINGS, list_cases
 from nnunet_ataxia.io.images import read_label_map
 from nnunet_ataxia.evaluation.metrics import structure_metrics, valid_voxels
-from nnunet_ataxia.io.files import check_case_sets
+from nnunet_ataxia.io.files import check_case_sets, dataframe_markdown
 from nnunet_ataxia.io.images import check_same_geometry
 
 # the columns of Table 2 of Cabeza-Ruiz et al. and the metric keys behind them
@@ -154,10 +155,10 @@ def paper_table_markdown(summaries: Mapping[str, dict], structures: Sequence[str
         >>> s = {"M1": {"mean": {"brainstem": {"Dice": .926, "Jaccard": .861, "Specificity": .988,
         ...                                    "Sensitivity": .982}}}}
         >>> print(paper_table_markdown(s))
-        | Method | Brainstem |  |  |  |
-        | --- | --- | --- | --- | --- |
-        |  | DSC | JI | SP | SN |
-        | M1 | 0.926 | 0.861 | 0.988 | 0.982 |
+        | Method   | Brainstem   |       |       |       |
+        |----------|-------------|-------|-------|-------|
+        |          | DSC         | JI    | SP    | SN    |
+        | M1       | 0.926       | 0.861 | 0.988 | 0.982 |
     """
     first = next(iter(summaries.values()))
     structures = list(structures or first["mean"].keys())
@@ -166,17 +167,13 @@ def paper_table_markdown(summaries: Mapping[str, dict], structures: Sequence[str
     for s in structures:
         header += [s.replace("_", " ").capitalize()] + [""] * (len(PAPER_COLUMNS) - 1)
         sub += [c for c, _ in PAPER_COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |",
-             "| " + " | ".join(sub) + " |"]
+    rows = [sub]
     for method, summary in summaries.items():
         mean = summary["mean"] if group is None else summary.get("mean_per_group", {}).get(group)
         if mean is None:
             continue
-        cells = [method]
-        for s in structures:
-            cells += [_fmt(mean.get(s, {}).get(k), digits) for _, k in PAPER_COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([method] + [_fmt(mean.get(s, {}).get(k), digits) for s in structures for _, k in PAPER_COLUMNS])
+    return dataframe_markdown(pd.DataFrame(rows, columns=header))
 
 
 def extra_metrics_markdown(summaries: Mapping[str, dict], digits: int = 2) -> str:
@@ -187,9 +184,6 @@ def extra_metrics_markdown(summaries: Mapping[str, dict], digits: int = 2) -> st
     first = next(iter(summaries.values()))
     some_struct = next(iter(first["mean"].values()))
     keys = [(c, k) for c, k in keys if k in some_struct]
-    lines = ["| Method | Structure | " + " | ".join(c for c, _ in keys) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in keys) + " |"]
-    for method, summary in summaries.items():
-        for s, m in summary["mean"].items():
-            lines.append(f"| {method} | {s} | " + " | ".join(_fmt(m.get(k), digits) for _, k in keys) + " |")
-    return "\n".join(lines)
+    rows = [[method, s] + [_fmt(m.get(k), digits) for _, k in keys]
+            for method, summary in summaries.items() for s, m in summary["mean"].items()]
+    return dataframe_markdown(pd.DataFrame(rows, columns=["Method", "Structure"] + [c for c, _ in keys]))

@@ -18,7 +18,7 @@ from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.images import read_label_map
 from nnunet_ataxia.evaluation.metrics import volume_mm3
 from nnunet_ataxia.io.images import check_same_geometry
-from nnunet_ataxia.io.files import read_table
+from nnunet_ataxia.io.files import dataframe_markdown, read_table
 
 GROUP_ORDER = ("control", "presymptomatic", "sca2")
 GROUP_MARKERS = {"presymptomatic": "*", "sca2": "**"}
@@ -304,7 +304,7 @@ def volumes_table_markdown(table: pd.DataFrame, model_name: str = "model") -> st
     head = ["Subject", "Ground truth", model_name] + (["ACAPULCO"] if has_aca else []) + \
         [f"{model_name} error", f"{model_name} error %"] + \
         (["ACAPULCO error", "ACAPULCO error %", "closer"] if has_aca else [])
-    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    rows = []
     for _, r in table.iterrows():
         marker = GROUP_MARKERS.get(str(r["group"]), "")
         cells = [f"{r['case_id']} {marker}".strip(), f"{r['ground_truth']:.0f}", f"{r['model']:.0f}"]
@@ -314,6 +314,6 @@ def volumes_table_markdown(table: pd.DataFrame, model_name: str = "model") -> st
         if has_aca:
             cells += [f"{r['acapulco_error']:+.0f}", f"{r['acapulco_rel_error_pct']:+.2f}",
                       {"model": model_name, "acapulco": "ACAPULCO"}.get(r["closer"], "tie")]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "\\* presymptomatic carrier, \\*\\* SCA2 patient; errors = method - ground truth (mm³)."]
-    return "\n".join(lines)
+        rows.append(cells)
+    return "\n".join([dataframe_markdown(pd.DataFrame(rows, columns=head)), "",
+                      "\\* presymptomatic carrier, \\*\\* SCA2 patient; errors = method - ground truth (mm³)."])

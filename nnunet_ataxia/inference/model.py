@@ -21,6 +21,7 @@ from typing import Sequence
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.pretrained import release
+from nnunet_ataxia.io.cases import load_dataset_labels
 from nnunet_ataxia.io.nnunet_env import nnunet_folder, trainer_shim_folder
 
 __all__ = ["ModelSpec", "resolve_model", "load_predictor", "model_labels"]
@@ -65,22 +66,12 @@ def _check_model_folder(folder: Path, folds: Sequence | None, checkpoint: str, s
 
 
 def _find_dataset_folder(results: Path, dataset: str | int) -> Path:
-    text = str(dataset)
-    if text.startswith("Dataset"):
-        if (results / text).is_dir():
-            return results / text
-        raise InputError(f"dataset '{text}': not found in nnUNet_results ({results})")
-    try:
-        prefix = f"Dataset{int(text):03d}_"
-    except ValueError:
-        raise InputError(f"dataset '{text}': give a numeric id (e.g. 510) or a name like "
-                         f"Dataset510_SynthCerebellumBrainstem") from None
-    found = sorted(p for p in results.iterdir() if p.is_dir() and p.name.startswith(prefix)) \
-        if results.is_dir() else []
-    if len(found) != 1:
-        raise InputError(f"dataset '{text}': {'no' if not found else 'more than one'} trained model folder "
-                         f"{prefix}* in nnUNet_results ({results})")
-    return found[0]
+    from nnunet_ataxia.io.nnunet_env import dataset_name
+
+    folder = results / dataset_name(dataset)
+    if not folder.is_dir():
+        raise InputError(f"dataset '{dataset}': no trained model folder {folder.name} in nnUNet_results ({results})")
+    return folder
 
 
 def resolve_model(*, model_folder: str | os.PathLike | None = None, dataset: str | int | None = None,
@@ -142,22 +133,14 @@ def model_labels(folder: str | os.PathLike) -> dict[str, int]:
         >>> model_labels(resolve_model(cache_dir="/tmp/cache").folder)  # doctest: +SKIP
         {'background': 0, 'cerebellum': 1, 'brainstem': 2}
     """
-    import json
-
     path = Path(folder) / "dataset.json"
-    try:
-        labels = json.loads(path.read_text())["labels"]
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"{path}: cannot read the labels ({e})") from None
-    out = {}
-    for name, value in labels.items():
-        if isinstance(value, (list, tuple)):
-            raise InputError(f"{path}: region-based label '{name}' {value}: segment needs a model with one value "
-                             f"per label")
-        out[str(name)] = int(value)
-    if out.get("background") != 0:
-        raise InputError(f"{path}: labels must contain background = 0")
-    return out
+    structures, _, _ = load_dataset_labels(path)  # read and checked the way nnU-Net's LabelManager reads them
+    regions = {name: values for name, values in structures.items() if len(values) > 1}
+    if regions:
+        name, values = next(iter(regions.items()))
+        raise InputError(f"{path}: region-based label '{name}' {list(values)}: segment needs a model with one value "
+                         f"per label")
+    return {"background": 0, **{name: values[0] for name, values in structures.items()}}
 
 
 def load_predictor(spec: ModelSpec, *, mirror: bool = False, device: str | None = None):

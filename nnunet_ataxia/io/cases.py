@@ -135,20 +135,28 @@ def parse_named(spec: str, default_name: str) -> tuple[str, str]:
 
 
 def load_dataset_labels(dataset_json: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], int | None, set[int]]:
-    """Structures to evaluate from an nnU-Net dataset.json.
+    """Structures to evaluate from an nnU-Net dataset.json, read the way nnU-Net reads it (its ``LabelManager``:
+    background 0, the ignore label above every other label, regions need ``regions_class_order``).
 
     Returns:
         (structure name -> label values (a region is the union of several), ignore label or None,
          the set of all label values the dataset allows).
+
+    Example:
+        >>> import json, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "dataset.json")
+        >>> _ = open(path, "w").write(json.dumps({"labels": {"background": 0, "wmh": 1, "ignore": 2}}))
+        >>> load_dataset_labels(path)
+        ({'wmh': (1,)}, 2, {0, 1, 2})
     """
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
     path = Path(dataset_json)
     dj = read_json(path, "dataset.json")
     labels = dj.get("labels")
     if not isinstance(labels, dict) or not labels:
         raise InputError(f"{path}: not an nnU-Net dataset.json: no 'labels' mapping of names to values")
     structures: dict[str, tuple[int, ...]] = {}
-    ignore = None
-    allowed: set[int] = set()
     for name, value in labels.items():
         try:
             values = tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
@@ -156,11 +164,13 @@ def load_dataset_labels(dataset_json: str | os.PathLike) -> tuple[dict[str, tupl
             raise InputError(f"{path}: label '{name}' has a non-integer value {value!r}") from None
         if not values or any(v < 0 for v in values):
             raise InputError(f"{path}: label '{name}' has an invalid value {value!r} (whole numbers >= 0)")
-        allowed.update(values)
-        if name == "ignore":
-            ignore = values[0]
-        elif values != (0,) and name != "background":
+        if name not in ("background", "ignore") and values != (0,):
             structures[name] = values
+    try:
+        manager = LabelManager(labels, dj.get("regions_class_order"))
+    except (AssertionError, RuntimeError) as e:
+        raise InputError(f"{path}: nnU-Net refuses these labels: {e}") from None
     if not structures:
         raise InputError(f"{path}: no foreground label in 'labels'")
-    return structures, ignore, allowed
+    ignore = manager.ignore_label
+    return structures, ignore, {int(v) for v in manager.all_labels} | ({ignore} if ignore is not None else set())

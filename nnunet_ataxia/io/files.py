@@ -218,11 +218,26 @@ def read_table(path: str | os.PathLike, *, what: str = "table", sep: str | None 
 
 
 def dataframe_markdown(df, digits: int = 1) -> str:
-    """A DataFrame as a Markdown table (no tabulate dependency)."""
-    def fmt(v):
-        if isinstance(v, float):
+    """A DataFrame as a Markdown (GitHub) table, rendered by pandas (``DataFrame.to_markdown``).
+
+    Floats get ``digits`` decimals (NaN: ``n/a``); every other cell is written as its text, verbatim (no re-parsing of
+    numbers in strings); ``|`` inside a cell is escaped. Column names may repeat (e.g. ``""`` under a spanning header).
+
+    Example:
+        >>> import pandas as pd
+        >>> print(dataframe_markdown(pd.DataFrame({"method": ["M2", "M1"], "Dice": [0.9261, float("nan")]}), 3))
+        | method   | Dice   |
+        |----------|--------|
+        | M2       | 0.926  |
+        | M1       | n/a    |
+    """
+    import pandas as pd
+
+    def fmt(v) -> str:
+        if isinstance(v, (float, np.floating)):
             return "n/a" if v != v else f"{v:.{digits}f}"
-        return str(v)
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "| " + " | ".join("---" for _ in df.columns) + " |"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
+        return str(v).replace("|", "\\|")
+
+    cells = [[fmt(v) for v in row] for row in df.itertuples(index=False)]
+    text = pd.DataFrame(cells, columns=[fmt(c) for c in df.columns])
+    return text.to_markdown(index=False, tablefmt="github", disable_numparse=True)

@@ -61,8 +61,35 @@ def nnunet_folder(variable: str) -> Path:
     return Path(value)
 
 
+def dataset_name(dataset: str | int) -> str:
+    """The ``DatasetXXX_Name`` that nnU-Net's commands use for an id or a name: nnU-Net's own
+    ``maybe_convert_to_dataset_name`` (an id is looked up in nnUNet_raw, nnUNet_preprocessed and nnUNet_results, and
+    must name one dataset there), its errors turned into one :class:`InputError` line.
+
+    Example:
+        >>> dataset_name("Dataset501_HammersN30R95")
+        'Dataset501_HammersN30R95'
+    """
+    from nnunetv2.utilities.dataset_name_id_conversion import (find_candidate_datasets,
+                                                               maybe_convert_to_dataset_name)
+    text = str(dataset).strip()
+    try:
+        return str(maybe_convert_to_dataset_name(text))
+    except ValueError:
+        raise InputError(f"dataset '{text}': give a numeric id (e.g. 501) or a name like Dataset501_Hammers") from None
+    except RuntimeError:
+        found = [str(c) for c in find_candidate_datasets(int(text))]
+        where = ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in ("nnUNet_raw", "nnUNet_preprocessed",
+                                                                          "nnUNet_results"))
+        if found:
+            raise InputError(f"dataset '{text}': several datasets share this id ({', '.join(found)}) in {where}; "
+                             f"rename or remove all but one") from None
+        raise InputError(f"dataset '{text}': no such dataset in {where}") from None
+
+
 def resolve_raw_dataset(dataset: str | int) -> tuple[str, Path]:
-    """Find ``DatasetXXX_Name`` in ``$nnUNet_raw`` from an id or name; check that its dataset.json exists.
+    """Find ``DatasetXXX_Name`` in ``$nnUNet_raw`` from an id or name (:func:`dataset_name`); check that its
+    dataset.json exists.
 
     Args:
         dataset: an integer id (``501``), its string form, or the full name.
@@ -75,23 +102,9 @@ def resolve_raw_dataset(dataset: str | int) -> tuple[str, Path]:
         ('Dataset501_HammersN30R95', PosixPath('/data/nnUNet_raw/Dataset501_HammersN30R95'))
     """
     raw = nnunet_folder("nnUNet_raw")
-    text = str(dataset)
-    if text.startswith("Dataset"):
-        candidates = [raw / text] if (raw / text).is_dir() else []
-    else:
-        try:
-            dataset_id = int(text)
-        except ValueError:
-            raise InputError(f"dataset '{text}': give a numeric id (e.g. 501) or a name like Dataset501_Hammers")
-        prefix = f"Dataset{dataset_id:03d}_"
-        candidates = sorted(p for p in raw.iterdir() if p.is_dir() and p.name.startswith(prefix)) \
-            if raw.is_dir() else []
-    if not candidates:
-        raise InputError(f"dataset '{text}': no such dataset in nnUNet_raw ({raw})")
-    if len(candidates) > 1:
-        raise InputError(f"dataset '{text}': several datasets share this id in {raw}: "
-                         f"{', '.join(p.name for p in candidates)}")
-    folder = candidates[0]
+    folder = raw / dataset_name(dataset)
+    if not folder.is_dir():
+        raise InputError(f"dataset '{dataset}': no such dataset in nnUNet_raw ({raw}; {folder.name} is not there)")
     if not (folder / "dataset.json").is_file():
         raise InputError(f"{folder / 'dataset.json'}: missing; every nnU-Net raw dataset needs a dataset.json")
     from nnunet_ataxia.io.files import read_json

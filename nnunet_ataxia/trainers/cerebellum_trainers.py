@@ -1,18 +1,19 @@
 """nnU-Net trainers for M1 and M2 (Cabeza-Ruiz et al.).
 
 ``M1Trainer`` / ``M2InceptionTrainer`` keep nnU-Net's whole training recipe and change only the network. The
-``_paperWDA`` / ``_paperNDA`` variants switch to the paper's recipe (Adam with default settings, the soft-Dice loss of
-eq. 1, batch size 1, 200 epochs of one pass over the training images, element-wise dropout after the output layer,
-and either the paper's rotation+shift augmentation or none, no mirroring); ``_smoke`` variants run one epoch of a few
-iterations for tests. Each variant is a tiny subclass that changes one thing. On CPUs with native bf16 all of them run
-the forward pass under bf16 autocast (``cpu_speed``; ``NNUNET_ATAXIA_CPU_BF16=0`` turns it off).
+``_paperWDA`` / ``_paperNDA`` variants derive from :class:`CerebellumPaperRecipeTrainer`, the paper's recipe (Adam with
+default settings, the soft-Dice loss of eq. 1, batch size 1, 200 epochs of one pass over the training images,
+element-wise dropout after the output layer, and either the paper's rotation+shift augmentation or none, no
+mirroring); ``_smoke`` / ``_demo`` variants set a shorter ``schedule`` (``trainers.schedules``). Each variant is a tiny
+subclass that sets one class attribute. On CPUs with native bf16 all of them run the forward pass under bf16 autocast
+(``cpu_speed``; ``NNUNET_ATAXIA_CPU_BF16=0`` turns it off).
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from typing import List, Optional, Tuple, Type, Union
+from typing import List, Tuple, Type, Union
 
 import torch
 from batchgeneratorsv2.helpers.scalar_type import RandomScalar
@@ -29,6 +30,7 @@ from nnunet_ataxia.architectures.common import PatchSizeError, check_spatial_div
 from nnunet_ataxia.trainers.cpu_speed import autocast_forward_bf16, decide_cpu_bf16
 from nnunet_ataxia.trainers.losses import PaperSoftDiceLoss
 from nnunet_ataxia.trainers.paper_augmentation import RandomAxisRotationShiftTransform
+from nnunet_ataxia.trainers.schedules import SMOKE, ScheduledTrainer, TrainingSchedule
 
 
 def refuse(message: str) -> None:
@@ -70,7 +72,7 @@ def paper_epoch_iterations(num_cases: int, copies_per_case: int, samples_per_ite
     return math.ceil(num_cases * copies_per_case / samples_per_iteration)
 
 
-class CerebellumNetworkTrainer(nnUNetTrainer):
+class CerebellumNetworkTrainer(ScheduledTrainer):
     """Shared base: a fixed network instead of nnU-Net's planned U-Net, deep supervision off.
 
     A 3D patch that the network cannot process (not divisible by its down-sampling factor, e.g. nnU-Net's default
@@ -140,9 +142,9 @@ class M2InceptionTrainer(CerebellumNetworkTrainer):
     network_class = M2InceptionUNet
 
 
-class _PaperRecipe:
-    """Mixin: the paper's recipe — Adam (default settings), soft-Dice loss (eq. 1), batch size 1, 200 epochs of one
-    pass over the training images, dropout 0.2 after the last convolutional layer, no mirroring.
+class CerebellumPaperRecipeTrainer(CerebellumNetworkTrainer):
+    """The paper's recipe — Adam (default settings), soft-Dice loss (eq. 1), batch size 1, 200 epochs of one pass
+    over the training images, dropout 0.2 after the last convolutional layer, no mirroring.
 
     An epoch is one pass over the fold's training cases, counted at the start of training from nnU-Net's split: with
     WDA each image and its 10 augmented copies (``11 n`` iterations of batch 1), with NDA each image once (``n``); one
@@ -150,12 +152,10 @@ class _PaperRecipe:
     "pass" holds in number of samples, not as a permutation.) Dropout is element-wise on the output layer's result,
     as in the paper's text and the authors' Keras code, not nnU-Net-style before it.
 
-    Subclasses choose the augmentation with ``paper_augmentation`` (True: WDA, False: NDA).
+    Variants set ``network_class`` and ``paper_augmentation`` (True: WDA, False: NDA).
     """
 
     paper_augmentation: bool = True
-    #: the paper's batch size (``None``: the plans' batch size)
-    paper_batch_size: Optional[int] = 1
     dropout_placement = "output"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -170,8 +170,8 @@ class _PaperRecipe:
 
     def _set_batch_size_and_oversample(self):
         super()._set_batch_size_and_oversample()
-        if self.paper_batch_size is not None and not self.is_ddp:
-            self.batch_size = self.paper_batch_size
+        if not self.is_ddp:
+            self.batch_size = 1  # the paper's
 
     def on_train_start(self):
         if not self.was_initialized:
@@ -215,85 +215,78 @@ class _PaperRecipe:
                                                   apply_probability=10 / 11), tail])
 
 
-class _NoAugmentation(_PaperRecipe):
+
+class M1Trainer_paperWDA(CerebellumPaperRecipeTrainer):
+    """M1 with the paper's recipe and its rotation+shift augmentation (WDA)."""
+
+    network_class = M1UNet
+
+
+class M1Trainer_paperNDA(M1Trainer_paperWDA):
+    """M1 with the paper's recipe and no augmentation (NDA)."""
+
     paper_augmentation = False
 
 
-class _SmokeSchedule:
-    """Mixin: a cheap run for tests and demos — one epoch of two training iterations and one validation iteration,
-    and no mirroring at inference (test-time augmentation would multiply CPU inference time by eight)."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 1
-        self.num_iterations_per_epoch = 2
-        self.num_val_iterations_per_epoch = 1
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        rotation, dummy_2d, initial_patch_size, mirror_axes = \
-            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        self.inference_allowed_mirroring_axes = None
-        return rotation, dummy_2d, initial_patch_size, mirror_axes
-
-
-class _DemoSchedule(_SmokeSchedule):
-    """Mixin: the README demo's CPU budget — 10 epochs of 8 iterations, 2 validation iterations, no mirroring TTA,
-    the plans' batch size (as before the paper trainers moved to batch 1)."""
-
-    paper_batch_size = None
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 10
-        self.num_iterations_per_epoch = 8
-        self.num_val_iterations_per_epoch = 2
-
-
-class M1Trainer_paperWDA(_PaperRecipe, M1Trainer):
-    """M1 with the paper's recipe and its rotation+shift augmentation (WDA)."""
-
-
-class M1Trainer_paperNDA(_NoAugmentation, M1Trainer):
-    """M1 with the paper's recipe and no augmentation (NDA)."""
-
-
-class M2InceptionTrainer_paperWDA(_PaperRecipe, M2InceptionTrainer):
+class M2InceptionTrainer_paperWDA(CerebellumPaperRecipeTrainer):
     """M2 with the paper's recipe and its rotation+shift augmentation (WDA)."""
 
+    network_class = M2InceptionUNet
 
-class M2InceptionTrainer_paperNDA(_NoAugmentation, M2InceptionTrainer):
+
+class M2InceptionTrainer_paperNDA(M2InceptionTrainer_paperWDA):
     """M2 with the paper's recipe and no augmentation (NDA)."""
 
-
-class M1Trainer_smoke(_SmokeSchedule, M1Trainer):
-    """M1Trainer, one short epoch."""
+    paper_augmentation = False
 
 
-class M2InceptionTrainer_smoke(_SmokeSchedule, M2InceptionTrainer):
-    """M2InceptionTrainer, one short epoch."""
+class M1Trainer_smoke(M1Trainer):
+    """M1Trainer, one short epoch (:data:`SMOKE`)."""
+
+    schedule = SMOKE
 
 
-class M1Trainer_paperWDA_smoke(_SmokeSchedule, M1Trainer_paperWDA):
-    """M1Trainer_paperWDA, one short epoch."""
+class M2InceptionTrainer_smoke(M2InceptionTrainer):
+    """M2InceptionTrainer, one short epoch (:data:`SMOKE`)."""
+
+    schedule = SMOKE
 
 
-class M1Trainer_paperNDA_smoke(_SmokeSchedule, M1Trainer_paperNDA):
-    """M1Trainer_paperNDA, one short epoch."""
+class M1Trainer_paperWDA_smoke(M1Trainer_paperWDA):
+    """M1Trainer_paperWDA, one short epoch (:data:`SMOKE`)."""
+
+    schedule = SMOKE
 
 
-class M2InceptionTrainer_paperWDA_smoke(_SmokeSchedule, M2InceptionTrainer_paperWDA):
-    """M2InceptionTrainer_paperWDA, one short epoch."""
+class M1Trainer_paperNDA_smoke(M1Trainer_paperNDA):
+    """M1Trainer_paperNDA, one short epoch (:data:`SMOKE`)."""
+
+    schedule = SMOKE
 
 
-class M2InceptionTrainer_paperNDA_smoke(_SmokeSchedule, M2InceptionTrainer_paperNDA):
-    """M2InceptionTrainer_paperNDA, one short epoch."""
+class M2InceptionTrainer_paperWDA_smoke(M2InceptionTrainer_paperWDA):
+    """M2InceptionTrainer_paperWDA, one short epoch (:data:`SMOKE`)."""
+
+    schedule = SMOKE
 
 
-class M2InceptionTrainer_paperWDA_demo(_DemoSchedule, M2InceptionTrainer_paperWDA):
-    """M2InceptionTrainer_paperWDA (the paper's Table 4 model) on the README demo's CPU budget: 80 iterations, about
-    20 minutes on 2 cores. A demonstration, not a converged model (the paper trained 200 epochs on a GPU)."""
+class M2InceptionTrainer_paperNDA_smoke(M2InceptionTrainer_paperNDA):
+    """M2InceptionTrainer_paperNDA, one short epoch (:data:`SMOKE`)."""
+
+    schedule = SMOKE
+
+
+#: the README demo's CPU budget: 10 epochs of 8 iterations of batch 2 (the demo plans' batch, as before the paper
+#: trainers moved to batch 1), 2 validation iterations, no test-time mirroring
+DEMO = TrainingSchedule(num_epochs=10, iterations_per_epoch=8, val_iterations_per_epoch=2, batch_size=2)
+
+
+class M2InceptionTrainer_paperWDA_demo(M2InceptionTrainer_paperWDA):
+    """M2InceptionTrainer_paperWDA (the paper's Table 4 model) on the README demo's CPU budget (:data:`DEMO`): 80
+    iterations, about 20 minutes on 2 cores. A demonstration, not a converged model (the paper trained 200 epochs on
+    a GPU)."""
+
+    schedule = DEMO
 
 
 #: environment variable: a Unix time after which a chunked training run stops at the end of its current epoch
@@ -355,5 +348,7 @@ class M2InceptionTrainer_pretrained(M2InceptionTrainer):
             raise SystemExit(0)
 
 
-class M2InceptionTrainer_pretrained_smoke(_SmokeSchedule, M2InceptionTrainer_pretrained):
-    """M2InceptionTrainer_pretrained, one short epoch (tests, fine-tuning smoke runs)."""
+class M2InceptionTrainer_pretrained_smoke(M2InceptionTrainer_pretrained):
+    """M2InceptionTrainer_pretrained, one short epoch (:data:`SMOKE`; tests, fine-tuning smoke runs)."""
+
+    schedule = SMOKE

@@ -1,7 +1,7 @@
 """Paper-faithful variants of the WMH trainers: the training recipe of Ghafoorian et al. §2.3/§3.3 in nnU-Net.
 
-``WMH<net>Trainer_paper`` is ``WMH<net>Trainer`` (same network, same builder) with only what the paper prescribes
-changed (:class:`PaperRecipe`):
+``WMH<net>Trainer_paper`` builds the network of ``WMH<net>Trainer`` (the same ``wmh_network``) and trains it with only
+what the paper prescribes changed (:class:`WMHPaperRecipeTrainer`):
 
 * data: the balanced pool built once per fold (:func:`~nnunet_ataxia.trainers.wmh_pixel_pool.build_pixel_pool`:
   half of all lesion voxels of the fold's training cases + as many normal-appearing brain voxels, seed
@@ -20,9 +20,9 @@ changed (:class:`PaperRecipe`):
   the network the same values. For images whose minimum is 0 (the converter's: 0 outside the brain, [0, 1] inside)
   both equal the converted image exactly.
 
-Runs on one device (no DDP). ``_smoke`` variants: 3 epochs over a pool capped at 48 lesion samples, batches of 32.
-``WMHSSTrainer_paper_demo`` / ``WMHSSLocTrainer_paper_demo`` (``nnunet-ataxia wmh-demo``): the paper recipe with fewer
-epochs (:class:`_Demo`).
+Runs on one device (no DDP). ``_smoke`` variants: 3 epochs over a pool capped at 48 lesion samples, batches of 32
+(:data:`PAPER_POOL_SMOKE`). ``WMHSSTrainer_paper_demo`` / ``WMHSSLocTrainer_paper_demo`` (``nnunet-ataxia wmh-demo``):
+the paper recipe with fewer epochs (:data:`PAPER_POOL_DEMO`).
 """
 from __future__ import annotations
 
@@ -42,10 +42,8 @@ from nnunet_ataxia.architectures.wmh_location_networks import WMHLocationNet
 from nnunet_ataxia.architectures.wmh_patches import SCALE_FACTORS
 from nnunet_ataxia.trainers.wmh_pixel_pool import (PatchReader, PoolBatches, build_pixel_pool,
                                                    image_channels, is_new_best, scale_case_images)
-from nnunet_ataxia.trainers.wmh_trainers import (WMHMSEFLocTrainer, WMHMSEFTrainer, WMHMSIWLocTrainer,
-                                                 WMHMSIWTrainer, WMHMSWSLocTrainer, WMHMSWSTrainer,
-                                                 WMHSSLocLastConvTrainer, WMHSSLocSecondFCTrainer, WMHSSLocTrainer,
-                                                 WMHSSTrainer)
+from nnunet_ataxia.trainers.schedules import TrainingSchedule
+from nnunet_ataxia.trainers.wmh_trainers import WMH_NETWORKS, WMHLocationTrainer, sampled_hard_counts
 
 VAL_AUC_KEY = "val_auc"
 PAPER_INFERENCE_NORMALIZATION = "RescaleTo01Normalization"
@@ -76,13 +74,12 @@ def validation_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(roc_auc_score(positive, probabilities))
 
 
-class PaperRecipe:
-    """Mixin put before a WMH trainer: the paper's training recipe (module docstring). Class attributes:"""
+class WMHPaperRecipeTrainer(WMHLocationTrainer):
+    """The paper's training recipe (module docstring); variants set ``wmh_network`` or ``schedule``. Its numbers:"""
     paper_batch_size = 128          # patches per mini-batch (paper)
     validation_batch_size = 512     # patches per forward pass when predicting the validation pool
     pool_fraction = 0.5             # fraction of the lesion voxels in the pool (paper)
     pool_seed = 12345
-    max_pool_lesion_samples: int | None = None   # smoke cap; None = the paper
     paper_num_epochs = 50           # passes over the pool (the paper does not state its number of epochs)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -108,6 +105,10 @@ class PaperRecipe:
                                                        regions, ignore_label)
 
     # ------------------------------------------------------------------ the pool
+    def _set_batch_size_and_oversample(self):
+        super()._set_batch_size_and_oversample()
+        self.batch_size = self.paper_batch_size  # patches, served by PoolBatches (nnU-Net's loaders are not used)
+
     def initialize(self):
         super().initialize()
         if self.is_ddp:
@@ -117,7 +118,7 @@ class PaperRecipe:
                                                        self.configuration_manager.use_mask_for_norm)
 
     def _scale_factors(self) -> tuple[int, ...]:
-        return (1,) if self.variant == "SS" else SCALE_FACTORS
+        return (1,) if self.wmh_network.variant == "SS" else SCALE_FACTORS
 
     def get_dataloaders(self):
         if not self.was_initialized:
@@ -125,17 +126,19 @@ class PaperRecipe:
         self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         tr_keys, val_keys = self.do_split()
         use_mask = self.configuration_manager.use_mask_for_norm
+        cap = None if self.schedule is None else self.schedule.max_lesion_samples
         batches = []
-        for part, keys, seed, size, shuffle in (("training", tr_keys, self.pool_seed, self.paper_batch_size, True),
+        for part, keys, seed, size, shuffle in (("training", tr_keys, self.pool_seed, self.batch_size, True),
                                                 ("validation", val_keys, self.pool_seed + 1,
                                                  self.validation_batch_size, False)):
             dataset = self.pool_dataset_class(self.preprocessed_dataset_folder, keys)
             pool = build_pixel_pool(dataset, keys, self.label_manager.ignore_label, use_mask, self.pool_fraction,
-                                    seed, self.max_pool_lesion_samples)
+                                    seed, cap)
             self.print_to_log_file(f"{part} pool: {len(pool)} samples ({int((pool.label > 0).sum())} lesion + "
                                    f"{int((pool.label == 0).sum())} normal; {pool.lesion_voxels} lesion voxels in "
                                    f"{len(keys)} cases), {pool.nbytes / 2 ** 20:.1f} MiB")
-            reader = PatchReader(dataset, pool, self._scale_factors(), use_mask, with_location=self.use_location)
+            reader = PatchReader(dataset, pool, self._scale_factors(), use_mask,
+                                 with_location=self.wmh_network.use_location)
             batches.append(PoolBatches(reader, size, shuffle, seed))
         self.train_pool, self.val_pool = batches[0].reader.pool, batches[1].reader.pool
         self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = len(batches[0]), len(batches[1])
@@ -183,13 +186,8 @@ class PaperRecipe:
         with torch.no_grad():
             logits, target = self._logits(batch)
             loss = self.loss(logits, target)
-        pred = logits.argmax(1)
-        fg = range(1, logits.shape[1])
-        tp = np.array([((pred == k) & (target == k)).sum().item() for k in fg], dtype=float)
-        fp = np.array([((pred == k) & (target != k)).sum().item() for k in fg], dtype=float)
-        fn = np.array([((pred != k) & (target == k)).sum().item() for k in fg], dtype=float)
         lesion = torch.softmax(logits.float(), 1)[:, 1:].sum(1)
-        return {"loss": loss.detach().cpu().numpy(), "tp_hard": tp, "fp_hard": fp, "fn_hard": fn,
+        return {"loss": loss.detach().cpu().numpy(), **sampled_hard_counts(logits, target),
                 "probabilities": lesion.cpu().numpy(), "labels": target.cpu().numpy()}
 
     # ------------------------------------------------------------------ model selection by validation AUC
@@ -209,104 +207,118 @@ class PaperRecipe:
         super().on_epoch_end()
 
 
-class WMHSSTrainer_paper(PaperRecipe, WMHSSTrainer):
+class WMHSSTrainer_paper(WMHPaperRecipeTrainer):
     """SS, paper recipe."""
+    wmh_network = WMH_NETWORKS["SS"]
 
 
-class WMHSSLocTrainer_paper(PaperRecipe, WMHSSLocTrainer):
+class WMHSSLocTrainer_paper(WMHPaperRecipeTrainer):
     """SS+Loc, paper recipe."""
+    wmh_network = WMH_NETWORKS["SS+Loc"]
 
 
-class WMHMSEFTrainer_paper(PaperRecipe, WMHMSEFTrainer):
+class WMHMSEFTrainer_paper(WMHPaperRecipeTrainer):
     """MSEF, paper recipe."""
+    wmh_network = WMH_NETWORKS["MSEF"]
 
 
-class WMHMSEFLocTrainer_paper(PaperRecipe, WMHMSEFLocTrainer):
+class WMHMSEFLocTrainer_paper(WMHPaperRecipeTrainer):
     """MSEF+Loc, paper recipe."""
+    wmh_network = WMH_NETWORKS["MSEF+Loc"]
 
 
-class WMHMSIWTrainer_paper(PaperRecipe, WMHMSIWTrainer):
+class WMHMSIWTrainer_paper(WMHPaperRecipeTrainer):
     """MSIW, paper recipe."""
+    wmh_network = WMH_NETWORKS["MSIW"]
 
 
-class WMHMSIWLocTrainer_paper(PaperRecipe, WMHMSIWLocTrainer):
+class WMHMSIWLocTrainer_paper(WMHPaperRecipeTrainer):
     """MSIW+Loc, paper recipe."""
+    wmh_network = WMH_NETWORKS["MSIW+Loc"]
 
 
-class WMHMSWSTrainer_paper(PaperRecipe, WMHMSWSTrainer):
+class WMHMSWSTrainer_paper(WMHPaperRecipeTrainer):
     """MSWS, paper recipe."""
+    wmh_network = WMH_NETWORKS["MSWS"]
 
 
-class WMHMSWSLocTrainer_paper(PaperRecipe, WMHMSWSLocTrainer):
+class WMHMSWSLocTrainer_paper(WMHPaperRecipeTrainer):
     """MSWS+Loc, paper recipe."""
+    wmh_network = WMH_NETWORKS["MSWS+Loc"]
 
 
-class WMHSSLocLastConvTrainer_paper(PaperRecipe, WMHSSLocLastConvTrainer):
-    """SS+Loc, location at the last conv layer (paper Table 5), paper recipe."""
+class WMHSSLocLastConvTrainer_paper(WMHPaperRecipeTrainer):
+    """SS+Loc (last conv), paper recipe."""
+    wmh_network = WMH_NETWORKS["SS+Loc (last conv)"]
 
 
-class WMHSSLocSecondFCTrainer_paper(PaperRecipe, WMHSSLocSecondFCTrainer):
-    """SS+Loc, location at the second FC layer (paper Table 5), paper recipe."""
+class WMHSSLocSecondFCTrainer_paper(WMHPaperRecipeTrainer):
+    """SS+Loc (second FC), paper recipe."""
+    wmh_network = WMH_NETWORKS["SS+Loc (second FC)"]
 
 
-class _Smoke:
-    """Test-size paper recipe: 3 epochs over a pool capped at 48 lesion + 48 normal samples, batches of 32."""
-    smoke = True
-    paper_num_epochs = 3
-    paper_batch_size = 32
-    validation_batch_size = 64
-    max_pool_lesion_samples = 48
+#: test size of the paper recipe: 3 epochs over a pool capped at 48 lesion + 48 normal samples, batches of 32
+PAPER_POOL_SMOKE = TrainingSchedule(num_epochs=3, batch_size=32, max_lesion_samples=48)
+#: CPU demo size (``nnunet-ataxia wmh-demo``): only the number of epochs changes (passes over the full, uncapped pool,
+#: batches of 128 as in the paper)
+PAPER_POOL_DEMO = TrainingSchedule(num_epochs=15)
 
 
-class _Demo:
-    """CPU demo size of the paper recipe (``nnunet-ataxia wmh-demo``): only the number of epochs changes (passes over
-    the full, uncapped pool, batches of 128 as in the paper)."""
-    paper_num_epochs = 15
+class WMHSSTrainer_paper_demo(WMHSSTrainer_paper):
+    """WMHSSTrainer_paper with the demo's schedule (:data:`PAPER_POOL_DEMO`)."""
+    schedule = PAPER_POOL_DEMO
 
 
-class WMHSSTrainer_paper_demo(_Demo, WMHSSTrainer_paper):
-    """WMHSSTrainer_paper with the demo's schedule (:class:`_Demo`)."""
+class WMHSSLocTrainer_paper_demo(WMHSSLocTrainer_paper):
+    """WMHSSLocTrainer_paper with the demo's schedule (:data:`PAPER_POOL_DEMO`)."""
+    schedule = PAPER_POOL_DEMO
 
 
-class WMHSSLocTrainer_paper_demo(_Demo, WMHSSLocTrainer_paper):
-    """WMHSSLocTrainer_paper with the demo's schedule (:class:`_Demo`)."""
+class WMHSSTrainer_paper_smoke(WMHSSTrainer_paper):
+    """WMHSSTrainer_paper at test size (:data:`PAPER_POOL_SMOKE`)."""
+    schedule = PAPER_POOL_SMOKE
 
 
-class WMHSSTrainer_paper_smoke(_Smoke, WMHSSTrainer_paper):
-    """WMHSSTrainer_paper at test size (:class:`_Smoke`)."""
+class WMHSSLocTrainer_paper_smoke(WMHSSLocTrainer_paper):
+    """WMHSSLocTrainer_paper at test size (:data:`PAPER_POOL_SMOKE`)."""
+    schedule = PAPER_POOL_SMOKE
 
 
-class WMHSSLocTrainer_paper_smoke(_Smoke, WMHSSLocTrainer_paper):
-    """WMHSSLocTrainer_paper at test size (:class:`_Smoke`)."""
+class WMHMSEFTrainer_paper_smoke(WMHMSEFTrainer_paper):
+    """WMHMSEFTrainer_paper at test size (:data:`PAPER_POOL_SMOKE`)."""
+    schedule = PAPER_POOL_SMOKE
 
 
-class WMHMSEFTrainer_paper_smoke(_Smoke, WMHMSEFTrainer_paper):
-    """WMHMSEFTrainer_paper at test size (:class:`_Smoke`)."""
+class WMHMSEFLocTrainer_paper_smoke(WMHMSEFLocTrainer_paper):
+    """WMHMSEFLocTrainer_paper at test size (:data:`PAPER_POOL_SMOKE`)."""
+    schedule = PAPER_POOL_SMOKE
 
 
-class WMHMSEFLocTrainer_paper_smoke(_Smoke, WMHMSEFLocTrainer_paper):
-    """WMHMSEFLocTrainer_paper at test size (:class:`_Smoke`)."""
+class WMHMSIWTrainer_paper_smoke(WMHMSIWTrainer_paper):
+    """WMHMSIWTrainer_paper at test size (:data:`PAPER_POOL_SMOKE`)."""
+    schedule = PAPER_POOL_SMOKE
 
 
-class WMHMSIWTrainer_paper_smoke(_Smoke, WMHMSIWTrainer_paper):
-    """WMHMSIWTrainer_paper at test size (:class:`_Smoke`)."""
+class WMHMSIWLocTrainer_paper_smoke(WMHMSIWLocTrainer_paper):
+    """WMHMSIWLocTrainer_paper at test size (:data:`PAPER_POOL_SMOKE`)."""
+    schedule = PAPER_POOL_SMOKE
 
 
-class WMHMSIWLocTrainer_paper_smoke(_Smoke, WMHMSIWLocTrainer_paper):
-    """WMHMSIWLocTrainer_paper at test size (:class:`_Smoke`)."""
+class WMHMSWSTrainer_paper_smoke(WMHMSWSTrainer_paper):
+    """WMHMSWSTrainer_paper at test size (:data:`PAPER_POOL_SMOKE`)."""
+    schedule = PAPER_POOL_SMOKE
 
 
-class WMHMSWSTrainer_paper_smoke(_Smoke, WMHMSWSTrainer_paper):
-    """WMHMSWSTrainer_paper at test size (:class:`_Smoke`)."""
+class WMHMSWSLocTrainer_paper_smoke(WMHMSWSLocTrainer_paper):
+    """WMHMSWSLocTrainer_paper at test size (:data:`PAPER_POOL_SMOKE`)."""
+    schedule = PAPER_POOL_SMOKE
 
 
-class WMHMSWSLocTrainer_paper_smoke(_Smoke, WMHMSWSLocTrainer_paper):
-    """WMHMSWSLocTrainer_paper at test size (:class:`_Smoke`)."""
+class WMHSSLocLastConvTrainer_paper_smoke(WMHSSLocLastConvTrainer_paper):
+    """WMHSSLocLastConvTrainer_paper at test size (:data:`PAPER_POOL_SMOKE`)."""
+    schedule = PAPER_POOL_SMOKE
 
 
-class WMHSSLocLastConvTrainer_paper_smoke(_Smoke, WMHSSLocLastConvTrainer_paper):
-    """WMHSSLocLastConvTrainer_paper at test size (:class:`_Smoke`)."""
-
-
-class WMHSSLocSecondFCTrainer_paper_smoke(_Smoke, WMHSSLocSecondFCTrainer_paper):
-    """WMHSSLocSecondFCTrainer_paper at test size (:class:`_Smoke`)."""
+class WMHSSLocSecondFCTrainer_paper_smoke(WMHSSLocSecondFCTrainer_paper):
+    """WMHSSLocSecondFCTrainer_paper at test size (:data:`PAPER_POOL_SMOKE`)."""
+    schedule = PAPER_POOL_SMOKE

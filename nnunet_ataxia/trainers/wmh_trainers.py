@@ -8,14 +8,16 @@ intensity augmentations act on T1/FLAIR only; spatial transforms (and mirroring)
 pixels. ``nnUNetv2_predict`` runs the dense form and, with ``--save_probabilities``, writes probability maps.
 
 Use: ``nnUNetv2_train 504 2d 0 -tr WMHMSWSLocTrainer`` with ``nnUNet_extTrainer`` pointing at
-``nnunet_ataxia/nnunet_ext_trainers``. Subclass and set ``location_alpha`` to tune alpha.
+``nnunet_ataxia/nnunet_ext_trainers``. Variants set one class attribute: ``wmh_network`` (one of
+:data:`WMH_NETWORKS`; e.g. ``dataclasses.replace(WMH_NETWORKS["MSWS+Loc"], location_alpha=0.5)`` for another
+alpha) or ``schedule`` (``_smoke``: :data:`PIXEL_SAMPLING_SMOKE`).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from typing import Sequence
 
-import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform, ImageOnlyTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
@@ -24,12 +26,14 @@ from batchgeneratorsv2.transforms.utils.random import RandomTransform
 from torch import autocast, nn
 from torch._dynamo import OptimizedModule
 
+from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 
 from nnunet_ataxia.architectures.wmh_location_networks import NUM_LOCATION_FEATURES, WMHLocationNet, \
     image_channel_count
+from nnunet_ataxia.trainers.schedules import SMOKE, ScheduledTrainer
 
 WMH_IMAGE_CHANNELS = None   # the image channels of each input: T1 + FLAIR (0, 1) or FLAIR-only (0,)
 
@@ -132,36 +136,60 @@ def sample_balanced_pixels(target: torch.Tensor, brain_mask: torch.Tensor, ignor
     return picked[:, 0], picked[:, 1], picked[:, 2], labels
 
 
-def _build_wmh_network(trainer_cls: type, num_input_channels: int, num_output_channels: int) -> WMHLocationNet:
-    return WMHLocationNet(variant=trainer_cls.variant, use_location=trainer_cls.use_location,
-                          location_alpha=trainer_cls.location_alpha,
-                          location_injection=trainer_cls.location_injection, num_classes=num_output_channels,
-                          dropout=trainer_cls.dropout_p, input_channels=num_input_channels,
-                          num_image_channels=image_channel_count(num_input_channels))
+def sampled_hard_counts(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """nnU-Net's validation counts (``tp_hard``, ``fp_hard``, ``fn_hard`` per foreground class) for sampled pixels:
+    (N, C) logits against (N,) labels, counted by nnU-Net's ``get_tp_fp_fn_tn``.
+
+    Example:
+        >>> logits = torch.tensor([[0., 1.], [1., 0.], [0., 1.]])
+        >>> {k: v.tolist() for k, v in sampled_hard_counts(logits, torch.tensor([1, 1, 0])).items()}
+        {'tp_hard': [1.0], 'fp_hard': [1.0], 'fn_hard': [1.0]}
+    """
+    predicted = torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1])
+    tp, fp, fn, _ = get_tp_fp_fn_tn(predicted, labels.long()[:, None], axes=(0,))
+    return {name: counts[1:].detach().cpu().numpy().astype(float)
+            for name, counts in (("tp_hard", tp), ("fp_hard", fp), ("fn_hard", fn))}
 
 
-def _make_builder(trainer_cls: type):
-    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
-                                   num_output_channels: int, enable_deep_supervision: bool = True) -> nn.Module:
-        return _build_wmh_network(trainer_cls, num_input_channels, num_output_channels)
-    return staticmethod(build_network_architecture)
+@dataclass(frozen=True)
+class WMHNetworkChoice:
+    """Which network of Ghafoorian et al. a WMH trainer builds (:class:`WMHLocationNet`'s arguments).
+
+    Example:
+        >>> WMH_NETWORKS["SS+Loc"].build(num_input_channels=10, num_output_channels=2).use_location
+        True
+    """
+
+    variant: str = "MSWS"
+    use_location: bool = True
+    location_injection: str = "first_fc"
+    location_alpha: float = 1.0
+    dropout: float = 0.3
+
+    def build(self, num_input_channels: int, num_output_channels: int) -> WMHLocationNet:
+        return WMHLocationNet(variant=self.variant, use_location=self.use_location,
+                              location_alpha=self.location_alpha, location_injection=self.location_injection,
+                              num_classes=num_output_channels, dropout=self.dropout,
+                              input_channels=num_input_channels,
+                              num_image_channels=image_channel_count(num_input_channels))
 
 
-class WMHLocationTrainer(nnUNetTrainer):
-    """Base trainer (MSWS+Loc). Subclasses set the class attributes below; ``_smoke`` ones set ``smoke = True``."""
-    variant = "MSWS"
-    use_location = True
-    location_alpha = 1.0
-    location_injection = "first_fc"
-    dropout_p = 0.3
+#: the networks of the paper's Tables 3-5, by the paper's names
+WMH_NETWORKS = {f"{v}{'+Loc' if loc else ''}": WMHNetworkChoice(v, loc)
+                for v in ("SS", "MSEF", "MSIW", "MSWS") for loc in (False, True)}
+WMH_NETWORKS["SS+Loc (last conv)"] = WMHNetworkChoice("SS", True, "last_conv")
+WMH_NETWORKS["SS+Loc (second FC)"] = WMHNetworkChoice("SS", True, "second_fc")
+
+#: a cheap run of a pixel-sampling trainer (tests): one epoch of 2 iterations of batch 2, 32 lesion pixels per batch
+PIXEL_SAMPLING_SMOKE = replace(SMOKE, batch_size=2, max_lesion_samples=32)
+
+
+class WMHLocationTrainer(ScheduledTrainer):
+    """Base trainer (MSWS+Loc). Variants set ``wmh_network`` (:data:`WMH_NETWORKS`) or ``schedule``."""
+    wmh_network: WMHNetworkChoice = WMH_NETWORKS["MSWS+Loc"]
     positive_fraction = 0.5
     max_samples_per_class = 256
     negatives_if_no_positive = 32
-    smoke = False
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        cls.build_network_architecture = _make_builder(cls)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -169,22 +197,17 @@ class WMHLocationTrainer(nnUNetTrainer):
         self.enable_deep_supervision = False
         self.initial_lr = 1e-4
         self.weight_decay = 0.0
-        if self.smoke:
-            self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 1, 2, 1
-            self.max_samples_per_class = 32
 
-    def _set_batch_size_and_oversample(self):
-        super()._set_batch_size_and_oversample()
-        if self.smoke:
-            self.batch_size = min(self.batch_size, 2)
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True) -> nn.Module:
+        # a classmethod (nnU-Net declares a staticmethod): nnU-Net calls it on the class or an instance alike
+        return cls.wmh_network.build(num_input_channels, num_output_channels)
 
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        rotation, dummy_2d, initial_patch_size, mirror_axes = \
-            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        if self.smoke:  # CPU smoke runs: no test-time mirroring (4x fewer dense passes)
-            mirror_axes = None
-            self.inference_allowed_mirroring_axes = None
-        return rotation, dummy_2d, initial_patch_size, mirror_axes
+    def initialize(self):
+        if self.schedule is not None and self.schedule.max_lesion_samples is not None:
+            self.max_samples_per_class = self.schedule.max_lesion_samples
+        super().initialize()
 
     @staticmethod
     def get_training_transforms(patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
@@ -242,123 +265,104 @@ class WMHLocationTrainer(nnUNetTrainer):
             with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
                 logits, labels = self._sampled_logits(batch)
                 loss = self.loss(logits, labels)
-        pred = logits.argmax(1)
-        fg = range(1, logits.shape[1])
-        tp = np.array([((pred == k) & (labels == k)).sum().item() for k in fg], dtype=float)
-        fp = np.array([((pred == k) & (labels != k)).sum().item() for k in fg], dtype=float)
-        fn = np.array([((pred != k) & (labels == k)).sum().item() for k in fg], dtype=float)
-        return {"loss": loss.detach().cpu().numpy(), "tp_hard": tp, "fp_hard": fp, "fn_hard": fn}
+        return {"loss": loss.detach().cpu().numpy(), **sampled_hard_counts(logits, labels)}
 
-
-WMHLocationTrainer.build_network_architecture = _make_builder(WMHLocationTrainer)
 
 class WMHSSTrainer(WMHLocationTrainer):
     """SS of Ghafoorian et al."""
-    variant = "SS"
-    use_location = False
+    wmh_network = WMH_NETWORKS["SS"]
 
 
 class WMHSSLocTrainer(WMHLocationTrainer):
     """SS+Loc of Ghafoorian et al."""
-    variant = "SS"
-    use_location = True
+    wmh_network = WMH_NETWORKS["SS+Loc"]
 
 
 class WMHMSEFTrainer(WMHLocationTrainer):
     """MSEF of Ghafoorian et al."""
-    variant = "MSEF"
-    use_location = False
+    wmh_network = WMH_NETWORKS["MSEF"]
 
 
 class WMHMSEFLocTrainer(WMHLocationTrainer):
     """MSEF+Loc of Ghafoorian et al."""
-    variant = "MSEF"
-    use_location = True
+    wmh_network = WMH_NETWORKS["MSEF+Loc"]
 
 
 class WMHMSIWTrainer(WMHLocationTrainer):
     """MSIW of Ghafoorian et al."""
-    variant = "MSIW"
-    use_location = False
+    wmh_network = WMH_NETWORKS["MSIW"]
 
 
 class WMHMSIWLocTrainer(WMHLocationTrainer):
     """MSIW+Loc of Ghafoorian et al."""
-    variant = "MSIW"
-    use_location = True
+    wmh_network = WMH_NETWORKS["MSIW+Loc"]
 
 
 class WMHMSWSTrainer(WMHLocationTrainer):
     """MSWS of Ghafoorian et al."""
-    variant = "MSWS"
-    use_location = False
+    wmh_network = WMH_NETWORKS["MSWS"]
 
 
 class WMHMSWSLocTrainer(WMHLocationTrainer):
     """MSWS+Loc of Ghafoorian et al."""
-    variant = "MSWS"
-    use_location = True
+    wmh_network = WMH_NETWORKS["MSWS+Loc"]
 
 
 class WMHSSLocLastConvTrainer(WMHLocationTrainer):
-    """SS+Loc with the location features injected at last_conv (paper Table 5)."""
-    variant = "SS"
-    use_location = True
-    location_injection = "last_conv"
+    """SS+Loc (last conv) of Ghafoorian et al. (paper Table 5)"""
+    wmh_network = WMH_NETWORKS["SS+Loc (last conv)"]
 
 
 class WMHSSLocSecondFCTrainer(WMHLocationTrainer):
-    """SS+Loc with the location features injected at second_fc (paper Table 5)."""
-    variant = "SS"
-    use_location = True
-    location_injection = "second_fc"
+    """SS+Loc (second FC) of Ghafoorian et al. (paper Table 5)"""
+    wmh_network = WMH_NETWORKS["SS+Loc (second FC)"]
 
 
 class WMHSSTrainer_smoke(WMHSSTrainer):
-    """WMHSSTrainer: 1 epoch, 2 iterations, 1 validation iteration, batch <= 2, no TTA mirroring."""
-    smoke = True
+    """WMHSSTrainer, a cheap run (:data:`PIXEL_SAMPLING_SMOKE`)."""
+    schedule = PIXEL_SAMPLING_SMOKE
 
 
 class WMHSSLocTrainer_smoke(WMHSSLocTrainer):
-    """WMHSSLocTrainer: 1 epoch, 2 iterations, 1 validation iteration, batch <= 2, no TTA mirroring."""
-    smoke = True
+    """WMHSSLocTrainer, a cheap run (:data:`PIXEL_SAMPLING_SMOKE`)."""
+    schedule = PIXEL_SAMPLING_SMOKE
 
 
 class WMHMSEFTrainer_smoke(WMHMSEFTrainer):
-    """WMHMSEFTrainer: 1 epoch, 2 iterations, 1 validation iteration, batch <= 2, no TTA mirroring."""
-    smoke = True
+    """WMHMSEFTrainer, a cheap run (:data:`PIXEL_SAMPLING_SMOKE`)."""
+    schedule = PIXEL_SAMPLING_SMOKE
 
 
 class WMHMSEFLocTrainer_smoke(WMHMSEFLocTrainer):
-    """WMHMSEFLocTrainer: 1 epoch, 2 iterations, 1 validation iteration, batch <= 2, no TTA mirroring."""
-    smoke = True
+    """WMHMSEFLocTrainer, a cheap run (:data:`PIXEL_SAMPLING_SMOKE`)."""
+    schedule = PIXEL_SAMPLING_SMOKE
 
 
 class WMHMSIWTrainer_smoke(WMHMSIWTrainer):
-    """WMHMSIWTrainer: 1 epoch, 2 iterations, 1 validation iteration, batch <= 2, no TTA mirroring."""
-    smoke = True
+    """WMHMSIWTrainer, a cheap run (:data:`PIXEL_SAMPLING_SMOKE`)."""
+    schedule = PIXEL_SAMPLING_SMOKE
 
 
 class WMHMSIWLocTrainer_smoke(WMHMSIWLocTrainer):
-    """WMHMSIWLocTrainer: 1 epoch, 2 iterations, 1 validation iteration, batch <= 2, no TTA mirroring."""
-    smoke = True
+    """WMHMSIWLocTrainer, a cheap run (:data:`PIXEL_SAMPLING_SMOKE`)."""
+    schedule = PIXEL_SAMPLING_SMOKE
 
 
 class WMHMSWSTrainer_smoke(WMHMSWSTrainer):
-    """WMHMSWSTrainer: 1 epoch, 2 iterations, 1 validation iteration, batch <= 2, no TTA mirroring."""
-    smoke = True
+    """WMHMSWSTrainer, a cheap run (:data:`PIXEL_SAMPLING_SMOKE`)."""
+    schedule = PIXEL_SAMPLING_SMOKE
 
 
 class WMHMSWSLocTrainer_smoke(WMHMSWSLocTrainer):
-    """WMHMSWSLocTrainer: 1 epoch, 2 iterations, 1 validation iteration, batch <= 2, no TTA mirroring."""
-    smoke = True
+    """WMHMSWSLocTrainer, a cheap run (:data:`PIXEL_SAMPLING_SMOKE`)."""
+    schedule = PIXEL_SAMPLING_SMOKE
 
 
 class WMHSSLocLastConvTrainer_smoke(WMHSSLocLastConvTrainer):
-    """WMHSSLocLastConvTrainer: 1 epoch, 2 iterations, 1 validation iteration, batch <= 2, no TTA mirroring."""
-    smoke = True
+    """WMHSSLocLastConvTrainer, a cheap run (:data:`PIXEL_SAMPLING_SMOKE`)."""
+    schedule = PIXEL_SAMPLING_SMOKE
 
 
 class WMHSSLocSecondFCTrainer_smoke(WMHSSLocSecondFCTrainer):
-    """WMHSSLocSecondFCTrainer: 1 epoch, 2 iterations, 1 validation iteration, batch <= 2, no TTA mirroring."""
-    smoke = True
+    """WMHSSLocSecondFCTrainer, a cheap run (:data:`PIXEL_SAMPLING_SMOKE`)."""
+    schedule = PIXEL_SAMPLING_SMOKE

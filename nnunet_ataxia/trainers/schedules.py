@@ -1,0 +1,74 @@
+"""How long a training run is: the one thing a ``_smoke`` or ``_demo`` trainer variant changes.
+
+Every trainer of this plugin derives from :class:`ScheduledTrainer`. Variants follow one rule, as nnU-Net's own
+``variants/`` do: a variant is a subclass that sets class attributes (the network, the augmentation, the schedule), and
+the recipe class it derives from reads them; no mixins. A ``schedule`` replaces the recipe's run length, batch size and
+test-time mirroring; it is applied when the trainer is initialized (after every ``__init__``, so it wins over the
+recipe's numbers) and logged.
+
+Example:
+    >>> SMOKE.num_epochs, SMOKE.iterations_per_epoch, SMOKE.test_time_mirroring
+    (1, 2, False)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+@dataclass(frozen=True)
+class TrainingSchedule:
+    """A run length that replaces a recipe's.
+
+    Args:
+        num_epochs: epochs.
+        iterations_per_epoch: training iterations per epoch (None: the recipe's, e.g. one pass over its data).
+        val_iterations_per_epoch: validation iterations per epoch (None: the recipe's).
+        batch_size: samples per iteration (None: the recipe's); ignored under DDP.
+        max_lesion_samples: pixel-sampling (WMH) recipes only: cap on the lesion samples they draw (None: theirs).
+        test_time_mirroring: keep the recipe's test-time mirroring (False: none, 8x cheaper CPU inference in 3D).
+    """
+
+    num_epochs: int
+    iterations_per_epoch: Optional[int] = None
+    val_iterations_per_epoch: Optional[int] = None
+    batch_size: Optional[int] = None
+    max_lesion_samples: Optional[int] = None
+    test_time_mirroring: bool = False
+
+    def __post_init__(self):
+        for name in ("num_epochs", "iterations_per_epoch", "val_iterations_per_epoch", "batch_size",
+                     "max_lesion_samples"):
+            value = getattr(self, name)
+            assert value is None or (isinstance(value, int) and value >= 1), \
+                f"TrainingSchedule.{name} must be a positive integer or None, got {value!r}"
+
+
+#: one epoch of two training iterations and one validation iteration, no test-time mirroring (tests)
+SMOKE = TrainingSchedule(num_epochs=1, iterations_per_epoch=2, val_iterations_per_epoch=1)
+
+
+class ScheduledTrainer(nnUNetTrainer):
+    """nnU-Net's trainer with a class attribute ``schedule`` (:class:`TrainingSchedule`; None: the recipe's own)."""
+
+    schedule: Optional[TrainingSchedule] = None
+
+    def initialize(self):
+        if not self.was_initialized and self.schedule is not None:
+            s = self.schedule
+            self.num_epochs = s.num_epochs
+            if s.iterations_per_epoch is not None:
+                self.num_iterations_per_epoch = s.iterations_per_epoch
+            if s.val_iterations_per_epoch is not None:
+                self.num_val_iterations_per_epoch = s.val_iterations_per_epoch
+            self.print_to_log_file(f"schedule of {type(self).__name__}: {s}")
+        super().initialize()  # sets the recipe's batch size (_set_batch_size_and_oversample)
+        if self.schedule is not None and self.schedule.batch_size is not None and not self.is_ddp:
+            self.batch_size = self.schedule.batch_size
+
+    def on_train_start(self):
+        super().on_train_start()  # the recipe chooses its mirror axes while building the data loaders
+        if self.schedule is not None and not self.schedule.test_time_mirroring:
+            self.inference_allowed_mirroring_axes = None
