@@ -56,6 +56,21 @@ def run_checked(cmd: Sequence, env: dict, expect_ok: bool = True) -> subprocess.
     return result
 
 
+def run_checked_two_at_a_time(cmds: Sequence[Sequence], env: dict) -> None:
+    """Run ``cmds`` (each checked as :func:`run_checked`) two at a time, each on one thread (2 cores).
+
+    The first command runs alone: ``nnUNetv2_train`` writes ``splits_final.json`` on its first run, and two folds
+    must not race to write it. The others overlap their single-threaded parts (imports, augmentation, export).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    one_thread = dict(env, OMP_NUM_THREADS="1")
+    run_checked(cmds[0], env)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(run_checked, cmd, one_thread) for cmd in cmds[1:]]:
+            future.result()
+
+
 def planning_env(env: dict) -> dict:
     """``env`` for nnU-Net's planner, which calls ``torch.set_num_threads(nnUNet_n_proc_DA)`` (fails for 0)."""
     return {k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}

@@ -13,6 +13,7 @@ import SimpleITK as sitk
 
 from nnunet_helpers import nnunet_env
 from nnunet_helpers import run_checked as _run
+from nnunet_helpers import run_checked_two_at_a_time
 from synthetic_data import write_toy_cerebellum_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -63,9 +64,11 @@ def test_fixed_planner_writes_spacing_patch_and_axis_order(planned):
 def test_five_fold_cross_validation_predict_and_evaluate(planned):
     root, raw, env = planned
     trainer = "M2InceptionTrainer_smoke"
-    for fold in range(5):
-        _run(["nnUNetv2_train", DATASET_ID, "3d_fullres", fold, "-p", PLANS, "-tr", trainer, "-device", "cpu"], env)
-    _run(["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-p", PLANS, "-tr", "M1Trainer_smoke", "-device", "cpu"], env)
+    run_checked_two_at_a_time(
+        [["nnUNetv2_train", DATASET_ID, "3d_fullres", fold, "-p", PLANS, "-tr", trainer, "-device", "cpu"]
+         for fold in range(5)]
+        + [["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-p", PLANS, "-tr", "M1Trainer_smoke", "-device", "cpu"]],
+        env)
     results = root / "nnUNet_results" / raw.name
     for fold in range(5):
         assert (results / f"{trainer}__{PLANS}__3d_fullres" / f"fold_{fold}" / "checkpoint_final.pth").is_file()

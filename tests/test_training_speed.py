@@ -10,6 +10,7 @@ from nnunet_ataxia.architectures import M2InceptionUNet
 from nnunet_ataxia.trainers.cerebellum_trainers import paper_epoch_iterations
 from nnunet_ataxia.trainers.cpu_speed import (BF16_VARIABLE, autocast_forward_bf16, cpu_flags, cpu_has_native_bf16,
                                               decide_cpu_bf16)
+from nnunet_ataxia.io.nnunet_env import SEED_VARIABLE
 from nnunet_helpers import nnunet_env, run_checked
 from synthetic_data import write_toy_cerebellum_dataset
 
@@ -83,7 +84,9 @@ for name in sys.argv[1].split(","):
     out[name] = dict(iterations=t.num_iterations_per_epoch, val_iterations=t.num_val_iterations_per_epoch,
                      epochs=t.num_epochs, batch_size=t.batch_size, tta=t.inference_allowed_mirroring_axes, batch_shape=list(batch["data"].shape),
                      dropout=type(t.network.dropout).__name__, bf16=t.cpu_bf16, conv_dtypes=seen,
-                     loss_finite=bool(abs(float(loss)) < 1e9))
+                     loss_finite=bool(abs(float(loss)) < 1e9), loss=float(loss),
+                     batch_sum=float(batch["data"].double().sum()),
+                     weights_sum=float(sum(p.detach().double().sum() for p in t.network.parameters())))
     t.dataloader_train._finish() if hasattr(t.dataloader_train, "_finish") else None
 print("RESULT" + json.dumps(out))
 """
@@ -135,6 +138,19 @@ def test_bf16_opt_in_autocasts_the_training_step(planned_toy):
                  **{BF16_VARIABLE: "1"})["M1Trainer_paperNDA_smoke"]
     assert got["bf16"] is True and got["batch_shape"] == [1, 1, 32, 32, 32] and got["conv_dtypes"] == ["torch.bfloat16"] and got["loss_finite"]
     assert (got["iterations"], got["batch_size"]) == (2, 1)  # the smoke schedule keeps its 2 iterations
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_the_seed_variable_makes_a_training_step_repeatable(planned_toy):
+    def step(seed):  # network initialization, patch sampling, the paper's augmentation, one optimizer step
+        return _probe(planned_toy, ["M1Trainer_paperWDA"], [32, 32, 32],
+                      **{BF16_VARIABLE: "0", SEED_VARIABLE: seed})["M1Trainer_paperWDA"]
+
+    first, again, other = step("7"), step("7"), step("8")
+    for key in ("batch_sum", "loss", "weights_sum"):
+        assert first[key] == again[key], key
+        assert first[key] != other[key], key
 
 
 def test_augmentation_resamples_image_and_segmentation_through_one_shared_grid():

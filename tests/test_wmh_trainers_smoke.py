@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_helpers import nnunet_env, plan_and_preprocess_2d, run_checked
+from nnunet_helpers import nnunet_env, plan_and_preprocess_2d, run_checked, run_checked_two_at_a_time
 from wmh_toy_data import SHAPE, make_toy_wmh_case, write_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -43,10 +43,10 @@ def smoke_run(tmp_path_factory):
     env = nnunet_env(tmp_path, OMP_NUM_THREADS="2")
     make_toy_wmh_dataset(tmp_path / "nnUNet_raw")
     plan_and_preprocess_2d(DATASET_ID, env)
-    for fold in range(5):
-        run_checked(["nnUNetv2_train", str(DATASET_ID), "2d", str(fold), "-tr", "WMHMSWSLocTrainer_smoke",
-                     "-device", "cpu"], env)
-    run_checked(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", "WMHSSTrainer_smoke", "-device", "cpu"], env)
+    run_checked_two_at_a_time(
+        [["nnUNetv2_train", DATASET_ID, "2d", fold, "-tr", "WMHMSWSLocTrainer_smoke", "-device", "cpu"]
+         for fold in range(5)]
+        + [["nnUNetv2_train", DATASET_ID, "2d", 0, "-tr", "WMHSSTrainer_smoke", "-device", "cpu"]], env)
     pred = tmp_path / "pred"
     run_checked(["nnUNetv2_predict", "-d", str(DATASET_ID), "-c", "2d", "-tr", "WMHMSWSLocTrainer_smoke", "-f", "0",
                  "1", "-i", str(tmp_path / "nnUNet_raw" / DATASET_NAME / "imagesTs"), "-o", str(pred),

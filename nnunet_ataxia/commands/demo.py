@@ -10,7 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "whose finished steps are skipped")
     parser.add_argument("--quick", action="store_true", help="tiny, fast run (fewer, coarser subjects; smoke trainer)")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="parallel processes (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the demo subjects")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the demo subjects and of the training (same seed: same numbers on a CPU)")
     parser.add_argument("--trainer", default=None,
                         help="nnU-Net trainer (default M2InceptionTrainer_paperWDA_demo; M2InceptionTrainer_paperNDA_smoke with --quick)")
     parser.add_argument("--no-pretrained", action="store_true",

@@ -11,7 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="tiny, fast run (6 + 3 coarse cases, the _smoke trainers); for tests")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="parallel processes (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the generated cases and of the bootstrap")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the generated cases, the training and the bootstrap (same seed: same numbers "
+                             "on a CPU)")
     parser.add_argument("--n-bootstrap", type=int, default=100,
                         help="bootstrap resamples of the test patients (default 100, as in the paper)")
     parser.add_argument("--overwrite", action="store_true",

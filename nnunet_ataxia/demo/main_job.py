@@ -61,7 +61,7 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
         out_dir: output folder (demo data, nnU-Net folders, predictions, evaluation, report).
         quick: tiny run (fewer, coarser subjects; ``M2InceptionTrainer_smoke``) for tests.
         num_processes: parallel processes for generation, conversion and nnU-Net preprocessing.
-        seed: seed of the demo subjects.
+        seed: seed of the demo subjects and of the training (``NNUNET_ATAXIA_SEED``: a repeatable run).
         trainer: nnU-Net trainer (default ``M2InceptionTrainer_paperWDA_demo``; with ``quick``
             ``M2InceptionTrainer_paperNDA_smoke``).
         pretrained: first segment the test subjects' native T1 scans with the pretrained M2 and compare it with the
@@ -75,7 +75,7 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     trainer = trainer or ("M2InceptionTrainer_paperNDA_smoke" if quick else "M2InceptionTrainer_paperWDA_demo")
-    env = nnunet_subprocess_env(out, num_processes)
+    env = nnunet_subprocess_env(out, num_processes, seed=seed)  # repeatable training for the same seed
     demo_data = out / "demo_data"
     raw = out / "nnUNet_raw" / DATASET_NAME
     np_ = str(num_processes)

@@ -86,7 +86,7 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
         out_dir: output folder: new, empty, or an earlier ``wmh-demo`` folder (its finished steps are skipped).
         quick: tiny run for the tests (:func:`demo_size`).
         num_processes: processes for the conversion and nnU-Net's preprocessing.
-        seed: seed of the generated cases.
+        seed: seed of the generated cases and of the training (``NNUNET_ATAXIA_SEED``: a repeatable run).
         n_bootstrap: bootstrap resamples of the test patients (the paper: 100).
         overwrite: run in an existing non-empty folder that is not a wmh-demo folder (nothing in it is deleted).
 
@@ -102,7 +102,7 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
     if read_marker(out) is None:
         write_marker(out, "wmh-demo", {"quick": quick, "seed": seed})  # resumable: marked from the start
     size = demo_size(quick)
-    env = nnunet_subprocess_env(out, num_processes)
+    env = nnunet_subprocess_env(out, num_processes, seed=seed)  # repeatable training for the same seed
     np_ = str(max(1, num_processes))
     raw = out / "nnUNet_raw" / DATASET_NAME
     timings: dict = {}

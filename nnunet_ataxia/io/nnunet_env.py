@@ -21,7 +21,12 @@ def trainer_shim_folder() -> Path:
     return Path(__file__).resolve().parent.parent / "nnunet_ext_trainers"
 
 
-def nnunet_subprocess_env(root: str | os.PathLike, num_processes: int = 1) -> dict[str, str]:
+#: environment variable read by this plugin's trainers: seed the random generators (a repeatable run on a CPU)
+SEED_VARIABLE = "NNUNET_ATAXIA_SEED"
+
+
+def nnunet_subprocess_env(root: str | os.PathLike, num_processes: int = 1,
+                          seed: int | None = None) -> dict[str, str]:
     """The environment for nnU-Net commands run as subprocesses on ``root/nnUNet_{raw,preprocessed,results}``.
 
     The three folders are created; ``nnUNet_extTrainer`` names this plugin's trainers; data augmentation runs in the
@@ -31,6 +36,7 @@ def nnunet_subprocess_env(root: str | os.PathLike, num_processes: int = 1) -> di
     Args:
         root: the folder that holds (or will hold) the three nnU-Net folders.
         num_processes: ``nnUNet_def_n_proc`` (planning/preprocessing processes).
+        seed: if given, :data:`SEED_VARIABLE`: this plugin's trainers seed their random generators with it.
 
     Example:
         >>> import tempfile
@@ -44,6 +50,8 @@ def nnunet_subprocess_env(root: str | os.PathLike, num_processes: int = 1) -> di
     for key in NNUNET_FOLDERS:
         env[key] = str(root / key)
         Path(env[key]).mkdir(parents=True, exist_ok=True)
+    if seed is not None:
+        env[SEED_VARIABLE] = str(int(seed))
     return env
 
 

@@ -6,16 +6,27 @@ the recipe class it derives from reads them; no mixins. A ``schedule`` replaces 
 test-time mirroring; it is applied when the trainer is initialized (after every ``__init__``, so it wins over the
 recipe's numbers) and logged.
 
+nnU-Net seeds nothing, so two runs of the same command differ. With ``NNUNET_ATAXIA_SEED=<int>`` in the environment a
+trainer of this plugin seeds Python's, NumPy's and torch's generators before it builds its network: with
+augmentation in the main process (``nnUNet_n_proc_DA=0``, as the demos run) the run is then repeatable on a CPU.
+
 Example:
     >>> SMOKE.num_epochs, SMOKE.iterations_per_epoch, SMOKE.test_time_mirroring
     (1, 2, False)
 """
 from __future__ import annotations
 
+import os
+import random
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+import torch
+
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_ataxia.io.nnunet_env import SEED_VARIABLE
 
 
 @dataclass(frozen=True)
@@ -50,12 +61,32 @@ class TrainingSchedule:
 SMOKE = TrainingSchedule(num_epochs=1, iterations_per_epoch=2, val_iterations_per_epoch=1)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (network initialization, patch sampling, augmentation).
+
+    Example:
+        >>> seed_everything(3); a = (np.random.rand(), torch.rand(1).item())
+        >>> seed_everything(3); a == (np.random.rand(), torch.rand(1).item())
+        True
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 class ScheduledTrainer(nnUNetTrainer):
     """nnU-Net's trainer with a class attribute ``schedule`` (:class:`TrainingSchedule`; None: the recipe's own)."""
 
     schedule: Optional[TrainingSchedule] = None
 
     def initialize(self):
+        seed = os.environ.get(SEED_VARIABLE)
+        if not self.was_initialized and seed:
+            try:
+                seed_everything(int(seed))
+            except ValueError:
+                raise RuntimeError(f"{SEED_VARIABLE}={seed!r}: the seed must be an integer") from None
+            self.print_to_log_file(f"{SEED_VARIABLE}={seed}: random generators seeded")
         if not self.was_initialized and self.schedule is not None:
             s = self.schedule
             self.num_epochs = s.num_epochs
