@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Sequence
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.pretrained import release
 from nnunet_ataxia.io.cases import load_dataset_labels
-from nnunet_ataxia.io.nnunet_env import nnunet_folder, trainer_shim_folder
+from nnunet_ataxia.io.nnunet_env import dataset_name, nnunet_folder, trainer_shim_folder
+from nnunet_ataxia.pretrained import release
 
 __all__ = ["ModelSpec", "resolve_model", "load_predictor", "model_labels"]
 
@@ -66,8 +66,6 @@ def _check_model_folder(folder: Path, folds: Sequence | None, checkpoint: str, s
 
 
 def _find_dataset_folder(results: Path, dataset: str | int) -> Path:
-    from nnunet_ataxia.io.nnunet_env import dataset_name
-
     folder = results / dataset_name(dataset)
     if not folder.is_dir():
         raise InputError(f"dataset '{dataset}': no trained model folder {folder.name} in nnUNet_results ({results})")
