@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnunet_ataxia.architectures import M1UNet, M2InceptionUNet
-from nnunet_ataxia.architectures.common import conv1x1, conv3d, make_dropout, max_pool3x3
+from nnunet_ataxia.architectures.common import (LEGACY_OUTPUT_PREFIX, SEG_LAYERS_PREFIX, conv1x1, conv3d, make_dropout,
+                                                max_pool3x3)
 from nnunet_ataxia.architectures.m2_inception_unet import _SamePadMaxPool3d
 
 
@@ -99,8 +100,10 @@ def test_checkpoint_of_the_plain_network_loads_and_predicts_the_same(tmp_path, r
     ref = ref_class(2, 3)
     torch.save(ref.state_dict(), tmp_path / "checkpoint.pth")
     new = new_class(2, 3)
-    new.load_state_dict(torch.load(tmp_path / "checkpoint.pth"), strict=True)  # same keys and shapes
-    assert [(k, v.shape) for k, v in ref.state_dict().items()] == [(k, v.shape) for k, v in new.state_dict().items()]
+    new.load_state_dict(torch.load(tmp_path / "checkpoint.pth"), strict=True)  # same keys (output layer renamed)
+    renamed = [(k.replace(LEGACY_OUTPUT_PREFIX, SEG_LAYERS_PREFIX), v.shape) for k, v in ref.state_dict().items()]
+    assert renamed == [(k, v.shape) for k, v in new.state_dict().items()]
+    assert [k for k in new.state_dict() if ".seg_layers." in k] == ["head.seg_layers.weight", "head.seg_layers.bias"]
     ref.eval(), new.eval()
     for batch in (1, 2):  # batch 1 takes other oneDNN paths than batch 2
         x = torch.randn(batch, 2, *spatial)
@@ -220,3 +223,30 @@ def test_without_onednn_the_fallback_gives_the_same_result(network_class):
         finally:
             torch.backends.mkldnn.enabled = True
     assert torch.allclose(fast, plain, atol=1e-5)
+
+
+@pytest.mark.parametrize("new_class", [M2InceptionUNet, M1UNet])
+@pytest.mark.parametrize("legacy_keys", [True, False])
+def test_nnunet_pretrained_weights_transfer_all_but_the_output_layer(tmp_path, new_class, legacy_keys):
+    """nnU-Net's own ``load_pretrained_weights`` (what ``nnUNetv2_train -pretrained_weights`` calls) fine-tunes M1/M2
+    to another label set: every weight but the output layer comes from the checkpoint, the output layer keeps its
+    fresh initialization, as for nnU-Net's own networks; checkpoints with the old ``output_conv`` keys work too."""
+    from nnunet_ataxia.architectures.common import upgrade_output_keys
+    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+    torch.manual_seed(3)
+    pretrained = new_class(1, 3).state_dict()   # background, cerebellum, brainstem
+    if legacy_keys:
+        pretrained = {k.replace(SEG_LAYERS_PREFIX, LEGACY_OUTPUT_PREFIX): v for k, v in pretrained.items()}
+        assert upgrade_output_keys(dict(pretrained)).keys() == new_class(1, 3).state_dict().keys()
+    torch.save({"network_weights": pretrained}, tmp_path / "checkpoint_final.pth")
+    for classes in (2, 3):   # cerebellum only; the same labels
+        net = new_class(1, classes)
+        fresh = {k: v.clone() for k, v in net.state_dict().items()}
+        load_pretrained_weights(net, str(tmp_path / "checkpoint_final.pth"))
+        for k, v in net.state_dict().items():
+            if k.startswith(SEG_LAYERS_PREFIX):
+                assert torch.equal(v, fresh[k]), k
+            else:
+                source = pretrained[k]
+                assert torch.equal(v, source) and not torch.equal(v, fresh[k]), k

@@ -30,6 +30,18 @@ def test_rerun_replaces_own_output_and_leaves_a_marker(tmp_path):
                                                           "pred"]
 
 
+def test_an_output_folder_gets_the_permissions_of_mkdir_not_mkdtemp(tmp_path):
+    """A command's output folder is readable by whoever the user's umask allows (mkdtemp's staging folder is 0700)."""
+    d = evaluation_inputs(tmp_path)
+    (tmp_path / "by_mkdir").mkdir()
+    assert main(evaluate_argv(d, tmp_path / "eval")) == 0
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert umask & 0o070 != 0o070, "the test needs a umask that lets the group read"
+    mode = (tmp_path / "eval").stat().st_mode & 0o777
+    assert mode == (tmp_path / "by_mkdir").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
 def test_overwrite_replaces_a_foreign_folder_but_never_an_input(tmp_path, capsys):
     d = evaluation_inputs(tmp_path)
     mine = foreign_folder(tmp_path / "mine")

@@ -188,6 +188,52 @@ def check_unet_arguments(network: str, trainer: str, input_channels: int, num_cl
         f"(use {trainer}, which switches nnU-Net's deep supervision off)")
 
 
+#: state-dict prefix of the M1/M2 output convolution. nnU-Net's ``load_pretrained_weights`` transfers every weight
+#: except those whose key contains ``.seg_layers.`` (nnU-Net's own networks' segmentation layers), so with this name
+#: ``-pretrained_weights`` works for a dataset with another label set (the output layer starts fresh, as in nnU-Net)
+SEG_LAYERS_PREFIX = "head.seg_layers."
+#: the prefix that checkpoints written before that change use (still loaded: :func:`upgrade_output_keys`)
+LEGACY_OUTPUT_PREFIX = "output_conv."
+
+
+class OutputHead(nn.Module):
+    """Holder of the M1/M2 output convolution, registered as ``head`` so that its keys read ``head.seg_layers.*``.
+
+    Args:
+        seg_layers: the output convolution (features -> logits).
+
+    Example:
+        >>> list(OutputHead(nn.Conv3d(4, 2, kernel_size=1)).state_dict())
+        ['seg_layers.weight', 'seg_layers.bias']
+    """
+
+    def __init__(self, seg_layers: nn.Conv3d) -> None:
+        super().__init__()
+        self.seg_layers = seg_layers
+
+
+def upgrade_output_keys(state_dict: dict, prefix: str = "") -> dict:
+    """Rename, in place, a checkpoint's ``{prefix}output_conv.*`` keys (M1/M2 saved before the output layer became
+    ``head.seg_layers``) to ``{prefix}head.seg_layers.*``; other keys and the order of all keys are kept.
+
+    Example:
+        >>> list(upgrade_output_keys({"up.0.weight": 1, "output_conv.weight": 2, "output_conv.bias": 3}))
+        ['up.0.weight', 'head.seg_layers.weight', 'head.seg_layers.bias']
+    """
+    old = prefix + LEGACY_OUTPUT_PREFIX
+    if any(k.startswith(old) for k in state_dict):
+        items = list(state_dict.items())
+        state_dict.clear()
+        for k, v in items:
+            state_dict[prefix + SEG_LAYERS_PREFIX + k[len(old):] if k.startswith(old) else k] = v
+    return state_dict
+
+
+def load_legacy_output_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """``load_state_dict`` pre-hook of M1/M2: checkpoints with the old output-layer keys load unchanged."""
+    upgrade_output_keys(state_dict, prefix)
+
+
 def output_head(x: torch.Tensor, dropout: nn.Module, placement: str, output_conv: nn.Conv3d, conv_fn) -> torch.Tensor:
     """Dropout (before or after, see :func:`make_dropout`) around the output convolution ``conv_fn(output_conv, x)``.
 

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, check_unet_arguments,
+                                                OutputHead, load_legacy_output_keys,
                                                 conv3d, make_dropout, output_head, to_channels_last)
 
 
@@ -29,7 +30,8 @@ class M1UNet(nn.Module):
     Layers (all convolutions 3×3×3, bias, ``same`` padding, ReLU):
     encoder [8 (dil 1), 8 (dil 2)] → pool → [16 (dil 1), 16 (dil 2)] = skip A → pool →
     [32 (dil 1), 32 (dil 2), 32 (dil 3)] = skip B → pool → [64, 64]; decoder: up 32 → concat B → 32, 32 → up 16 →
-    concat A → 16, 16 → up 4 (no skip) → dropout 0.2 → conv ``num_classes`` (3×3×3, logits).
+    concat A → 16, 16 → up 4 (no skip) → dropout 0.2 → conv ``num_classes`` (3×3×3, logits;
+    ``head.seg_layers``, see :class:`~nnunet_ataxia.architectures.common.OutputHead`).
     With ``input_channels=1, num_classes=1`` the network has exactly 372,521 parameters, the paper's figure.
 
     Args:
@@ -71,7 +73,8 @@ class M1UNet(nn.Module):
         self.up1 = _up(16, 4)
         self.dropout_placement = dropout_placement
         self.dropout = make_dropout(dropout, dropout_placement)
-        self.output_conv = nn.Conv3d(4, num_classes, kernel_size=3, padding=1, bias=True)
+        self.head = OutputHead(nn.Conv3d(4, num_classes, kernel_size=3, padding=1, bias=True))  # head.seg_layers.*
+        self.register_load_state_dict_pre_hook(load_legacy_output_keys)
         self.to(memory_format=CHANNELS_LAST)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,7 +86,7 @@ class M1UNet(nn.Module):
         d3 = _stage(self.dec3, torch.cat([_upsample(self.up3, b), skip_b], dim=1))
         d2 = _stage(self.dec2, torch.cat([_upsample(self.up2, d3), skip_a], dim=1))
         x = _upsample(self.up1, d2)
-        return output_head(x, self.dropout, self.dropout_placement, self.output_conv, conv3d)
+        return output_head(x, self.dropout, self.dropout_placement, self.head.seg_layers, conv3d)
 
 
 def _stage(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, check_unet_arguments,
+                                                OutputHead, load_legacy_output_keys,
                                                 conv1x1, conv3d, make_dropout, max_pool3x3, output_head,
                                                 to_channels_last)
 
@@ -87,7 +88,8 @@ class M2InceptionUNet(nn.Module):
 
     Encoder ``I(4)`` then four times [max-pool 3 stride 2 ``same`` → ``I(n)``], n = 8, 16, 32, 32; bottom ``I(32)``;
     decoder four times [transposed conv 3×3×3 stride 2 + ReLU → concat the encoder output of that resolution →
-    ``I(n)``], n = 32, 16, 8, 4; dropout 0.2; 1×1×1 output convolution (logits). With ``input_channels=1,
+    ``I(n)``], n = 32, 16, 8, 4; dropout 0.2; 1×1×1 output convolution (logits;
+    ``head.seg_layers``, see :class:`~nnunet_ataxia.architectures.common.OutputHead`). With ``input_channels=1,
     num_classes=1`` it has exactly 550,097 parameters, the paper's figure. Every spatial axis must be divisible by 16.
 
     Args:
@@ -129,7 +131,8 @@ class M2InceptionUNet(nn.Module):
             self.decoder.append(InceptionBlock3d(n_t + skip, n))
         self.dropout_placement = dropout_placement
         self.dropout = make_dropout(dropout, dropout_placement)
-        self.output_conv = nn.Conv3d(16, num_classes, kernel_size=1)
+        self.head = OutputHead(nn.Conv3d(16, num_classes, kernel_size=1))   # keys head.seg_layers.* (see common)
+        self.register_load_state_dict_pre_hook(load_legacy_output_keys)
         self.to(memory_format=CHANNELS_LAST)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,4 +146,4 @@ class M2InceptionUNet(nn.Module):
         # skips[-1] is the bottom's input (same resolution), the decoder uses skips[3], [2], [1], [0]
         for up, block, skip in zip(self.up, self.decoder, reversed(skips[:-1])):
             x = block(F.relu(up(x), inplace=True), skip)  # = block(concat[up, skip]), without the copy
-        return output_head(x, self.dropout, self.dropout_placement, self.output_conv, conv1x1)
+        return output_head(x, self.dropout, self.dropout_placement, self.head.seg_layers, conv1x1)

@@ -68,8 +68,6 @@ def prepare_output_folder(output: str | os.PathLike, source: str | os.PathLike, 
 
 # ------------------------------------------------------------------------------------------------ workers
 _PREDICTOR = None
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def _set_threads(threads: int) -> None:
@@ -98,7 +96,6 @@ def _segment_one(job: dict) -> tuple[str, dict | str]:
             if png.is_file():
                 (out / "qc").mkdir(exist_ok=True)
                 os.replace(png, out / "qc" / f"{case}.png")
-            os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it private (0700); the outputs are ordinary files
         return "ok", record
     except InputError as e:
         return "failed", " ".join(str(e).split())  # one line

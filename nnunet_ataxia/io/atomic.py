@@ -15,6 +15,9 @@ from typing import Iterator
 
 from nnunet_ataxia.errors import InputError
 
+_UMASK = os.umask(0o022)   # the process's umask (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
 
 def _inside(path: str | None, folder: Path) -> bool:
     if not path:
@@ -34,7 +37,8 @@ def atomic_output_dir(final_dir: str | os.PathLike, overwrite: bool = True) -> I
     so a failed command never leaves a half-written output behind. With ``overwrite=True`` an existing ``final_dir``
     is replaced (re-running a command on its own output is safe); the old folder is removed only after the new one
     is in place. OS errors while creating, writing or moving the output (permissions, read-only file system, disk
-    full) become one :class:`InputError` naming ``final_dir``.
+    full) become one :class:`InputError` naming ``final_dir``. The folder gets the permissions of one made by
+    ``mkdir`` (``0o777`` minus the umask), not ``mkdtemp``'s private ``0o700``.
 
     Args:
         final_dir: where the finished folder should end up.
@@ -52,6 +56,7 @@ def atomic_output_dir(final_dir: str | os.PathLike, overwrite: bool = True) -> I
     try:
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)   # mkdtemp makes it private (0700); the output is an ordinary folder
     except OSError as e:
         _remove_empty(created)
         raise InputError(f"{final_dir}: cannot create the output folder ({e.strerror or e})") from None

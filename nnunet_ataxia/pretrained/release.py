@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from nnunet_ataxia.architectures.common import upgrade_output_keys
 from nnunet_ataxia.errors import InputError
 
 DATASET_ID = 510
@@ -107,11 +108,13 @@ def installed_model_folder(results: str | os.PathLike | None = None) -> Path:
 
 
 def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy an nnU-Net checkpoint keeping only :data:`INFERENCE_KEYS` (drops optimizer and logging state)."""
+    """Copy an nnU-Net checkpoint keeping only :data:`INFERENCE_KEYS` (drops optimizer and logging state); the output
+    layer's keys are written the current way (``head.seg_layers.*``, :func:`upgrade_output_keys`)."""
     checkpoint = torch.load(src, map_location="cpu", weights_only=False)
     missing = [k for k in ("network_weights", "init_args", "trainer_name") if k not in checkpoint]
     if missing:
         raise InputError(f"{src}: not an nnU-Net checkpoint (missing {', '.join(missing)})")
+    upgrade_output_keys(checkpoint["network_weights"])
     torch.save({k: checkpoint[k] for k in INFERENCE_KEYS if k in checkpoint}, dst)
 
 
