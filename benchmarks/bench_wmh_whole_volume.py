@@ -22,7 +22,7 @@ Both forms' probabilities are compared (max |dp|; nnU-Net accumulates logits in 
     python benchmarks/bench_wmh_whole_volume.py                              # 256x256x48, 2 CPU threads, all eight
     python benchmarks/bench_wmh_whole_volume.py --device cuda --batch 16
     python benchmarks/bench_wmh_whole_volume.py --networks MSWS+Loc SS --slices 4 --modes dense
-    python benchmarks/bench_wmh_whole_volume.py --networks MSWS+Loc --fft-tile 32       # tiles that divide 64/128/256
+    python benchmarks/bench_wmh_whole_volume.py --networks MSWS+Loc --fft-tile 25       # the earlier tile, to compare
 """
 from __future__ import annotations
 
@@ -197,7 +197,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=0, help="slices per dense pass (0: 4 on CPU, 16 on CUDA)")
     parser.add_argument("--msef-slices", type=int, default=1, help="slices timed for MSEF (then extrapolated)")
     parser.add_argument("--fft-tile", type=int, default=0,
-                        help="WMHLocationNet.fft_tile (FC1 FFT output tile; 0: the library default, 25)")
+                        help="WMHLocationNet.fft_tile (largest FC1 FFT output tile; 0: the library default, 32)")
     parser.add_argument("--tta", action="store_true", help="nnU-Net with test-time mirroring (axes 0, 1: x4)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()

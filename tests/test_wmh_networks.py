@@ -210,3 +210,37 @@ def test_auto_uses_direct_fc1_when_gradients_are_needed():
     assert net.fc1[0].weight.grad is not None and net._fc1_spectra is None
     with torch.no_grad():
         assert net._use_fft_fc1(x, 1)
+
+
+def test_fc1_spectrum_cache_follows_the_weights_values():
+    """The cached FC1 spectrum survives loading the same weights again (nnUNetv2_predict does it per volume) and is
+    rebuilt when the values change (an optimizer step, other weights); outputs always equal the direct path."""
+    torch.manual_seed(13)
+    net = WMHLocationNet("SS", use_location=False).eval()
+    net.dense_fc1_method = "fft"
+    x = torch.rand(1, 2, 20, 20)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+
+    def spectrum():
+        return next(iter(net._fc1_spectra._entries.values()))[3]
+
+    def check():
+        with torch.no_grad():
+            fft = net(x)
+            net.dense_fc1_method = "direct"
+            direct = net(x)
+            net.dense_fc1_method = "fft"
+        assert (fft - direct).abs().max().item() < 1e-4
+
+    check()
+    first = spectrum()
+    net.load_state_dict(state)                       # same values, written in place (version bumped)
+    check()
+    assert spectrum() is first
+    with torch.no_grad():
+        net.fc1[0].weight.mul_(1.5)                  # an optimizer step: new values
+    check()
+    assert spectrum() is not first
+    net.load_state_dict(state)                       # back to the first weights: rebuilt, not stale
+    check()
+    assert len(net._fc1_spectra) == 1

@@ -23,7 +23,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-DEFAULT_TILE = 25                 # output tile side T; FFT size N = T + k - 1 = 42 for k = 18
+DEFAULT_TILE = 32                 # largest output tile side T; FFT size N = T + k - 1 = 49 for k = 18
 MAX_WORK_BYTES = 128 * 2 ** 20    # bound on the per-chunk spectra of input and output tiles
 
 
@@ -63,24 +63,30 @@ class KernelSpectrumCache:
     """Kernel spectra ``conj(rfft2(w, (Nh, Nw)))`` as (bins, C_in, C_out), one entry per owning parameter.
 
     An entry is valid while the owner is the same tensor object (held by weak reference) with the same in-place
-    version counter (an optimizer step or ``load_state_dict`` writes in place and bumps it), FFT size, dtype and
-    device; a new tile size replaces the entry, so memory stays one spectrum per parameter.
+    version counter, FFT size, dtype and device. An optimizer step or ``load_state_dict`` writes in place and bumps
+    the counter; the entry then survives only if the kernel's values are unchanged (compared with a copy kept in
+    the entry: ``nnUNetv2_predict`` loads the same weights again for every volume, and rebuilding the spectra costs
+    about 1 CPU s per FC1 stream). A new tile size replaces the entry, so memory stays one spectrum (and one kernel
+    copy) per parameter.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[weakref.ref, tuple, torch.Tensor]] = {}
+        self._entries: dict[int, tuple[weakref.ref, tuple, torch.Tensor, torch.Tensor]] = {}
 
     def get(self, owner: torch.Tensor, kernel: torch.Tensor, fft_size: tuple[int, int],
             dtype: torch.dtype) -> torch.Tensor:
         """Spectrum of ``kernel`` (a view of ``owner``, e.g. a reshaped Linear weight), cached under ``owner``."""
-        key = (owner._version, kernel.data_ptr(), tuple(kernel.shape), kernel.stride(), fft_size, dtype,
-               kernel.device)
+        layout = (kernel.data_ptr(), tuple(kernel.shape), kernel.stride(), fft_size, dtype, kernel.device)
         entry = self._entries.get(id(owner))
-        if entry is not None and entry[0]() is owner and entry[1] == key:
-            return entry[2]
+        if entry is not None and entry[0]() is owner and entry[1][1:] == layout:
+            if entry[1][0] == owner._version:
+                return entry[3]
+            if torch.equal(entry[2], kernel.detach()):          # written in place with the same values
+                self._entries[id(owner)] = (entry[0], (owner._version, *layout), entry[2], entry[3])
+                return entry[3]
         self._entries.pop(id(owner), None)           # free the old spectrum before building the new one
         spectrum = kernel_spectrum(kernel.detach(), fft_size, dtype)
-        self._entries[id(owner)] = (weakref.ref(owner), key, spectrum)
+        self._entries[id(owner)] = (weakref.ref(owner), (owner._version, *layout), kernel.detach().clone(), spectrum)
         return spectrum
 
     def __len__(self) -> int:
@@ -203,13 +209,16 @@ def smooth_fft_size(n: int) -> int:
 
 
 def fft_tile(out_size: tuple[int, int], kernel_size: int, max_tile: int = DEFAULT_TILE) -> tuple[int, int]:
-    """Output tile per axis: ``min(axis length, max_tile)`` grown so that the FFT size ``tile + k - 1`` is smooth.
+    """Output tile per axis: the axis cut into the fewest tiles of at most ``max_tile``, all of about equal size
+    (``ceil(o / ceil(o / max_tile))``: 48 outputs -> 2 tiles of 24, not 32 + 16 of padding), grown so that the FFT
+    size ``tile + k - 1`` is smooth.
 
     Example:
-        >>> fft_tile((96, 10), 18)
-        (25, 10)
+        >>> fft_tile((96, 10), 18), fft_tile((48, 256), 18)
+        ((32, 10), (25, 32))
     """
-    return tuple(smooth_fft_size(min(o, max_tile) + kernel_size - 1) - kernel_size + 1 for o in out_size)
+    tiles = (math.ceil(o / math.ceil(o / max_tile)) for o in out_size)
+    return tuple(smooth_fft_size(t + kernel_size - 1) - kernel_size + 1 for t in tiles)
 
 
 def conv2d_fft(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int = 1,
