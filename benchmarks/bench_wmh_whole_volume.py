@@ -1,8 +1,10 @@
 """Whole-volume inference cost of the eight Ghafoorian WMH networks (SS ... MSWS+Loc), the way a user gets it.
 
 For each network (random weights, eval mode) and one generated brain-like volume (Z slices of H x W, 10 channels:
-T1, FLAIR, 8 location maps; zeros outside an ellipsoidal brain), two timings, each in its own subprocess (so that
-the peak memory is that network's alone and no cache is shared):
+T1, FLAIR, 8 location maps; zeros outside an ellipsoidal brain), first cropped the way ``nnUNetv2_predict``'s
+preprocessing crops every case (nnU-Net's ``crop_to_nonzero``: the bounding box of the voxels where any channel is
+non-zero; ``--no-crop`` skips it), two timings, each in its own subprocess (so that the peak memory is that
+network's alone and no cache is shared):
 
 * ``dense``: the network's dense form (``WMHLocationNet.forward``) over all slices, ``--batch`` slices per pass,
   after a one-slice warm-up that builds the cached FC1 kernel spectra (its cost is printed apart: ``first``);
@@ -10,9 +12,9 @@ the peak memory is that network's alone and no cache is shared):
   preprocessed (C, Z, H, W) array with a ``2d`` configuration whose patch is the whole H x W slice (what
   ``nnUNetv2_plan_and_preprocess`` plans for H x W slices: the 2d patch starts at the median in-plane shape, clipped
   to a 2048**2-pixel budget). This is ``nnUNetv2_predict``'s network part: one tile per slice, batch 1, Gaussian
-  weighting (a no-op with a single tile, up to float16 rounding), the state dict loaded once per volume (so the FC1
-  spectra are rebuilt: included), test-time mirroring only with ``--tta`` (4 network passes per slice). Reading,
-  preprocessing and export of the files are not included.
+  weighting (a no-op with a single tile, up to float16 rounding), the state dict loaded once per volume (the FC1
+  spectra, built once in this fresh process, are included), test-time mirroring only with ``--tta`` (4 network
+  passes per slice). Reading, the rest of preprocessing and export of the files are not included.
 
 MSEF / MSEF+Loc have no dense form (the patch classifier runs at every pixel): only ``--msef-slices`` slices are
 timed and the per-volume figure is extrapolated (marked ``*``). Peak memory: the subprocess's peak resident set
@@ -140,6 +142,11 @@ def worker(job: dict) -> dict:
     z, h, w = job["shape"]
     name, mode = job["network"], job["mode"]
     vol = brain_volume(z, h, w)
+    if job["crop"]:    # nnUNetv2_predict's preprocessing crops every case to the bounding box of its non-zero voxels
+        from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
+        data, _, _ = crop_to_nonzero(vol.permute(1, 0, 2, 3).numpy())
+        vol = torch.from_numpy(np.ascontiguousarray(data)).permute(1, 0, 2, 3).contiguous()
+        z, h, w = vol.shape[0], vol.shape[2], vol.shape[3]
     net = _network(name).to(device)
     msef = name.startswith("MSEF")
     n_timed = min(z, job["msef_slices"]) if msef else z
@@ -149,7 +156,8 @@ def worker(job: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_mb()
-    result = {"network": name, "mode": mode, "timed_slices": n_timed, "slices": z, "extrapolated": n_timed < z}
+    result = {"network": name, "mode": mode, "timed_slices": n_timed, "slices": z, "extrapolated": n_timed < z,
+              "shape": [z, h, w]}
     with torch.inference_mode():
         if mode == "dense":
             if not msef:        # warm-up on one slice: builds the FC1 kernel spectra (nnU-Net pays it per volume)
@@ -199,6 +207,8 @@ def main() -> int:
     parser.add_argument("--fft-tile", type=int, default=0,
                         help="WMHLocationNet.fft_tile (largest FC1 FFT output tile; 0: the library default, 32)")
     parser.add_argument("--tta", action="store_true", help="nnU-Net with test-time mirroring (axes 0, 1: x4)")
+    parser.add_argument("--no-crop", dest="crop", action="store_false",
+                        help="skip nnU-Net's crop to the non-zero bounding box (nnUNetv2_predict always crops)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -218,9 +228,12 @@ def main() -> int:
             for mode in args.modes:
                 job = {"network": name, "mode": mode, "shape": shape, "threads": args.threads,
                        "device": args.device, "batch": batch, "msef_slices": args.msef_slices, "tta": args.tta,
-                       "fft_tile": args.fft_tile,
+                       "fft_tile": args.fft_tile, "crop": args.crop,
                        "probs_file": str(Path(tmp) / f"{name}_{mode}.npy")}
                 r = results[name, mode] = _run_worker(job)
+                if args.crop and len(results) == 1:
+                    print(f"  nnU-Net's crop to the non-zero region: {shape[0]}x{shape[1]}x{shape[2]} -> "
+                          f"{'x'.join(map(str, r['shape']))} (Z x H x W)", flush=True)
                 print(f"  {name:<9} {mode:<6} {r['wall_s']:8.2f} s for {r['timed_slices']} slice(s) "
                       f"(cpu {r['cpu_s']:.1f} s, {r['calls']} network calls)", flush=True)
             if len(args.modes) == 2:
@@ -248,7 +261,7 @@ def main() -> int:
         print(f"* extrapolated: MSEF has no dense form (patch classifier at every pixel); {args.msef_slices} of "
               f"{args.slices} slices timed, scaled linearly to the volume")
     print("first slice s: the dense form's first pass on one slice, which builds the cached FC1 kernel spectra "
-          "(nnU-Net rebuilds them per volume: included in its s/vol)")
+          "(the nnU-Net form builds them in its first volume: included in its s/vol)")
     for mode in args.modes:
         r = results.get((TARGET_NETWORK, mode))
         if r is not None and args.device == "cpu" and tuple(args.size) == (256, 256):
