@@ -157,3 +157,19 @@ def test_stop_file_ends_a_run_at_the_epoch_end(tmp_path):
         stop_if_asked(trainer)
     assert e.value.code == 0 and not (tmp_path / ct.STOP_FILE).exists()
     assert "stopping after epoch 4" in trainer.logged[-1]
+
+
+def test_resuming_from_the_saved_state_of_a_finished_run_says_so(tmp_path):
+    """The repository's release/training_state after the last epoch holds logs only: resuming names the reason."""
+    from nnunet_ataxia.errors import InputError
+    from nnunet_ataxia.io.output_folders import write_marker
+    from nnunet_ataxia.pretrained.training_run import restore_state
+
+    state = tmp_path / "training_state"
+    state.mkdir()
+    (state / "training_log_2026_1_1_00_00_00.txt").write_text("log")
+    write_marker(state, "train-pretrained --save-state", {"epochs_done": 120})
+    paths = TrainingRunPaths(tmp_path / "work")
+    with pytest.raises(InputError, match=r"ended after 120 epochs .* leave out --resume-state") as error:
+        restore_state(state, paths)
+    assert str(state) in str(error.value) and not (tmp_path / "work").exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.pretrained import release
-from nnunet_ataxia.io.output_folders import check_output_folder, write_marker
+from nnunet_ataxia.io.output_folders import check_output_folder, read_marker, write_marker
 
 COMMAND = "train-pretrained"
 STATE_COMMAND = "train-pretrained --save-state"
@@ -76,6 +76,11 @@ def _run(cmd: list[str], env: dict) -> int:
 def restore_state(state_dir: Path, paths: TrainingRunPaths) -> bool:
     """Copy a saved training state into the model folder (only when the model folder has no checkpoint yet)."""
     if not (state_dir / "checkpoint_latest.pth").is_file():
+        done = (read_marker(state_dir) or {}).get("epochs_done")
+        if done:   # a finished run keeps only its logs and progress.png: its model is the exported zip
+            raise InputError(f"{state_dir}: no checkpoint_latest.pth to resume from: the saved run ended after {done} "
+                             f"epochs (a finished run keeps only its logs; its model is the exported zip); leave out "
+                             f"--resume-state to train again from scratch")
         raise InputError(f"{state_dir}: no checkpoint_latest.pth to resume from")
     if any((paths.fold / name).is_file() for name in ("checkpoint_latest.pth", "checkpoint_final.pth")):
         return False
