@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-val", type=int, default=12, help="generated validation subjects (default 12)")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="processes for data generation/planning")
     parser.add_argument("--resume-state", default=None,
-                        help="folder saved by --save-state in an earlier session (e.g. release/training_state)")
+                        help="folder saved by --save-state in an earlier session (e.g. ~/m2_state)")
     parser.add_argument("--save-state", default=None, help="copy the resumable training state here afterwards")
     parser.add_argument("--export", default=None, help="write the model's nnU-Net zip here afterwards")
     parser.add_argument("--overwrite", action="store_true",
