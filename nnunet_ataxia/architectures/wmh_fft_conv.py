@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,14 @@ def polyphase_merge(y: torch.Tensor, dilation: int, out_size: tuple[int, int]) -
     return y[:, :, :out_size[0], :out_size[1]]
 
 
+class _SpectrumEntry(NamedTuple):
+    owner: weakref.ref          # the parameter the kernel is a view of
+    version: int                # its in-place version counter when the spectrum was last checked
+    layout: tuple               # kernel data pointer, shape, stride, FFT size, dtype, device
+    kernel: torch.Tensor        # copy of the kernel's values (to tell a reload of the same weights from new ones)
+    spectrum: torch.Tensor
+
+
 class KernelSpectrumCache:
     """Kernel spectra ``conj(rfft2(w, (Nh, Nw)))`` as (bins, C_in, C_out), one entry per owning parameter.
 
@@ -71,22 +80,23 @@ class KernelSpectrumCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[weakref.ref, tuple, torch.Tensor, torch.Tensor]] = {}
+        self._entries: dict[int, _SpectrumEntry] = {}
 
     def get(self, owner: torch.Tensor, kernel: torch.Tensor, fft_size: tuple[int, int],
             dtype: torch.dtype) -> torch.Tensor:
         """Spectrum of ``kernel`` (a view of ``owner``, e.g. a reshaped Linear weight), cached under ``owner``."""
         layout = (kernel.data_ptr(), tuple(kernel.shape), kernel.stride(), fft_size, dtype, kernel.device)
         entry = self._entries.get(id(owner))
-        if entry is not None and entry[0]() is owner and entry[1][1:] == layout:
-            if entry[1][0] == owner._version:
-                return entry[3]
-            if torch.equal(entry[2], kernel.detach()):          # written in place with the same values
-                self._entries[id(owner)] = (entry[0], (owner._version, *layout), entry[2], entry[3])
-                return entry[3]
+        if entry is not None and entry.owner() is owner and entry.layout == layout:
+            if entry.version == owner._version:
+                return entry.spectrum
+            if torch.equal(entry.kernel, kernel.detach()):          # written in place with the same values
+                self._entries[id(owner)] = entry._replace(version=owner._version)
+                return entry.spectrum
         self._entries.pop(id(owner), None)           # free the old spectrum before building the new one
         spectrum = kernel_spectrum(kernel.detach(), fft_size, dtype)
-        self._entries[id(owner)] = (weakref.ref(owner), (owner._version, *layout), kernel.detach().clone(), spectrum)
+        self._entries[id(owner)] = _SpectrumEntry(weakref.ref(owner), owner._version, layout,
+                                                  kernel.detach().clone(), spectrum)
         return spectrum
 
     def __len__(self) -> int:
