@@ -87,6 +87,11 @@ for name in sys.argv[1].split(","):
                      loss_finite=bool(abs(float(loss)) < 1e9), loss=float(loss),
                      batch_sum=float(batch["data"].double().sum()),
                      weights_sum=float(sum(p.detach().double().sum() for p in t.network.parameters())))
+    lrs = []
+    for epoch in (0, t.num_epochs // 2, t.num_epochs - 1):  # nnU-Net steps the scheduler at every epoch start
+        t.lr_scheduler.step(epoch)
+        lrs.append(t.optimizer.param_groups[0]["lr"])
+    out[name]["lrs"] = lrs
     t.dataloader_train._finish() if hasattr(t.dataloader_train, "_finish") else None
 print("RESULT" + json.dumps(out))
 """
@@ -121,7 +126,12 @@ def test_paper_trainers_use_batch_1_one_pass_epochs_and_the_papers_dropout(plann
     # a schedule (trainers.schedules) replaces the recipe's run length and batch, and switches test-time mirroring off
     smoke, demo = got["M1Trainer_paperNDA_smoke"], got["M2InceptionTrainer_paperWDA_demo"]
     assert (smoke["epochs"], smoke["iterations"], smoke["val_iterations"], smoke["batch_size"]) == (1, 2, 1, 1)
-    assert (demo["epochs"], demo["iterations"], demo["val_iterations"], demo["batch_size"]) == (10, 8, 2, 2)
+    # the demo: 30 epochs x 8 iterations of batch 2 = 240 iterations (3x the 80 of the version before issue 10)
+    assert (demo["epochs"], demo["iterations"], demo["val_iterations"], demo["batch_size"]) == (30, 8, 2, 2)
+    # the paper's Adam keeps its default learning rate (a schedule changes the run length, not the rate); nnU-Net's
+    # recipe decays its SGD rate (poly)
+    assert wda["lrs"] == nda["lrs"] == demo["lrs"] == [1e-3] * 3
+    assert nnunet["lrs"][0] == 1e-2 and nnunet["lrs"][-1] < 1e-3
     assert demo["batch_shape"] == [2, 1, 96, 128, 128] and demo["dropout"] == "Dropout"
     assert smoke["tta"] is None and demo["tta"] is None and nnunet["tta"] == [0, 1, 2]
     assert wda["batch_shape"] == [1, 1, 96, 128, 128]

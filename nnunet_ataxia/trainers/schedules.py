@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, NoReturn, Optional
 
 import numpy as np
 import torch
@@ -74,18 +74,39 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def refuse(message: str) -> NoReturn:
+    """End an nnU-Net command with one clear message (no traceback from deep inside nnU-Net)."""
+    raise SystemExit(f"nnunet-ataxia: {message}")
+
+
+def seed_from_environment(environ: Mapping[str, str] = os.environ) -> Optional[int]:
+    """The seed in ``NNUNET_ATAXIA_SEED`` (None when unset or empty); anything but an integer ends the command.
+
+    Example:
+        >>> seed_from_environment({"NNUNET_ATAXIA_SEED": "7"}), seed_from_environment({})
+        (7, None)
+        >>> seed_from_environment({"NNUNET_ATAXIA_SEED": "0.5"})
+        Traceback (most recent call last):
+        SystemExit: nnunet-ataxia: NNUNET_ATAXIA_SEED='0.5': the seed must be an integer
+    """
+    value = environ.get(SEED_VARIABLE, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        refuse(f"{SEED_VARIABLE}={value!r}: the seed must be an integer")
+
+
 class ScheduledTrainer(nnUNetTrainer):
     """nnU-Net's trainer with a class attribute ``schedule`` (:class:`TrainingSchedule`; None: the recipe's own)."""
 
     schedule: Optional[TrainingSchedule] = None
 
     def initialize(self):
-        seed = os.environ.get(SEED_VARIABLE)
-        if not self.was_initialized and seed:
-            try:
-                seed_everything(int(seed))
-            except ValueError:
-                raise RuntimeError(f"{SEED_VARIABLE}={seed!r}: the seed must be an integer") from None
+        seed = seed_from_environment()
+        if not self.was_initialized and seed is not None:
+            seed_everything(seed)
             self.print_to_log_file(f"{SEED_VARIABLE}={seed}: random generators seeded")
         if not self.was_initialized and self.schedule is not None:
             s = self.schedule
