@@ -278,7 +278,7 @@ DEMO = TrainingSchedule(num_epochs=30, iterations_per_epoch=8, val_iterations_pe
 
 class M2InceptionTrainer_paperWDA_demo(M2InceptionTrainer_paperWDA):
     """M2InceptionTrainer_paperWDA (the paper's Table 4 model) on the README demo's CPU budget (:data:`DEMO`): 240
-    iterations of batch 2, about 15 minutes on a 2-core CPU with native bf16. A demonstration, not a converged model
+    iterations of batch 2, about 16 minutes on a 2-core CPU with native bf16. A demonstration, not a converged model
     (the paper trained 200 epochs on a GPU)."""
 
     schedule = DEMO
