@@ -114,6 +114,12 @@ def main() -> None:
         "target": ["Dice >= 0.95, |err| <= 3 %", "Dice >= 0.90"],
     })
     print(summary.round(3).to_string(index=False))
+    by_contrast = ok.groupby("contrast").agg(
+        subjects=("case", "size"), **{f"{s} mean Dice": (f"{s}_dice", "mean") for s in STRUCTURES},
+        **{f"{s} min Dice": (f"{s}_dice", "min") for s in STRUCTURES},
+        **{f"{s} median |volume error| %": (f"{s}_volume_error_pct", lambda v: v.abs().median()) for s in STRUCTURES})
+    print("\nby contrast (T1: T1-like tissue order; random: SynthSeg's fully random tissue contrast)")
+    print(by_contrast.round(3).T.to_string())
 
 
 if __name__ == "__main__":

@@ -48,3 +48,14 @@ def test_segment_model_goes_to_its_private_copy_next_to_a_training_run(tmp_path,
     with pytest.raises(InputError, match="holds a training run"):
         resolve_model()      # no private folder to go to: one clear error, nothing overwritten
     assert not (fold / "checkpoint_final.pth").exists()
+
+
+@pytest.mark.skipif(not _ships_zip(), reason="the package ships no pretrained zip")
+def test_shipped_zip_holds_the_release_trainers_model():
+    """`release.TRAINER` names the model in the zip (install, segment and the printed nnUNetv2_predict line use it)."""
+    import zipfile
+
+    marker = f"/fold_{release.FOLD}/checkpoint_final.pth"
+    models = {n[: -len(marker)] for n in zipfile.ZipFile(release.pretrained_zip_path()).namelist()
+              if n.endswith(marker)}
+    assert models == {f"{release.DATASET_NAME}/{release.model_dir_name()}"}

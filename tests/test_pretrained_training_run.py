@@ -15,13 +15,16 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_ataxia.pretrained import release
-from nnunet_ataxia.pretrained.training_run import TrainingRunPaths, epochs_done, train_pretrained
+from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.pretrained.training_run import (TrainingRunPaths, epochs_done, restore_state, save_state,
+                                                   train_pretrained)
 from nnunet_ataxia.io.images import Geometry
 from nnunet_ataxia.preprocessing.mri_pipeline import crop_reference
 from nnunet_ataxia.synthesis.synthetic_subjects import make_registered_case
 from nnunet_ataxia.synthesis.tissue_contrast import label_intensity_tables, thick_slices
 
-TEST_TRAINER = "M2InceptionTrainer_pretrained_twoEpochTest"
+BASE_TEST_TRAINER = "M2InceptionTrainer_pretrained_twoEpochTest"
+TEST_TRAINER = "M2InceptionTrainer_pretrainedContrastFinetune_twoEpochTest"
 
 
 @pytest.mark.slow
@@ -42,6 +45,16 @@ def test_registered_case_is_deterministic_and_on_the_crop_grid():
     # the brainstem lies below-in-front of the cerebellum's centre, every label has voxels in the brain
     counts = np.bincount(lab.ravel())
     assert counts[1] > 80_000 and counts[2] > 10_000
+    # random_contrast_probability decides the contrast mode only: the anatomy of a seed stays; seed 7 draws the random
+    # mode by default, so forcing it (the fine-tuning stage's cases) reproduces the default case exactly
+    forced_t1, t1_labels, t1_params = make_registered_case(7, random_contrast_probability=0.0)
+    forced_random, random_labels, random_params = make_registered_case(7, random_contrast_probability=1.0)
+    assert (params.appearance["mode"], t1_params.appearance["mode"], random_params.appearance["mode"]) == \
+        ("random", "T1", "random")
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(t1_labels), lab)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(random_labels), lab)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(forced_random), a)
+    assert not np.array_equal(sitk.GetArrayFromImage(forced_t1), a)
 
 
 def test_t1_contrast_keeps_tissue_order_and_random_contrast_does_not_always():
@@ -66,34 +79,55 @@ def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs
     trainer_dir = tmp_path / "trainers"
     trainer_dir.mkdir()
     (trainer_dir / "two_epoch_test_trainer.py").write_text(textwrap.dedent(f"""
-        from nnunet_ataxia.trainers.cerebellum_trainers import M2InceptionTrainer_pretrained
+        from nnunet_ataxia.trainers.pretrained_trainers import (M2InceptionTrainer_pretrained,
+            M2InceptionTrainer_pretrainedContrastFinetune)
         from nnunet_ataxia.trainers.schedules import TrainingSchedule
 
-        class {TEST_TRAINER}(M2InceptionTrainer_pretrained):
+        class {BASE_TEST_TRAINER}(M2InceptionTrainer_pretrained):
             schedule = TrainingSchedule(num_epochs=2, iterations_per_epoch=2, val_iterations_per_epoch=1)
+
+        class {TEST_TRAINER}(M2InceptionTrainer_pretrainedContrastFinetune):
+            schedule = TrainingSchedule(num_epochs=2, iterations_per_epoch=2, val_iterations_per_epoch=1)
+            first_stage = "{BASE_TEST_TRAINER}"
         """))
     monkeypatch.setenv("nnUNet_extTrainer", os.pathsep.join([nnunet_environ["nnUNet_extTrainer"], str(trainer_dir)]))
+    stages = (BASE_TEST_TRAINER, TEST_TRAINER)
 
-    # chunk 1: the deadline has passed, so training stops after its first epoch, resumable
+    # chunk 1: the deadline has passed, so the first stage stops after its first epoch, resumable; the second waits
     first = tmp_path / "session1"
     state = tmp_path / "saved_state"
-    out = train_pretrained(first, n_train=2, n_val=1, hours=0.0, num_processes=1, save_state_to=state,
-                           trainer=TEST_TRAINER)
-    fold = TrainingRunPaths(first, TEST_TRAINER).fold
-    assert out["finished"] is False and out["epochs_done"] == 1
+    out = train_pretrained(first, n_train=2, n_val=1, n_contrast=1, hours=0.0, num_processes=1, save_state_to=state,
+                           stages=stages)
+    fold = TrainingRunPaths(first, BASE_TEST_TRAINER).fold
+    assert out["finished"] is False and out["epochs_done"] == {BASE_TEST_TRAINER: 1, TEST_TRAINER: 0}
     assert (fold / "checkpoint_latest.pth").is_file() and not (fold / "checkpoint_final.pth").exists()
-    assert (state / "checkpoint_latest.pth").is_file() and list(state.glob("training_log_*.txt"))
+    assert not TrainingRunPaths(first, TEST_TRAINER).fold.exists()
+    saved = state / BASE_TEST_TRAINER
+    assert (saved / "checkpoint_latest.pth").is_file() and list(saved.glob("training_log_*.txt"))
+    raw = first / "nnUNet_raw" / release.DATASET_NAME
+    assert len(list((raw / "labelsTr").glob("*.nii.gz"))) == 4   # 2 training + 1 validation + 1 random-contrast
 
-    # chunk 2, in another session: a fresh work folder (same generated data) resumes from the saved state
+    # chunk 2, in another session: a fresh work folder (same generated data) resumes from the saved state, finishes
+    # the first stage and fine-tunes its final checkpoint in the second
     second = tmp_path / "session2"
     for sub in ("nnUNet_raw", "nnUNet_preprocessed"):
         shutil.copytree(first / sub, second / sub)
     zip_path = tmp_path / "model.zip"
-    out = train_pretrained(second, n_train=2, n_val=1, num_processes=1, resume_state=state, export_to=zip_path,
-                           trainer=TEST_TRAINER)
-    assert out["finished"] is True and out["epochs_done"] == 2
-    newest_log = sorted(TrainingRunPaths(second, TEST_TRAINER).fold.glob("training_log_*.txt"))[-1].read_text()
+    out = train_pretrained(second, n_train=2, n_val=1, n_contrast=1, num_processes=1, resume_state=state,
+                           export_to=zip_path, stages=stages)
+    assert out["finished"] is True and out["epochs_done"] == {BASE_TEST_TRAINER: 2, TEST_TRAINER: 2}
+    base_fold = TrainingRunPaths(second, BASE_TEST_TRAINER).fold
+    newest_log = sorted(base_fold.glob("training_log_*.txt"))[-1].read_text()
     assert "Epoch 1" in newest_log and "Epoch 0" not in newest_log  # continued, not restarted
+    finetune_log = next(TrainingRunPaths(second, TEST_TRAINER).fold.glob("training_log_*.txt")).read_text()
+    assert f"started from the whole network of {base_fold / 'checkpoint_final.pth'}" in finetune_log
+    assert "except the 1 validation cases: 3 training cases" in finetune_log  # fold 0's 2 + the random-contrast one
+
+    # the finished run's saved state keeps logs and progress.png only (the model is the zip)
+    save_state(second, stages, state)
+    assert not list(state.rglob("checkpoint_*.pth")) and (state / TEST_TRAINER / "progress.png").is_file()
+    with pytest.raises(InputError, match="no checkpoint to resume from: the saved run ended"):
+        restore_state(state, tmp_path / "session3", stages)
 
     # the exported zip: nnU-Net's layout, a checkpoint without optimizer state, the training logs kept
     import torch
@@ -141,7 +175,7 @@ def test_release_note_speaks_only_for_an_interim_model(monkeypatch):
 
 
 def test_stop_file_ends_a_run_at_the_epoch_end(tmp_path):
-    from nnunet_ataxia.trainers import cerebellum_trainers as ct
+    from nnunet_ataxia.trainers import pretrained_trainers as ct
 
     class FakeTrainer:  # only what on_epoch_end's stop check reads
         output_folder, current_epoch, num_epochs = str(tmp_path), 5, 120
@@ -166,10 +200,26 @@ def test_resuming_from_the_saved_state_of_a_finished_run_says_so(tmp_path):
     from nnunet_ataxia.pretrained.training_run import restore_state
 
     state = tmp_path / "training_state"
-    state.mkdir()
-    (state / "training_log_2026_1_1_00_00_00.txt").write_text("log")
-    write_marker(state, "train-pretrained --save-state", {"epochs_done": 120})
-    paths = TrainingRunPaths(tmp_path / "work")
-    with pytest.raises(InputError, match=r"ended after 120 epochs .* leave out --resume-state") as error:
-        restore_state(state, paths)
+    for trainer in release.CONTRAST_FINETUNE_STAGES:
+        (state / trainer).mkdir(parents=True)
+        (state / trainer / "training_log_2026_1_1_00_00_00.txt").write_text("log")
+    write_marker(state, "train-pretrained --save-state",
+                 {"epochs_done": dict(zip(release.CONTRAST_FINETUNE_STAGES, (120, 15))), "finished": True})
+    with pytest.raises(InputError, match=r"ended \(epochs: M2InceptionTrainer_pretrained 120, "
+                                         r"M2InceptionTrainer_pretrainedContrastFinetune 15; .* leave out "
+                                         r"--resume-state") as error:
+        restore_state(state, tmp_path / "work", release.CONTRAST_FINETUNE_STAGES)
     assert str(state) in str(error.value) and not (tmp_path / "work").exists()
+
+
+def test_a_state_saved_with_the_one_stage_layout_resumes_as_the_first_stage(tmp_path):
+    """Earlier versions saved the run's files directly in the state folder: they resume the first stage."""
+    state = tmp_path / "old_state"
+    state.mkdir()
+    (state / "checkpoint_latest.pth").write_bytes(b"epoch 50")
+    (state / "training_log_2026_1_1_00_00_00.txt").write_text("log")
+    assert restore_state(state, tmp_path / "work", release.CONTRAST_FINETUNE_STAGES) == [release.TRAINER]
+    fold = TrainingRunPaths(tmp_path / "work", release.TRAINER).fold
+    assert sorted(p.name for p in fold.iterdir()) == ["checkpoint_latest.pth", "training_log_2026_1_1_00_00_00.txt"]
+    assert (fold / "checkpoint_latest.pth").read_bytes() == b"epoch 50"
+    assert not TrainingRunPaths(tmp_path / "work", release.CONTRAST_FINETUNE_STAGES[1]).fold.exists()

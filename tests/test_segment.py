@@ -304,7 +304,7 @@ def test_install_pretrained_then_stock_predict_finds_it(workspace, tmp_path, req
         out = _run(["nnunet-ataxia", "install-pretrained", "--results", results, *zip_args], env)
     folder = results / release.DATASET_NAME / release.model_dir_name()
     assert str(folder) in out.stdout
-    assert "nnUNetv2_predict -i INPUT -o OUTPUT -d 510 -c 3d_fullres -tr M2InceptionTrainer_pretrained " \
+    assert f"nnUNetv2_predict -i INPUT -o OUTPUT -d 510 -c 3d_fullres -tr {release.TRAINER} " \
            "-p nnUNetFixed128Plans -f 0" in out.stdout
     images = tmp_path / "images"
     images.mkdir()

@@ -2,6 +2,8 @@
 
 Generates the domain-randomized subjects, plans them with the fixed 1 mm / 128x128x96 planner, trains
 ``M2InceptionTrainer_pretrained`` (fold 0) with ``nnUNetv2_train`` and exports it with ``nnUNetv2_export_model_to_zip``.
+``--contrast-finetune`` adds 80 random-contrast subjects and a second stage,
+``M2InceptionTrainer_pretrainedContrastFinetune``, and exports that one instead.
 Run it again with the same ``--work`` to continue: finished steps are skipped and training resumes with ``--c``.
 """
 from __future__ import annotations
@@ -16,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--n-train", type=int, default=160, help="generated training subjects (default 160)")
     parser.add_argument("--n-val", type=int, default=12, help="generated validation subjects (default 12)")
+    parser.add_argument("--contrast-finetune", action="store_true",
+                        help="also generate 80 random-contrast subjects and fine-tune on them in a second stage "
+                             "(M2InceptionTrainer_pretrainedContrastFinetune; tried, not the released model)")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="processes for data generation/planning")
     parser.add_argument("--resume-state", default=None,
                         help="folder saved by --save-state in an earlier session (e.g. ~/m2_state)")
@@ -28,13 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_ataxia.pretrained import release
     from nnunet_ataxia.pretrained.training_run import train_pretrained
 
-    result = train_pretrained(args.work, n_train=args.n_train, n_val=args.n_val, hours=args.hours,
+    stages = release.CONTRAST_FINETUNE_STAGES if args.contrast_finetune else release.TRAINING_STAGES
+    result = train_pretrained(args.work, n_train=args.n_train, n_val=args.n_val,
+                              n_contrast=80 if args.contrast_finetune else 0, stages=stages, hours=args.hours,
                               device=args.device, num_processes=args.num_processes, resume_state=args.resume_state,
                               save_state_to=args.save_state, export_to=args.export,
                               export_checkpoint=args.export_checkpoint, overwrite=args.overwrite)
     state = "finished" if result["finished"] else "not finished (re-run the same command to continue)"
-    print(f"training {state}: {result['epochs_done']} epoch(s) done"
+    done = ", ".join(f"{trainer} {n}" for trainer, n in result["epochs_done"].items())
+    print(f"training {state}: epochs done: {done}"
           + (f"; exported {result['exported']}" if result["exported"] else ""))
     return 0

@@ -6,7 +6,10 @@ its own seed, already on the preprocessed grid (1 mm MNI, 128 × 128 × 96 crop,
 Labels: background 0, cerebellum 1, brainstem 2.
 
 Seeds: training cases ``0 .. n_train-1``, validation cases ``VALIDATION_SEED_OFFSET + i`` (fold 0 of
-``splits_final.json``), held-out test subjects ``HELD_OUT_SEED_OFFSET + i`` (native space, never written here;
+``splits_final.json``), random-contrast cases ``CONTRAST_SEED_OFFSET + i`` (drawn with SynthSeg's fully random
+tissue contrast only; in no split: the second training stage,
+:class:`~nnunet_ataxia.trainers.pretrained_trainers.M2InceptionTrainer_pretrainedContrastFinetune`, adds them to
+fold 0's training cases), held-out test subjects ``HELD_OUT_SEED_OFFSET + i`` (native space, never written here;
 ``benchmarks/bench_pretrained_heldout.py`` draws them).
 """
 from __future__ import annotations
@@ -27,6 +30,7 @@ DATASET_NAME = "SynthCerebellumBrainstem"
 LABELS = {"background": 0, "cerebellum": 1, "brainstem": 2}
 VALIDATION_SEED_OFFSET = 50_000
 HELD_OUT_SEED_OFFSET = 100_000
+CONTRAST_SEED_OFFSET = 200_000
 #: bump when the generator changes, so that re-runs regenerate every case
 GENERATOR_VERSION = 1
 
@@ -40,7 +44,8 @@ def _generate_case(job: dict) -> dict:
     from nnunet_ataxia.synthesis.synthetic_subjects import make_registered_case
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    image, labels, params = make_registered_case(int(job["seed"]))
+    image, labels, params = make_registered_case(int(job["seed"]),
+                                                 random_contrast_probability=job["random_contrast_probability"])
     out = Path(job["out_dir"])
     image_rel, label_rel = job["outputs"]
     for rel in (image_rel, label_rel):
@@ -52,13 +57,26 @@ def _generate_case(job: dict) -> dict:
             "parameters": asdict(params)}
 
 
-def build_synthetic_dataset(n_train: int = 160, n_val: int = 12, *, dataset_id: int = DEFAULT_DATASET_ID,
-                            output: str | os.PathLike | None = None, num_processes: int = 1) -> Path:
+def _job(seed: int, random_contrast_probability: float) -> dict:
+    case_id = synthetic_case_id(seed)
+    parts = {"seed": seed, "generator": GENERATOR_VERSION}
+    if random_contrast_probability != 0.2:  # the default keeps the fingerprints of datasets generated before
+        parts["random_contrast_probability"] = random_contrast_probability
+    return {"case_id": case_id, "seed": seed, "subset": "Tr",
+            "random_contrast_probability": random_contrast_probability, "fingerprint": case_fingerprint(**parts),
+            "outputs": [f"imagesTr/{case_id}_0000.nii.gz", f"labelsTr/{case_id}.nii.gz"]}
+
+
+def build_synthetic_dataset(n_train: int = 160, n_val: int = 12, n_contrast: int = 0, *,
+                            dataset_id: int = DEFAULT_DATASET_ID, output: str | os.PathLike | None = None,
+                            num_processes: int = 1) -> Path:
     """Generate the pretrained model's training dataset (atomic; a re-run re-uses the cases already generated).
 
     Args:
         n_train: training subjects (seeds ``0 .. n_train-1``).
         n_val: validation subjects (fold 0's ``val``; seeds from ``VALIDATION_SEED_OFFSET``).
+        n_contrast: subjects with fully random tissue contrast for the optional fine-tuning stage (seeds from
+            ``CONTRAST_SEED_OFFSET``; in no split; ``train-pretrained --contrast-finetune`` uses 80).
         dataset_id: nnU-Net dataset id.
         output: dataset folder (default ``$nnUNet_raw/Dataset510_SynthCerebellumBrainstem``).
         num_processes: cases generated in parallel (about 7 s and 1.5 GB each).
@@ -67,14 +85,12 @@ def build_synthetic_dataset(n_train: int = 160, n_val: int = 12, *, dataset_id: 
         The dataset folder.
 
     Example:
-        >>> build_synthetic_dataset(4, 2, output="/tmp/raw/Dataset510_SynthCerebellumBrainstem")  # doctest: +SKIP
+        >>> build_synthetic_dataset(4, 2, 2, output="/tmp/raw/Dataset510_SynthCerebellumBrainstem")  # doctest: +SKIP
     """
     final = dataset_folder(dataset_id, DATASET_NAME, output)
     seeds = list(range(n_train)) + [VALIDATION_SEED_OFFSET + i for i in range(n_val)]
-    jobs = [{"case_id": synthetic_case_id(s), "seed": s, "subset": "Tr",
-             "fingerprint": case_fingerprint(seed=s, generator=GENERATOR_VERSION),
-             "outputs": [f"imagesTr/{synthetic_case_id(s)}_0000.nii.gz", f"labelsTr/{synthetic_case_id(s)}.nii.gz"]}
-            for s in seeds]
+    contrast_seeds = [CONTRAST_SEED_OFFSET + i for i in range(n_contrast)]
+    jobs = [_job(s, 0.2) for s in seeds] + [_job(s, 1.0) for s in contrast_seeds]
 
     def fill(tmp: Path, previous: Path | None) -> None:
         infos = convert_cases(_generate_case, jobs, tmp, previous, num_processes, "synthetic subjects")

@@ -23,7 +23,13 @@ from nnunet_ataxia.errors import InputError
 
 DATASET_ID = 510
 DATASET_NAME = "Dataset510_SynthCerebellumBrainstem"
+#: the trainer of the released model
 TRAINER = "M2InceptionTrainer_pretrained"
+#: the training stages of the released model (``train-pretrained``'s default)
+TRAINING_STAGES = (TRAINER,)
+#: ``train-pretrained --contrast-finetune``: a second stage with more random contrasts (tried; not the released model,
+#: see the README's "How the pretrained model is made")
+CONTRAST_FINETUNE_STAGES = (TRAINER, "M2InceptionTrainer_pretrainedContrastFinetune")
 PLANS = "nnUNetFixed128Plans"
 CONFIGURATION = "3d_fullres"
 FOLD = 0

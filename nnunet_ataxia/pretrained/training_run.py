@@ -1,4 +1,5 @@
-"""The one run that reproduces the released model: generate the data, plan, train (in resumable chunks), export.
+"""The one run that reproduces the released model: generate the data, plan, train (two stages, in resumable chunks),
+export.
 
 Every step skips what is already done, so the same command continues an interrupted run (on a CPU the training spans
 many sessions: ``--hours`` ends a chunk cleanly at an epoch boundary, the next call resumes with nnU-Net's ``--c``).
@@ -15,6 +16,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.pretrained import release
@@ -73,120 +75,174 @@ def _run(cmd: list[str], env: dict) -> int:
     return subprocess.run(cmd, env=env).returncode
 
 
-def restore_state(state_dir: Path, paths: TrainingRunPaths) -> bool:
-    """Copy a saved training state into the model folder (only when the model folder has no checkpoint yet)."""
-    if not (state_dir / "checkpoint_latest.pth").is_file():
+def _stage_files(fold: Path, with_checkpoints: bool = True) -> list[Path]:
+    names = STATE_FILES + (("checkpoint_final.pth",) if with_checkpoints else ())
+    if not with_checkpoints:
+        names = tuple(n for n in names if not n.startswith("checkpoint_"))
+    return sorted(f for f in fold.iterdir()
+                  if f.is_file() and (f.name in names or f.name.startswith("training_log_")))
+
+
+def restore_state(state_dir: Path, work: Path, stages: Sequence[str]) -> list[str]:
+    """Copy a saved training state (one subfolder per stage) into the stages' fold folders that have no checkpoint.
+
+    Returns:
+        The stages restored.
+    """
+    saved = {t: state_dir / t for t in stages if (state_dir / t).is_dir()}
+    if not saved and (state_dir / "checkpoint_latest.pth").is_file():
+        saved = {stages[0]: state_dir}   # saved by a version with one stage: the files directly in the folder
+    if not any((d / name).is_file() for d in saved.values() for name in ("checkpoint_latest.pth",
+                                                                         "checkpoint_final.pth")):
         done = (read_marker(state_dir) or {}).get("epochs_done")
         if done:   # a finished run keeps only its logs and progress.png: its model is the exported zip
-            raise InputError(f"{state_dir}: no checkpoint_latest.pth to resume from: the saved run ended after {done} "
-                             f"epochs (a finished run keeps only its logs; its model is the exported zip); leave out "
+            if isinstance(done, dict):
+                done = ", ".join(f"{trainer} {n}" for trainer, n in done.items())
+            raise InputError(f"{state_dir}: no checkpoint to resume from: the saved run ended (epochs: {done}; a "
+                             f"finished run keeps only its logs; its model is the exported zip); leave out "
                              f"--resume-state to train again from scratch")
-        raise InputError(f"{state_dir}: no checkpoint_latest.pth to resume from")
-    if any((paths.fold / name).is_file() for name in ("checkpoint_latest.pth", "checkpoint_final.pth")):
-        return False
-    paths.fold.mkdir(parents=True, exist_ok=True)
-    for f in state_dir.iterdir():
-        if f.is_file() and (f.name in STATE_FILES or f.name.startswith("training_log_")):
-            shutil.copy2(f, paths.fold / f.name)
-    return True
+        raise InputError(f"{state_dir}: no checkpoint to resume from (expected one subfolder per training stage: "
+                         f"{', '.join(stages)})")
+    restored = []
+    for trainer, folder in saved.items():
+        fold = TrainingRunPaths(work, trainer).fold
+        if any((fold / name).is_file() for name in ("checkpoint_latest.pth", "checkpoint_final.pth")):
+            continue
+        fold.mkdir(parents=True, exist_ok=True)
+        for f in _stage_files(folder):
+            shutil.copy2(f, fold / f.name)
+        restored.append(trainer)
+    return restored
 
 
-def save_state(paths: TrainingRunPaths, state_dir: Path, overwrite: bool = False) -> None:
-    """Copy the resumable state of the run (latest checkpoint, logs, progress.png) to ``state_dir``.
+def save_state(work: Path, stages: Sequence[str], state_dir: Path, overwrite: bool = False) -> None:
+    """Copy the resumable state of every stage (checkpoint, logs, progress.png) to ``state_dir/<trainer>/``.
 
+    When the last stage has finished, only the logs and ``progress.png`` are kept (the model is the exported zip).
     ``state_dir`` is replaced only when it is new, empty or an earlier saved state (its marker), or with ``overwrite``.
     """
-    check_output_folder(state_dir, STATE_COMMAND, inputs=[paths.work], overwrite=overwrite,
+    check_output_folder(state_dir, STATE_COMMAND, inputs=[work], overwrite=overwrite,
                         recognize=("checkpoint_latest.pth",))
+    finished = (TrainingRunPaths(work, stages[-1]).fold / "checkpoint_final.pth").is_file()
     tmp = state_dir.with_name(state_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for f in paths.fold.iterdir():
-        if f.is_file() and (f.name in STATE_FILES or f.name.startswith("training_log_")):
-            shutil.copy2(f, tmp / f.name)
-    write_marker(tmp, STATE_COMMAND, {"epochs_done": epochs_done(paths.fold)})
+    done = {}
+    for trainer in stages:
+        fold = TrainingRunPaths(work, trainer).fold
+        if not fold.is_dir():
+            continue
+        (tmp / trainer).mkdir()
+        for f in _stage_files(fold, with_checkpoints=not finished):
+            shutil.copy2(f, tmp / trainer / f.name)
+        done[trainer] = epochs_done(fold)
+    write_marker(tmp, STATE_COMMAND, {"epochs_done": done, "finished": finished})
     if state_dir.exists():
         shutil.rmtree(state_dir)
     os.replace(tmp, state_dir)
 
 
-def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int = 12, hours: float | None = None,
-                     device: str = "cpu", num_processes: int = 2, resume_state: str | os.PathLike | None = None,
-                     save_state_to: str | os.PathLike | None = None, export_to: str | os.PathLike | None = None,
-                     export_checkpoint: str | None = None, trainer: str = release.TRAINER,
-                     overwrite: bool = False) -> dict:
-    """Reproduce the released model: data -> plan -> train (chunk) -> export. Each step skips finished work.
+def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int = 12, n_contrast: int = 0,
+                     hours: float | None = None, device: str = "cpu", num_processes: int = 2,
+                     resume_state: str | os.PathLike | None = None, save_state_to: str | os.PathLike | None = None,
+                     export_to: str | os.PathLike | None = None, export_checkpoint: str | None = None,
+                     stages: Sequence[str] = release.TRAINING_STAGES, overwrite: bool = False) -> dict:
+    """Reproduce the released model: data -> plan -> train (stages, in chunks) -> export. Each step skips finished work.
+
+    The stages are stock ``nnUNetv2_train`` runs on the same dataset, one after the other (the released model: one
+    stage, :data:`~nnunet_ataxia.pretrained.release.TRAINING_STAGES`; ``--contrast-finetune``:
+    :data:`~nnunet_ataxia.pretrained.release.CONTRAST_FINETUNE_STAGES`, whose second stage loads the first one's
+    ``checkpoint_final.pth`` itself); the last stage's model is exported.
 
     Args:
         work: work folder (holds the three nnU-Net folders).
         n_train: generated training subjects (seeds 0 .. n_train-1).
         n_val: generated validation subjects (fold 0's validation split).
-        hours: stop training at the first epoch end after this many hours (resume later with the same command).
+        n_contrast: generated random-contrast subjects for the fine-tuning stage (in no split; 80 with
+            ``CONTRAST_FINETUNE_STAGES``, see
+            :class:`~nnunet_ataxia.trainers.pretrained_trainers.M2InceptionTrainer_pretrainedContrastFinetune`).
+        hours: stop training at the first epoch end after this many hours (resume later with the same command); a
+            stage that finishes after that time does not start the next one.
         device: ``cpu`` or ``cuda``.
         num_processes: processes for data generation and nnU-Net preprocessing.
-        resume_state: a folder written by ``save_state_to`` in an earlier session (copied in when the work folder
+        resume_state: a folder written by ``save_state_to`` in an earlier session (copied in where the work folder
             has no checkpoint yet).
-        save_state_to: after training, copy the resumable state (latest checkpoint, logs, progress.png) here.
-        export_to: write the nnU-Net zip of the model here (the released one is
+        save_state_to: after training, copy the resumable state (checkpoints, logs, progress.png) here.
+        export_to: write the nnU-Net zip of the last stage's model here (the released one is
             ``nnunet_ataxia/data/pretrained/M2_cerebellum_brainstem_pretrained.zip``).
         export_checkpoint: checkpoint to export (default: ``checkpoint_final.pth`` when training finished, else
             ``checkpoint_latest.pth``).
-        trainer: the trainer class (tests use short-schedule variants).
+        stages: the trainer classes, in order (tests use short-schedule variants).
         overwrite: allow a non-empty work / state folder that is not an earlier output of this run.
 
     Returns:
-        ``{"finished": bool, "epochs_done": int, "exported": path or None}``.
+        ``{"finished": bool, "epochs_done": {trainer: int}, "exported": path or None}``.
 
     Example:
         >>> train_pretrained("/scratch/m2_release", hours=2.5)  # doctest: +SKIP
     """
     from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import build_synthetic_dataset
 
-    paths = TrainingRunPaths(Path(work).resolve(), trainer)
-    check_output_folder(paths.work, COMMAND, overwrite=overwrite, recognize=("nnUNet_raw", "nnUNet_preprocessed"))
+    work = Path(work).resolve()
+    check_output_folder(work, COMMAND, overwrite=overwrite, recognize=("nnUNet_raw", "nnUNet_preprocessed"))
     if export_to is not None and Path(export_to).exists() and not zipfile.is_zipfile(export_to):
         raise InputError(f"{export_to}: exists and is not a model zip; refusing to replace it")
-    paths.work.mkdir(parents=True, exist_ok=True)
-    write_marker(paths.work, COMMAND)
-    env = paths.environment(device)
+    work.mkdir(parents=True, exist_ok=True)
+    write_marker(work, COMMAND)
+    first = TrainingRunPaths(work, stages[0])
+    env = first.environment(device)
     os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
-    raw_dataset = paths.raw / release.DATASET_NAME
+    raw_dataset = first.raw / release.DATASET_NAME
     n_cases = len(list((raw_dataset / "labelsTr").glob("*.nii.gz"))) if raw_dataset.is_dir() else 0
-    if n_cases != n_train + n_val:
+    n_wanted = n_train + n_val + n_contrast
+    if n_cases != n_wanted:
         t0 = time.time()
-        build_synthetic_dataset(n_train, n_val, output=raw_dataset, num_processes=num_processes)
-        print(f"data: {n_train + n_val} subjects generated in {time.time() - t0:.0f} s", flush=True)
-    plans = paths.preprocessed / release.DATASET_NAME / f"{release.PLANS}.json"
-    if not plans.is_file() or n_cases != n_train + n_val:
+        build_synthetic_dataset(n_train, n_val, n_contrast, output=raw_dataset, num_processes=num_processes)
+        print(f"data: {n_wanted} subjects in {raw_dataset} ({time.time() - t0:.0f} s)", flush=True)
+    plans = first.preprocessed / release.DATASET_NAME / f"{release.PLANS}.json"
+    if not plans.is_file() or n_cases != n_wanted:
         exe = [sys.executable, "-m", "nnunet_ataxia.cli"]
         if _run(exe + ["plan", "-d", str(release.DATASET_ID), "-np", str(num_processes)], env) != 0:
             raise InputError(f"{raw_dataset}: planning failed")
-    if resume_state is not None and restore_state(Path(resume_state), paths):
-        print(f"resumed the training state from {resume_state}", flush=True)
-    finished = (paths.fold / "checkpoint_final.pth").is_file()
-    if not finished:
-        cmd = ["nnUNetv2_train", str(release.DATASET_ID), release.CONFIGURATION, str(release.FOLD),
-               "-tr", trainer, "-p", release.PLANS, "-device", device]
-        if (paths.fold / "checkpoint_latest.pth").is_file():
-            cmd.append("--c")
-        if hours is not None:
-            env["NNUNET_ATAXIA_STOP_AT"] = str(time.time() + hours * 3600.0)
-        if _run(cmd, env) != 0:
-            raise InputError(f"{paths.fold}: nnUNetv2_train failed (see its output above)")
-        finished = (paths.fold / "checkpoint_final.pth").is_file()
-    if save_state_to is not None and paths.fold.is_dir():
-        save_state(paths, Path(save_state_to), overwrite=overwrite)
+    if resume_state is not None:
+        for trainer in restore_state(Path(resume_state), work, stages):
+            print(f"resumed the training state of {trainer} from {resume_state}", flush=True)
+    deadline = None if hours is None else time.time() + hours * 3600.0
+    trained = False
+    for trainer in stages:
+        paths = TrainingRunPaths(work, trainer)
+        if not (paths.fold / "checkpoint_final.pth").is_file():
+            if trained and deadline is not None and time.time() >= deadline:
+                break   # the chunk's time is up: the next call starts this stage
+            cmd = ["nnUNetv2_train", str(release.DATASET_ID), release.CONFIGURATION, str(release.FOLD),
+                   "-tr", trainer, "-p", release.PLANS, "-device", device]
+            if (paths.fold / "checkpoint_latest.pth").is_file():
+                cmd.append("--c")
+            if deadline is not None:
+                env["NNUNET_ATAXIA_STOP_AT"] = str(deadline)  # read by the trainers (pretrained_trainers)
+            if _run(cmd, env) != 0:
+                raise InputError(f"{paths.fold}: nnUNetv2_train failed (see its output above)")
+            trained = True
+            if not (paths.fold / "checkpoint_final.pth").is_file():
+                break   # stopped at the deadline: resumable with the same command
+    last = TrainingRunPaths(work, stages[-1])
+    finished = (last.fold / "checkpoint_final.pth").is_file()
+    if save_state_to is not None:
+        save_state(work, stages, Path(save_state_to), overwrite=overwrite)
     exported = None
     if export_to is not None:
         chk = export_checkpoint or ("checkpoint_final.pth" if finished else "checkpoint_latest.pth")
-        exported = release.export_release(paths.model, export_to, checkpoint=chk, trainer=trainer)
-    return {"finished": finished, "epochs_done": epochs_done(paths.fold), "exported": exported}
+        exported = release.export_release(last.model, export_to, checkpoint=chk, trainer=stages[-1])
+    done = {t: epochs_done(TrainingRunPaths(work, t).fold) for t in stages}
+    return {"finished": finished, "epochs_done": done, "exported": exported}
 
 
 def epochs_done(fold_dir: Path) -> int:
     """Epochs completed so far, read from the newest checkpoint (0 when none)."""
     import torch
 
+    if not fold_dir.is_dir():
+        return 0
     for name in ("checkpoint_final.pth", "checkpoint_latest.pth"):
         if (fold_dir / name).is_file():
             return int(torch.load(fold_dir / name, map_location="cpu", weights_only=False)["current_epoch"])

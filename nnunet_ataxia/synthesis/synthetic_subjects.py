@@ -174,12 +174,15 @@ def aseg_to_targets(aseg: np.ndarray) -> np.ndarray:
     return out
 
 
-def make_registered_case(seed: int, group: str | None = None) -> tuple[sitk.Image, sitk.Image, SubjectParameters]:
+def make_registered_case(seed: int, group: str | None = None, random_contrast_probability: float = 0.2
+                         ) -> tuple[sitk.Image, sitk.Image, SubjectParameters]:
     """A training case as the preprocessing leaves it: 128 × 128 × 96 crop, equalized [0, 255], and its labels.
 
     The "registration" is the known one plus a random residual affine (up to 4°, 4 mm, ±4 % scale), so the network
     also learns from imperfectly registered images; the template-mask skull strip, the equalization and the crop are
-    the pipeline's own functions.
+    the pipeline's own functions. ``random_contrast_probability`` is the chance of SynthSeg's fully random tissue
+    contrast (see :func:`~nnunet_ataxia.synthesis.tissue_contrast.synthesize_t1`); a seed gives the same anatomy
+    (group, sizes, deformation, skull, residual registration) whatever its value.
 
     Example:
         >>> image, labels, params = make_registered_case(0)  # doctest: +SKIP
@@ -192,7 +195,8 @@ def make_registered_case(seed: int, group: str | None = None) -> tuple[sitk.Imag
     residual = random_affine(cereb_centre, rs, 4.0, 4.0, (0.96, 1.04), anisotropy=0.02)
     transform = sitk.CompositeTransform([deform, residual])
     labels, layers, template_arr = _resample_anatomy(template, transform, rs, params.skull)
-    image, params.appearance = synthesize_t1(labels, rs, template=template_arr, head=layers)
+    image, params.appearance = synthesize_t1(labels, rs, template=template_arr, head=layers,
+                                             random_contrast_probability=random_contrast_probability)
     image_mni = sitk.GetImageFromArray(image)
     image_mni.CopyInformation(template)
     strip_mask = brain_mask_mni()

@@ -11,8 +11,6 @@ subclass that sets one class attribute. On CPUs with native bf16 all of them run
 from __future__ import annotations
 
 import math
-import os
-import time
 from typing import List, Tuple, Type, Union
 
 import torch
@@ -282,68 +280,3 @@ class M2InceptionTrainer_paperWDA_demo(M2InceptionTrainer_paperWDA):
     (the paper trained 200 epochs on a GPU)."""
 
     schedule = DEMO
-
-
-#: environment variable: a Unix time after which a chunked training run stops at the end of its current epoch
-STOP_AT_VARIABLE = "NNUNET_ATAXIA_STOP_AT"
-STOP_FILE = "stop_after_epoch"
-
-
-class M2InceptionTrainer_pretrained(M2InceptionTrainer):
-    """The recipe of the released pretrained M2 (domain-randomized 1 mm data, cerebellum + brainstem).
-
-    Changes to nnU-Net's recipe: Adam (lr 1e-3, poly decay) instead of SGD, which learns M2 much faster in short CPU
-    runs (see the README); mirroring only left-right (the data are MNI-registered, so up-down and front-back flips
-    are never seen at inference); 120 epochs of 50 iterations with 5 validation iterations; a checkpoint every epoch.
-    nnU-Net's Dice + cross-entropy loss and its augmentation are kept.
-
-    Chunks: when the environment variable ``NNUNET_ATAXIA_STOP_AT`` holds a Unix time that has passed at the end of
-    an epoch, training stops there (exit status 0) after writing ``checkpoint_latest.pth``; ``nnUNetv2_train ... --c``
-    continues it. ``nnunet-ataxia train-pretrained --hours H`` uses this to train in resumable chunks on a CPU.
-    An empty file named ``stop_after_epoch`` in the fold folder does the same for a run already under way (the file is
-    removed when the run stops).
-    """
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.initial_lr = 1e-3
-        self.weight_decay = 0.0
-        self.num_epochs = 120
-        self.num_iterations_per_epoch = 50
-        self.num_val_iterations_per_epoch = 5
-        self.save_every = 1
-
-    def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
-        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        rotation, dummy_2d, initial_patch_size, _ = \
-            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        mirror_axes = (2,)  # array axis 2 = x = left-right on the MNI grid
-        self.inference_allowed_mirroring_axes = mirror_axes
-        return rotation, dummy_2d, initial_patch_size, mirror_axes
-
-    def on_epoch_end(self):
-        super().on_epoch_end()
-        self._stop_if_asked()
-
-    def _stop_if_asked(self) -> None:
-        stop_at = os.environ.get(STOP_AT_VARIABLE)
-        stop_file = os.path.join(self.output_folder, STOP_FILE)
-        if self.current_epoch < self.num_epochs and (
-                (stop_at and time.time() >= float(stop_at)) or os.path.isfile(stop_file)):
-            # nnU-Net's on_epoch_end has just written checkpoint_latest.pth (save_every = 1)
-            reason = STOP_FILE if os.path.isfile(stop_file) else STOP_AT_VARIABLE
-            if os.path.isfile(stop_file):
-                os.remove(stop_file)
-            self.print_to_log_file(f"{reason} reached: stopping after epoch {self.current_epoch - 1}; "
-                                   f"continue with nnUNetv2_train ... --c")
-            raise SystemExit(0)
-
-
-class M2InceptionTrainer_pretrained_smoke(M2InceptionTrainer_pretrained):
-    """M2InceptionTrainer_pretrained, one short epoch (:data:`SMOKE`; tests, fine-tuning smoke runs)."""
-
-    schedule = SMOKE

@@ -1,0 +1,138 @@
+"""The trainers of the released pretrained M2 (cerebellum + brainstem on domain-randomized 1 mm data).
+
+Stock ``nnUNetv2_train`` runs on ``Dataset510_SynthCerebellumBrainstem``: :class:`M2InceptionTrainer_pretrained`
+from scratch (the released model; ``nnunet-ataxia train-pretrained``), and, with ``train-pretrained
+--contrast-finetune``, :class:`M2InceptionTrainer_pretrainedContrastFinetune` from its final checkpoint (a second
+stage that was tried and not released). Both stop cleanly at an epoch end when asked, so that a CPU run spans
+sessions in resumable chunks.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+from nnunet_ataxia.architectures.common import upgrade_output_keys
+from nnunet_ataxia.trainers.cerebellum_trainers import M2InceptionTrainer
+from nnunet_ataxia.trainers.schedules import SMOKE, refuse
+
+#: environment variable: a Unix time after which a chunked training run stops at the end of its current epoch
+STOP_AT_VARIABLE = "NNUNET_ATAXIA_STOP_AT"
+STOP_FILE = "stop_after_epoch"
+
+
+class M2InceptionTrainer_pretrained(M2InceptionTrainer):
+    """The recipe of the released pretrained M2 (domain-randomized 1 mm data, cerebellum + brainstem).
+
+    Changes to nnU-Net's recipe: Adam (lr 1e-3, poly decay) instead of SGD, which learns M2 much faster in short CPU
+    runs (see the README); mirroring only left-right (the data are MNI-registered, so up-down and front-back flips
+    are never seen at inference); 120 epochs of 50 iterations with 5 validation iterations; a checkpoint every epoch.
+    nnU-Net's Dice + cross-entropy loss and its augmentation are kept.
+
+    Chunks: when the environment variable ``NNUNET_ATAXIA_STOP_AT`` holds a Unix time that has passed at the end of
+    an epoch, training stops there (exit status 0) after writing ``checkpoint_latest.pth``; ``nnUNetv2_train ... --c``
+    continues it. ``nnunet-ataxia train-pretrained --hours H`` uses this to train in resumable chunks on a CPU.
+    An empty file named ``stop_after_epoch`` in the fold folder does the same for a run already under way (the file is
+    removed when the run stops).
+    """
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-3
+        self.weight_decay = 0.0
+        self.num_epochs = 120
+        self.num_iterations_per_epoch = 50
+        self.num_val_iterations_per_epoch = 5
+        self.save_every = 1
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, _ = \
+            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        mirror_axes = (2,)  # array axis 2 = x = left-right on the MNI grid
+        self.inference_allowed_mirroring_axes = mirror_axes
+        return rotation, dummy_2d, initial_patch_size, mirror_axes
+
+    def on_epoch_end(self):
+        super().on_epoch_end()
+        self._stop_if_asked()
+
+    def _stop_if_asked(self) -> None:
+        stop_at = os.environ.get(STOP_AT_VARIABLE)
+        stop_file = os.path.join(self.output_folder, STOP_FILE)
+        if self.current_epoch < self.num_epochs and (
+                (stop_at and time.time() >= float(stop_at)) or os.path.isfile(stop_file)):
+            # nnU-Net's on_epoch_end has just written checkpoint_latest.pth (save_every = 1)
+            reason = STOP_FILE if os.path.isfile(stop_file) else STOP_AT_VARIABLE
+            if os.path.isfile(stop_file):
+                os.remove(stop_file)
+            self.print_to_log_file(f"{reason} reached: stopping after epoch {self.current_epoch - 1}; "
+                                   f"continue with nnUNetv2_train ... --c")
+            raise SystemExit(0)
+
+
+class M2InceptionTrainer_pretrainedContrastFinetune(M2InceptionTrainer_pretrained):
+    """A second stage: fine-tunes :class:`M2InceptionTrainer_pretrained` with more random contrasts (not released).
+
+    A fresh run (epoch 0) starts from the whole network of the first stage's ``checkpoint_final.pth`` (same dataset,
+    plans, configuration and fold: ``$nnUNet_results/<dataset>/M2InceptionTrainer_pretrained__<plans>__<config>/
+    fold_<fold>``), output layer included: nnU-Net's ``-pretrained_weights`` would re-initialize the output layer
+    (right for a new label set, not here: tried, the brainstem's pseudo-Dice fell from 0.94 to 0 for two epochs).
+    ``--c`` resumes from this stage's own checkpoint as usual.
+
+    It trains on every case of the dataset except the fold's validation cases, i.e. the first stage's training
+    subjects plus the subjects drawn with SynthSeg's fully random contrast only (``Dataset510``'s ``synth_2xxxxx``
+    cases, which the first stage's split leaves out), so that random contrasts, the held-out set's weak point, make
+    up about half of the training data; Adam restarts at 3e-4 with poly decay to zero over 15 epochs of 50 iterations.
+    """
+
+    first_stage: str = "M2InceptionTrainer_pretrained"
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 3e-4
+        self.num_epochs = 15
+
+    def first_stage_checkpoint(self) -> str:
+        """The first stage's ``checkpoint_final.pth`` (a sibling model folder in ``nnUNet_results``)."""
+        name = f"{self.first_stage}__{self.plans_manager.plans_name}__{self.configuration_name}"
+        return os.path.join(os.path.dirname(self.output_folder_base), name, f"fold_{self.fold}",
+                            "checkpoint_final.pth")
+
+    def on_train_start(self):
+        if not self.was_initialized:
+            self.initialize()
+        if self.current_epoch == 0:   # a fresh run; --c has loaded this stage's own checkpoint instead
+            path = self.first_stage_checkpoint()
+            if not os.path.isfile(path):
+                refuse(f"{path}: no such file: {type(self).__name__} fine-tunes the finished first stage; train "
+                       f"{self.first_stage} first (nnunet-ataxia train-pretrained --contrast-finetune runs "
+                       f"both stages)")
+            weights = upgrade_output_keys(torch.load(path, map_location="cpu", weights_only=False)["network_weights"])
+            network = self.network.module if self.is_ddp else self.network
+            network = getattr(network, "_orig_mod", network)   # torch.compile's wrapper
+            network.load_state_dict(weights)
+            self.print_to_log_file(f"started from the whole network of {path}")
+        super().on_train_start()
+
+    def do_split(self):
+        _, val_keys = super().do_split()
+        dataset = self.dataset_class(self.preprocessed_dataset_folder, identifiers=None,
+                                     folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
+        tr_keys = sorted(set(dataset.identifiers) - set(val_keys))
+        self.print_to_log_file(f"fine-tuning on every case except the {len(val_keys)} validation cases: "
+                               f"{len(tr_keys)} training cases")
+        return tr_keys, val_keys
+
+
+class M2InceptionTrainer_pretrained_smoke(M2InceptionTrainer_pretrained):
+    """M2InceptionTrainer_pretrained, one short epoch (:data:`SMOKE`; tests, fine-tuning smoke runs)."""
+
+    schedule = SMOKE
