@@ -37,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_ataxia.pretrained.training_run import train_pretrained
 
     stages = release.CONTRAST_FINETUNE_STAGES if args.contrast_finetune else release.TRAINING_STAGES
-    result = train_pretrained(args.work, n_train=args.n_train, n_val=args.n_val,
-                              n_contrast=80 if args.contrast_finetune else 0, stages=stages, hours=args.hours,
+    n_contrast = release.CONTRAST_FINETUNE_SUBJECTS if args.contrast_finetune else 0
+    result = train_pretrained(args.work, n_train=args.n_train, n_val=args.n_val, n_contrast=n_contrast,
+                              stages=stages, hours=args.hours,
                               device=args.device, num_processes=args.num_processes, resume_state=args.resume_state,
                               save_state_to=args.save_state, export_to=args.export,
                               export_checkpoint=args.export_checkpoint, overwrite=args.overwrite)

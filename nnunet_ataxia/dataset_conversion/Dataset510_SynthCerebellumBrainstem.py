@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from nnunet_ataxia.dataset_conversion.conversion_utils import (case_fingerprint, convert_cases, dataset_folder,
     finish_dataset, write_raw_dataset)
 from nnunet_ataxia.io.participants import write_splits
+from nnunet_ataxia.synthesis.tissue_contrast import RANDOM_CONTRAST_PROBABILITY
 
 DEFAULT_DATASET_ID = 510
 DATASET_NAME = "SynthCerebellumBrainstem"
@@ -60,7 +61,7 @@ def _generate_case(job: dict) -> dict:
 def _job(seed: int, random_contrast_probability: float) -> dict:
     case_id = synthetic_case_id(seed)
     parts = {"seed": seed, "generator": GENERATOR_VERSION}
-    if random_contrast_probability != 0.2:  # the default keeps the fingerprints of datasets generated before
+    if random_contrast_probability != RANDOM_CONTRAST_PROBABILITY:  # keeps the fingerprints of earlier datasets
         parts["random_contrast_probability"] = random_contrast_probability
     return {"case_id": case_id, "seed": seed, "subset": "Tr",
             "random_contrast_probability": random_contrast_probability, "fingerprint": case_fingerprint(**parts),
@@ -90,7 +91,7 @@ def build_synthetic_dataset(n_train: int = 160, n_val: int = 12, n_contrast: int
     final = dataset_folder(dataset_id, DATASET_NAME, output)
     seeds = list(range(n_train)) + [VALIDATION_SEED_OFFSET + i for i in range(n_val)]
     contrast_seeds = [CONTRAST_SEED_OFFSET + i for i in range(n_contrast)]
-    jobs = [_job(s, 0.2) for s in seeds] + [_job(s, 1.0) for s in contrast_seeds]
+    jobs = [_job(s, RANDOM_CONTRAST_PROBABILITY) for s in seeds] + [_job(s, 1.0) for s in contrast_seeds]
 
     def fill(tmp: Path, previous: Path | None) -> None:
         infos = convert_cases(_generate_case, jobs, tmp, previous, num_processes, "synthetic subjects")

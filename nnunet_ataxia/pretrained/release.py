@@ -30,6 +30,8 @@ TRAINING_STAGES = (TRAINER,)
 #: ``train-pretrained --contrast-finetune``: a second stage with more random contrasts (tried; not the released model,
 #: see the README's "How the pretrained model is made")
 CONTRAST_FINETUNE_STAGES = (TRAINER, "M2InceptionTrainer_pretrainedContrastFinetune")
+#: random-contrast subjects that ``--contrast-finetune`` adds to the dataset
+CONTRAST_FINETUNE_SUBJECTS = 80
 PLANS = "nnUNetFixed128Plans"
 CONFIGURATION = "3d_fullres"
 FOLD = 0

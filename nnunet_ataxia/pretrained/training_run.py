@@ -1,5 +1,5 @@
-"""The one run that reproduces the released model: generate the data, plan, train (two stages, in resumable chunks),
-export.
+"""The one run that reproduces the released model: generate the data, plan, train (its stages, in resumable
+chunks), export.
 
 Every step skips what is already done, so the same command continues an interrupted run (on a CPU the training spans
 many sessions: ``--hours`` ends a chunk cleanly at an epoch boundary, the next call resumes with nnU-Net's ``--c``).
@@ -76,9 +76,8 @@ def _run(cmd: list[str], env: dict) -> int:
 
 
 def _stage_files(fold: Path, with_checkpoints: bool = True) -> list[Path]:
-    names = STATE_FILES + (("checkpoint_final.pth",) if with_checkpoints else ())
-    if not with_checkpoints:
-        names = tuple(n for n in names if not n.startswith("checkpoint_"))
+    """A stage's files worth saving: logs, progress.png, debug.json and (``with_checkpoints``) its checkpoints."""
+    names = [n for n in STATE_FILES + ("checkpoint_final.pth",) if with_checkpoints or not n.startswith("checkpoint_")]
     return sorted(f for f in fold.iterdir()
                   if f.is_file() and (f.name in names or f.name.startswith("training_log_")))
 

@@ -30,7 +30,7 @@ from nnunet_ataxia.io.templates import desikan_killiany_atlas
 from nnunet_ataxia.preprocessing.mri_pipeline import (
     BRAINSTEM_LABEL_DK, CEREBELLUM_LABELS_DK, brain_mask_mni, crop_to_box, rescale_and_equalize)
 from nnunet_ataxia.preprocessing.registration import load_mni_template
-from nnunet_ataxia.synthesis.tissue_contrast import smooth_random_field, synthesize_t1
+from nnunet_ataxia.synthesis.tissue_contrast import RANDOM_CONTRAST_PROBABILITY, smooth_random_field, synthesize_t1
 
 LABELS = {"background": 0, "cerebellum": 1, "brainstem": 2}
 #: group -> (cerebellum scale range, brainstem scale range) of the SCA-like atrophy (linear scale factors)
@@ -174,7 +174,8 @@ def aseg_to_targets(aseg: np.ndarray) -> np.ndarray:
     return out
 
 
-def make_registered_case(seed: int, group: str | None = None, random_contrast_probability: float = 0.2
+def make_registered_case(seed: int, group: str | None = None,
+                         random_contrast_probability: float = RANDOM_CONTRAST_PROBABILITY
                          ) -> tuple[sitk.Image, sitk.Image, SubjectParameters]:
     """A training case as the preprocessing leaves it: 128 × 128 × 96 crop, equalized [0, 255], and its labels.
 

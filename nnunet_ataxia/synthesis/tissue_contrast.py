@@ -24,6 +24,8 @@ TISSUE_CLASSES: dict[str, tuple[int, ...]] = {
     "vessel": (30, 31, 62, 63, 80),
 }
 _MAX_LABEL = 2048
+#: share of subjects drawn with SynthSeg's fully random class means (the training data's default)
+RANDOM_CONTRAST_PROBABILITY = 0.2
 
 
 def _t1_class_means(rs: np.random.RandomState) -> dict[str, float]:
@@ -94,7 +96,7 @@ def thick_slices(image: np.ndarray, axis: int, thickness_vox: float) -> np.ndarr
 
 def synthesize_t1(labels: np.ndarray, rs: np.random.RandomState, *, template: np.ndarray | None = None,
                   head: np.ndarray | None = None, spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                  random_contrast_probability: float = 0.2) -> tuple[np.ndarray, dict]:
+                  random_contrast_probability: float = RANDOM_CONTRAST_PROBABILITY) -> tuple[np.ndarray, dict]:
     """Draw one image from an aseg label map with random contrast, resolution, bias, gamma and noise.
 
     Args:

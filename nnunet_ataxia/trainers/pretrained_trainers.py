@@ -123,10 +123,8 @@ class M2InceptionTrainer_pretrainedContrastFinetune(M2InceptionTrainer_pretraine
         super().on_train_start()
 
     def do_split(self):
-        _, val_keys = super().do_split()
-        dataset = self.dataset_class(self.preprocessed_dataset_folder, identifiers=None,
-                                     folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
-        tr_keys = sorted(set(dataset.identifiers) - set(val_keys))
+        _, val_keys = super().do_split()   # also sets self.dataset_class
+        tr_keys = sorted(set(self.dataset_class.get_identifiers(self.preprocessed_dataset_folder)) - set(val_keys))
         self.print_to_log_file(f"fine-tuning on every case except the {len(val_keys)} validation cases: "
                                f"{len(tr_keys)} training cases")
         return tr_keys, val_keys
