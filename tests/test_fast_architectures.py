@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunet_ataxia.architectures import M1UNet, M2InceptionUNet
+from nnunet_ataxia.architectures import M1UNet, M2InceptionUNet, common
 from nnunet_ataxia.architectures.common import (LEGACY_OUTPUT_PREFIX, SEG_LAYERS_PREFIX, conv1x1, conv3d, make_dropout,
                                                 max_pool3x3)
 from nnunet_ataxia.architectures.m2_inception_unet import _SamePadMaxPool3d
@@ -142,6 +142,38 @@ def test_the_inception_block_takes_its_input_in_parts():
         assert torch.allclose(new(torch.cat([up, skip], dim=1)), expected, atol=1e-6)
 
 
+def test_the_inception_block_writes_over_its_skip_input_when_asked():
+    from nnunet_ataxia.architectures import InceptionBlock3d
+
+    torch.manual_seed(3)
+    block = InceptionBlock3d(24, 4)
+    cl = torch.channels_last_3d
+    up, skip = torch.rand(1, 8, 8, 12, 10).to(memory_format=cl), torch.rand(1, 16, 8, 12, 10).to(memory_format=cl)
+    with torch.no_grad():
+        expected = block(up, skip)
+        got = block(up, skip, out=skip)          # the output has the skip's shape and takes its memory
+    assert got.data_ptr() == skip.data_ptr() and torch.equal(got, expected)
+    with pytest.raises(AssertionError, match="inference only"):
+        block(up.requires_grad_(True), skip, out=skip)
+
+
+def test_m2_inference_reuses_skip_memory_only_where_nothing_else_can_see_it():
+    torch.manual_seed(4)
+    net = M2InceptionUNet(1, 3).eval()
+    x = torch.randn(1, 1, 32, 32, 16)
+    with torch.no_grad():
+        assert net._may_overwrite_skips()
+        fast = net(x)
+        kept = []
+        handle = net.encoder[0].register_forward_hook(lambda m, i, o: kept.append((o, o.clone())))
+        assert not net._may_overwrite_skips()
+        hooked = net(x)
+        handle.remove()
+    assert torch.equal(fast, hooked)
+    assert torch.equal(kept[0][0], kept[0][1])   # the encoder output a hook kept was not overwritten
+    assert not net._may_overwrite_skips()        # with autograd (parameters require grad) never
+
+
 def test_conv1x1_over_parts_equals_the_convolution_of_the_concatenation():
     torch.manual_seed(3)
     conv = nn.Conv3d(7, 3, 1)
@@ -169,13 +201,16 @@ def test_conv3d_through_onednn_equals_the_module_call():
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g, e))
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 9, 10, 11), (2, 24, 6, 8, 4), (1, 3, 1, 5, 2)])
-def test_separable_max_pool_equals_max_pool3d(shape):
+@pytest.mark.parametrize("tile_bytes", [1, 600, 10 ** 9])  # one slice per tile, a few slices, the whole volume
+@pytest.mark.parametrize("shape", [(1, 1, 9, 10, 11), (2, 24, 6, 8, 4), (1, 3, 1, 5, 2), (1, 4, 17, 5, 6)])
+def test_separable_max_pool_equals_max_pool3d(shape, tile_bytes, monkeypatch):
+    monkeypatch.setattr(common, "POOL_TILE_BYTES", tile_bytes)
     x = torch.randn(shape)
     expected = F.max_pool3d(x, 3, 1, 1)
     with torch.no_grad():
         assert torch.equal(max_pool3x3(x), expected)
-        assert torch.equal(max_pool3x3(x.contiguous(memory_format=torch.channels_last_3d)), expected)
+        got = max_pool3x3(x.contiguous(memory_format=torch.channels_last_3d))
+        assert torch.equal(got, expected) and got.is_contiguous(memory_format=torch.channels_last_3d)
     # with a gradient to compute it is F.max_pool3d itself
     y = max_pool3x3(x.clone().requires_grad_(True))
     assert torch.equal(y, expected) and y.grad_fn is not None

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, check_unet_arguments,
+                                                global_forward_hooks_registered,
                                                 OutputHead, load_legacy_output_keys,
                                                 conv1x1, conv3d, make_dropout, max_pool3x3, output_head,
                                                 to_channels_last)
@@ -37,19 +38,34 @@ class InceptionBlock3d(nn.Module):
         self.t4 = nn.Conv3d(in_channels, n, kernel_size=1)
         self.out_channels = 4 * n
 
-    def forward(self, *parts: torch.Tensor) -> torch.Tensor:
+    def forward(self, *parts: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """The block applied to ``torch.cat(parts, dim=1)``; the concatenation itself is never built.
 
         Computed in the channels-last layout: the 1×1 branches as matrix products over channels, accumulated part by
         part (``common.conv1x1``), the 3×3×3 ones through oneDNN (``common.conv3d``), max pooling per part (it acts
         on each channel alone), ReLU in place. The same function and parameters as the plain layers (tested).
+
+        Args:
+            parts: the input, split along the channels.
+            out: without autograd only: a channels-last tensor of the output's shape to write the result into, read
+                no more once the branches are computed, so it may be one of ``parts`` (M2's decoder re-uses its skip
+                input's memory: fresh large allocations page-fault, which costs more than filling them).
         """
         parts = [to_channels_last(p) for p in parts]
         t1 = F.relu(conv1x1(self.t1, *parts), inplace=True)
+        t4 = F.relu(conv1x1(self.t4, *[max_pool3x3(p) for p in parts]), inplace=True)
         t2 = F.relu(conv3d(self.t2, t1), inplace=True)
         t3 = F.relu(conv3d(self.t3, t2), inplace=True)
-        t4 = F.relu(conv1x1(self.t4, *[max_pool3x3(p) for p in parts]), inplace=True)
-        return torch.cat([t1, t2, t3, t4], dim=1)
+        if out is None:
+            return torch.cat([t1, t2, t3, t4], dim=1)
+        assert not torch.is_grad_enabled() or not any(t.requires_grad for t in (t1, t4, out)), \
+            "InceptionBlock3d(out=...) is for inference only (no autograd)"
+        assert out.shape == (t1.shape[0], self.out_channels, *t1.shape[2:]) and out.is_contiguous(
+            memory_format=CHANNELS_LAST), f"out must be a channels-last {self.out_channels}-channel tensor"
+        n = t1.shape[1]
+        for i, branch in enumerate((t1, t2, t3, t4)):
+            out[:, i * n:(i + 1) * n].copy_(branch)
+        return out
 
 
 class _SamePadMaxPool3d(nn.Module):
@@ -144,6 +160,17 @@ class M2InceptionUNet(nn.Module):
             skips.append(x)
         x = self.bottom(x)
         # skips[-1] is the bottom's input (same resolution), the decoder uses skips[3], [2], [1], [0]
+        reuse = self._may_overwrite_skips()
         for up, block, skip in zip(self.up, self.decoder, reversed(skips[:-1])):
-            x = block(F.relu(up(x), inplace=True), skip)  # = block(concat[up, skip]), without the copy
+            # = block(concat[up, skip]), without the copy; without autograd written over the skip's memory, which
+            # nothing reads afterwards (every decoder output has its skip's shape)
+            into = skip if reuse and skip.is_contiguous(memory_format=CHANNELS_LAST) else None
+            x = block(F.relu(up(x), inplace=True), skip, out=into)
         return output_head(x, self.dropout, self.dropout_placement, self.head.seg_layers, conv1x1)
+
+    def _may_overwrite_skips(self) -> bool:
+        """True without autograd and without forward hooks (a hook may keep an encoder output or a decoder input)."""
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            return False
+        hooked = any(m._forward_hooks or m._forward_pre_hooks for m in self.modules())
+        return not (hooked or global_forward_hooks_registered())
