@@ -12,6 +12,8 @@ as a cross-correlation in the Fourier domain, ``irfft2(rfft2(x) * conj(rfft2(w))
   convolutions on the phase grids ``x[..., a::s, b::s]`` (stacked on the batch axis), so the kernel is never
   dilated and its spectrum stays small;
 * the kernel spectrum is cached per (weight tensor, its in-place version counter, tile size, dtype, device).
+* the result is channels-last (each tile's outputs are copied in as runs of ``C_out`` values, no transpose), and
+  without autograd the per-chunk working memory is allocated once per call and re-used (:class:`_Scratch`).
 
 The result equals ``F.conv2d(x, w, b, dilation=s)`` up to floating-point rounding (tested <= 1e-5).
 """
@@ -50,14 +52,22 @@ def polyphase_split(x: torch.Tensor, dilation: int, out_size: tuple[int, int], k
 def polyphase_merge(y: torch.Tensor, dilation: int, out_size: tuple[int, int]) -> torch.Tensor:
     """Inverse of :func:`polyphase_split` on the outputs: (P * s * s, C, h, w) -> (P, C, *out_size).
 
+    The result is channels-last (``torch.channels_last`` strides): each phase grid is copied into its pixels as
+    whole runs of C values, where a channels-first result would be a full transpose for channels-last input.
+
     Example:
         >>> polyphase_merge(torch.rand(4, 3, 2, 2), 2, (3, 4)).shape
         torch.Size([1, 3, 3, 4])
     """
     s = dilation
     ps2, c, h, w = y.shape
-    y = y.view(ps2 // (s * s), s, s, c, h, w).permute(0, 3, 4, 1, 5, 2).reshape(ps2 // (s * s), c, h * s, w * s)
-    return y[:, :, :out_size[0], :out_size[1]]
+    out = torch.empty(ps2 // (s * s), *out_size, c, dtype=y.dtype, device=y.device)
+    phases = y.permute(0, 2, 3, 1).reshape(ps2 // (s * s), s, s, h, w, c)     # a view for channels-last y
+    for a in range(s):
+        for b in range(s):
+            rows, cols = len(range(a, out_size[0], s)), len(range(b, out_size[1], s))
+            out[:, a::s, b::s] = phases[:, a, b, :rows, :cols]
+    return out.permute(0, 3, 1, 2)
 
 
 class _SpectrumEntry(NamedTuple):
@@ -160,6 +170,28 @@ def valid_inverse_dft(fft_size: tuple[int, int], tile: tuple[int, int], dtype: t
     return rows.to(device=device, dtype=complex_dtype), cols.to(device=device, dtype=dtype)
 
 
+class _Scratch:
+    """Working memory re-used across the chunks of one :func:`fft_conv2d_valid` call (inference only).
+
+    Each buffer is allocated for the first (largest) chunk and later chunks use a prefix of it: buffers of tens of MB
+    freshly allocated for every chunk come as new memory-mapped pages, whose page faults cost about as much as the
+    matrix products that fill them. ``get`` returns None (a fresh result) when disabled (autograd needs its own).
+    """
+
+    def __init__(self, enabled: bool, device: torch.device) -> None:
+        self.enabled, self.device = enabled, device
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor | None:
+        if not self.enabled:
+            return None
+        numel = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < numel or buf.dtype != dtype:
+            buf = self._buffers[name] = torch.empty(numel, dtype=dtype, device=self.device)
+        return buf[:numel].view(shape)
+
+
 def fft_conv2d_valid(x: torch.Tensor, spectrum: torch.Tensor, bias: torch.Tensor | None, kernel_size: int,
                      tile: tuple[int, int]) -> torch.Tensor:
     """Undilated valid cross-correlation of (P, C_in, H, W) with the kernel whose spectrum (for FFT size
@@ -184,21 +216,31 @@ def fft_conv2d_valid(x: torch.Tensor, spectrum: torch.Tensor, bias: torch.Tensor
     m_total = tiles.shape[0]
     bytes_per_tile = bins * (c_in + c_out) * spectrum.element_size() * 2
     chunk = max(1, MAX_WORK_BYTES // bytes_per_tile)
-    out = torch.empty(th, tw, m_total, c_out, dtype=real, device=x.device)
     inv_rows, inv_cols = valid_inverse_dft((nh, nw), tile, real, x.device)
+    # the result as (P, Ho, Wo, C_out): each tile's outputs are copied in as runs of C_out values (channels stay
+    # innermost; moving them outermost would be a full transpose); returned as a channels-last (P, C_out, Ho, Wo)
+    y = torch.empty(p, ho, wo, c_out, dtype=real, device=x.device)
+    scratch = _Scratch(not (torch.is_grad_enabled() and (x.requires_grad or spectrum.requires_grad)), x.device)
     for start in range(0, m_total, chunk):
         t = tiles[start:start + chunk]
         m = t.shape[0]
-        spec_x = torch.fft.rfft2(t).reshape(m, c_in, bins).permute(2, 0, 1).contiguous()    # (bins, m, C_in)
-        spec_y = torch.bmm(spec_x, spectrum).view(nh, nf, m * c_out)                       # (Nh, Nf, m * C_out)
+        spec_x = torch.fft.rfft2(t).reshape(m, c_in, bins).permute(2, 0, 1)                 # (bins, m, C_in)
+        spec_x = scratch.get("x", spec_x.shape, spec_x.dtype).copy_(spec_x) if scratch.enabled else \
+            spec_x.contiguous()
+        spec_y = torch.bmm(spec_x, spectrum, out=scratch.get("y", (bins, m, c_out), spectrum.dtype))
         # inverse transform, separable, as two matrix products that compute only the T x T valid outputs
-        rows = (inv_rows @ spec_y.view(nh, nf * m * c_out)).view(th, nf, m * c_out)        # complex (T, Nf, .)
-        out[:, :, start:start + m] = (inv_cols @ torch.cat([rows.real, rows.imag], 1)).view(th, tw, m, c_out)
-    y = out.view(th, tw, p, n_th, n_tw, c_out).permute(2, 5, 3, 0, 4, 1).reshape(p, c_out, n_th * th, n_tw * tw)
-    y = y[:, :, :ho, :wo]
+        rows = torch.matmul(inv_rows, spec_y.view(nh, nf * m * c_out),
+                            out=scratch.get("rows", (th, nf * m * c_out), spec_y.dtype)).view(th, nf, m * c_out)
+        both = torch.cat([rows.real, rows.imag], 1, out=scratch.get("cat", (th, 2 * nf, m * c_out), real))
+        res = torch.matmul(inv_cols, both, out=scratch.get("res", (th, tw, m * c_out), real)).view(th, tw, m, c_out)
+        for j in range(m):
+            pp, rest = divmod(start + j, n_th * n_tw)
+            a, b = divmod(rest, n_tw)
+            rows_a, cols_b = min(th, ho - a * th), min(tw, wo - b * tw)
+            y[pp, a * th:a * th + rows_a, b * tw:b * tw + cols_b] = res[:rows_a, :cols_b, j]
     if bias is not None:
-        y = y + bias.to(real)[None, :, None, None]
-    return y.to(x.dtype)
+        y = y.add_(bias.to(real))
+    return y.permute(0, 3, 1, 2).to(x.dtype)
 
 
 def smooth_fft_size(n: int) -> int:

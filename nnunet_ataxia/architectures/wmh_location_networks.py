@@ -71,8 +71,14 @@ class WMHConvStack(nn.Module):
         self.convs = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor, dilation: int = 1) -> torch.Tensor:
+        """Without autograd in the channels-last layout with ReLU in place (oneDNN's fast path; same numbers)."""
+        if torch.is_grad_enabled():
+            for conv in self.convs:
+                x = F.relu(F.conv2d(x, conv.weight, conv.bias, dilation=dilation))
+            return x
+        x = x.contiguous(memory_format=torch.channels_last)
         for conv in self.convs:
-            x = F.relu(F.conv2d(x, conv.weight, conv.bias, dilation=dilation))
+            x = F.conv2d(x, conv.weight, conv.bias, dilation=dilation).relu_()
         return x
 
 
@@ -225,7 +231,32 @@ class WMHLocationNet(nn.Module):
             if w_loc is not None:
                 h = h + F.conv2d(location * self.location_alpha.to(h.dtype), w_loc[:, :, None, None])
             fc1_out.append(h)
-        return self._head(fc1_out, location, dense=True)
+        if self.training or torch.is_grad_enabled():
+            return self._head(fc1_out, location, dense=True)
+        return self._dense_head_inference(fc1_out, location)
+
+    def _dense_head_inference(self, fc1_out: list[torch.Tensor], location: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`_head` (eval mode, no autograd) with every pixel a row: FC2 and FC3 as matrix products over the
+        channels-last channel axis, accumulated part by part, so no concatenation of the (B, 900+, H, W) features
+        is built (same numbers to float rounding)."""
+        b, _, h, w = fc1_out[0].shape
+
+        def rows(t: torch.Tensor) -> torch.Tensor:                   # (B, C, H, W) -> (B * H * W, C)
+            return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+        def linear(layer: nn.Linear, parts: list[torch.Tensor]) -> torch.Tensor:
+            out, start = None, 0
+            for part in parts:
+                weight = layer.weight[:, start:start + part.shape[1]].t()
+                start += part.shape[1]
+                out = torch.addmm(layer.bias, part, weight) if out is None else out.addmm_(part, weight)
+            return out
+
+        loc = None if location is None else rows(location * self.location_alpha.to(location.dtype))
+        parts = [rows(t).relu_() for t in fc1_out]
+        hidden = linear(self.fc2, parts + ([loc] if self.location_injection == "first_fc" and loc is not None else []))
+        hidden = [hidden.relu_()] + ([loc] if self.location_injection == "second_fc" and loc is not None else [])
+        return linear(self.fc3, hidden).view(b, h, w, -1).permute(0, 3, 1, 2)
 
     def _fc1_kernel(self, stream: int) -> torch.Tensor:
         """FC1 weights of one stream (without location columns) as an 18x18 kernel: (300, 110, 18, 18)."""
