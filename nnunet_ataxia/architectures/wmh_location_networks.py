@@ -169,8 +169,8 @@ class WMHLocationNet(nn.Module):
 
     # ------------------------------------------------------------------ patch classifier
     def forward_patches(self, patches: Sequence[torch.Tensor], location: torch.Tensor | None = None) -> torch.Tensor:
-        """Patch classifier: one (N, C, 32, 32) tensor per scale (C = ``num_image_channels``) (1 for SS, 3 otherwise) + (N, 8) location
-        -> logits.
+        """Patch classifier: one (N, C, 32, 32) tensor per scale (C = ``num_image_channels``) (1 for SS, 3
+        otherwise) + (N, 8) location -> logits.
 
         Example:
             >>> net = WMHLocationNet("SS", use_location=False).eval()
