@@ -171,7 +171,11 @@ def test_m2_inference_reuses_skip_memory_only_where_nothing_else_can_see_it():
         handle.remove()
     assert torch.equal(fast, hooked)
     assert torch.equal(kept[0][0], kept[0][1])   # the encoder output a hook kept was not overwritten
-    assert not net._may_overwrite_skips()        # with autograd (parameters require grad) never
+    assert not net._may_overwrite_skips()        # with autograd never, even with frozen weights:
+    net.requires_grad_(False)
+    x.requires_grad_(True)
+    net(x)[:, 1].sum().backward()                # a saliency map of the input works
+    assert x.grad is not None and x.grad.abs().sum() > 0
 
 
 def test_conv1x1_over_parts_equals_the_convolution_of_the_concatenation():

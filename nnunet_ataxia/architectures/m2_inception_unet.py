@@ -170,7 +170,7 @@ class M2InceptionUNet(nn.Module):
 
     def _may_overwrite_skips(self) -> bool:
         """True without autograd and without forward hooks (a hook may keep an encoder output or a decoder input)."""
-        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+        if torch.is_grad_enabled():   # even with frozen weights: the input may need a gradient (saliency maps)
             return False
         hooked = any(m._forward_hooks or m._forward_pre_hooks for m in self.modules())
         return not (hooked or global_forward_hooks_registered())
