@@ -220,6 +220,27 @@ def test_separable_max_pool_equals_max_pool3d(shape, tile_bytes, monkeypatch):
     assert torch.equal(y, expected) and y.grad_fn is not None
 
 
+@pytest.mark.parametrize("tile_bytes", [1, 700, 10 ** 9])
+@pytest.mark.parametrize("bias", [True, False])
+def test_pooled_conv1x1_equals_pooling_then_conv1x1(tile_bytes, bias, monkeypatch):
+    monkeypatch.setattr(common, "POOL_TILE_BYTES", tile_bytes)
+    torch.manual_seed(8)
+    conv = nn.Conv3d(7, 3, 1, bias=bias)
+    cl = torch.channels_last_3d
+    a, b = torch.randn(1, 4, 9, 6, 5).to(memory_format=cl), torch.randn(1, 3, 9, 6, 5).to(memory_format=cl)
+    with torch.no_grad():
+        expected = conv(F.max_pool3d(torch.cat([a, b], 1), 3, 1, 1))
+        got = common.pooled_conv1x1(conv, a, b)                              # tiled, no pooled tensors
+        assert got.is_contiguous(memory_format=cl)
+        assert torch.allclose(got, expected, atol=1e-6)
+        batch2 = common.pooled_conv1x1(conv, torch.cat([a, a]), torch.cat([b, b]))   # the two-step path
+        assert torch.allclose(batch2, torch.cat([expected, expected]), atol=1e-6)
+    x = torch.cat([a, b], 1).requires_grad_(True)
+    y = common.pooled_conv1x1(conv, x)                                       # with autograd: the two-step path
+    y.sum().backward()
+    assert torch.allclose(y, expected, atol=1e-6) and x.grad is not None
+
+
 @pytest.mark.parametrize("shape", [(1, 2, 4, 6, 8), (2, 3, 2, 2, 16), (1, 1, 5, 7, 9)])
 def test_same_padded_stride_2_pool_without_padding_copy(shape):
     x = torch.randn(shape)

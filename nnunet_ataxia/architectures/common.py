@@ -164,30 +164,90 @@ def max_pool3x3(x: torch.Tensor) -> torch.Tensor:
         return F.max_pool3d(x, kernel_size=3, stride=1, padding=1)
     fmt = CHANNELS_LAST if x.is_contiguous(memory_format=CHANNELS_LAST) else torch.contiguous_format
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
-    depth = x.shape[2]
-    slice_bytes = x[:, :, :1].numel() * x.element_size()
-    rows = min(depth, max(3, POOL_TILE_BYTES // max(1, slice_bytes)))    # a tile's output slices + 2 halo slices
+    step, buffers = _pool_tiling(x, [x], fmt)
+    for start in range(0, x.shape[2], step):
+        m = min(step, x.shape[2] - start)
+        _pool_depth_tile(x, start, m, buffers[0], out.narrow(2, start, m))
+    return out
+
+
+def _pool_tiling(like: torch.Tensor, parts: Sequence[torch.Tensor], fmt) -> tuple[int, list[list[torch.Tensor]]]:
+    """Depth slices per tile (so that one part's tile buffer stays under :data:`POOL_TILE_BYTES`) and, per part, the
+    two working buffers of :func:`_pool_depth_tile` (a tile's slices + 2 halo slices)."""
+    depth = like.shape[2]
+    slice_bytes = max(p[:, :, :1].numel() * p.element_size() for p in parts)
+    rows = min(depth, max(3, POOL_TILE_BYTES // max(1, slice_bytes)))
     step = max(1, rows - 2) if rows < depth else depth
-    buffers = [torch.empty((*x.shape[:2], rows, *x.shape[3:]), dtype=x.dtype, device=x.device, memory_format=fmt)
-               for _ in range(2)]
+    buffers = [[torch.empty((*p.shape[:2], rows, *p.shape[3:]), dtype=p.dtype, device=p.device, memory_format=fmt)
+                for _ in range(2)] for p in parts]
+    return step, buffers
+
+
+def _pool_depth_tile(x: torch.Tensor, start: int, m: int, buffers: list[torch.Tensor], o: torch.Tensor) -> None:
+    """Write slices ``start .. start + m - 1`` of ``max_pool3x3(x)`` into ``o`` (m slices): separably, along x and y
+    into the two buffers (with one halo slice each side), then along z into ``o``."""
+    depth = x.shape[2]
+    lo, hi = max(start - 1, 0), min(start + m + 1, depth)
+    a, b = (buf.narrow(2, 0, hi - lo) for buf in buffers)
+    _max3_along(x.narrow(2, lo, hi - lo), 4, a)
+    _max3_along(a, 3, b)
+    # along z: o[d] = max(b[d-1], b[d], b[d+1]) for the tile's slices d (b's index j = d - lo), clipped
+    j = start - lo
+    with_next = min(m, hi - lo - j - 1)
+    if with_next > 0:
+        torch.maximum(b.narrow(2, j, with_next), b.narrow(2, j + 1, with_next), out=o.narrow(2, 0, with_next))
+    if with_next < m:  # the volume's last slice
+        o.narrow(2, with_next, m - with_next).copy_(b.narrow(2, j + with_next, m - with_next))
+    first = 1 if j == 0 else 0  # the volume's first slice has no previous one
+    if m > first:
+        tail = o.narrow(2, first, m - first)
+        torch.maximum(tail, b.narrow(2, j + first - 1, m - first), out=tail)
+
+
+def pooled_conv1x1(conv: nn.Conv3d, *parts: torch.Tensor) -> torch.Tensor:
+    """``conv1x1(conv, *[max_pool3x3(p) for p in parts])`` (the inception block's pooled branch) without building
+    the pooled parts.
+
+    Without autograd or autocast, for one channels-last volume (inference): depth tile by depth tile, each part's
+    pooled tile goes into a small buffer and is multiplied straight into the result's rows for that tile; the
+    full-size pooled tensors (150 MB at M2's top decoder level) are never allocated. Otherwise the two steps as
+    written above. Equal to float rounding (tested).
+
+    Example:
+        >>> conv = nn.Conv3d(3, 2, 1)
+        >>> x = torch.randn(1, 3, 5, 6, 7).contiguous(memory_format=CHANNELS_LAST)
+        >>> with torch.no_grad():
+        ...     torch.allclose(pooled_conv1x1(conv, x), conv(F.max_pool3d(x, 3, 1, 1)), atol=1e-6)
+        True
+    """
+    fast = (not torch.is_grad_enabled() and not _autocast_or_compiling() and parts[0].ndim == 5
+            and parts[0].shape[0] == 1 and all(p.is_contiguous(memory_format=CHANNELS_LAST) for p in parts)
+            and all(p.dtype == conv.weight.dtype for p in parts))
+    if not fast:
+        return conv1x1(conv, *[max_pool3x3(p) for p in parts])
+    _, _, depth, h, w = parts[0].shape
+    out = torch.empty((depth * h * w, conv.out_channels), dtype=parts[0].dtype, device=parts[0].device)
+    weight = conv.weight.flatten(1)
+    step, buffers = _pool_tiling(parts[0], parts, CHANNELS_LAST)
+    tiles = [torch.empty_like(buf[0]) for buf in buffers]          # one pooled tile per part
     for start in range(0, depth, step):
         m = min(step, depth - start)
-        lo, hi = max(start - 1, 0), min(start + m + 1, depth)
-        a, b = (buf.narrow(2, 0, hi - lo) for buf in buffers)
-        _max3_along(x.narrow(2, lo, hi - lo), 4, a)
-        _max3_along(a, 3, b)
-        # along z: out[d] = max(b[d-1], b[d], b[d+1]) for the tile's slices d (b's index j = d - lo), clipped
-        o, j = out.narrow(2, start, m), start - lo
-        with_next = min(m, hi - lo - j - 1)
-        if with_next > 0:
-            torch.maximum(b.narrow(2, j, with_next), b.narrow(2, j + 1, with_next), out=o.narrow(2, 0, with_next))
-        if with_next < m:  # the volume's last slice
-            o.narrow(2, with_next, m - with_next).copy_(b.narrow(2, j + with_next, m - with_next))
-        first = 1 if j == 0 else 0  # the volume's first slice has no previous one
-        if m > first:
-            tail = o.narrow(2, first, m - first)
-            torch.maximum(tail, b.narrow(2, j + first - 1, m - first), out=tail)
-    return out
+        rows = out[start * h * w:(start + m) * h * w]
+        c0 = 0
+        for part, buf, tile in zip(parts, buffers, tiles):
+            pooled = tile.narrow(2, 0, m)
+            _pool_depth_tile(part, start, m, buf, pooled)
+            c = part.shape[1]
+            w_part = weight[:, c0:c0 + c].t()
+            pooled_rows = pooled.permute(0, 2, 3, 4, 1).reshape(-1, c)
+            if c0 == 0 and conv.bias is None:
+                torch.mm(pooled_rows, w_part, out=rows)
+            elif c0 == 0:
+                torch.addmm(conv.bias, pooled_rows, w_part, out=rows)
+            else:
+                rows.addmm_(pooled_rows, w_part)
+            c0 += c
+    return out.view(1, depth, h, w, conv.out_channels).permute(0, 4, 1, 2, 3)
 
 
 #: where M1/M2 apply their dropout (see :func:`make_dropout`)

@@ -8,7 +8,7 @@ from torch import nn
 from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, check_unet_arguments,
                                                 global_forward_hooks_registered,
                                                 OutputHead, load_legacy_output_keys,
-                                                conv1x1, conv3d, make_dropout, max_pool3x3, output_head,
+                                                conv1x1, conv3d, make_dropout, output_head, pooled_conv1x1,
                                                 to_channels_last)
 
 
@@ -53,7 +53,7 @@ class InceptionBlock3d(nn.Module):
         """
         parts = [to_channels_last(p) for p in parts]
         t1 = F.relu(conv1x1(self.t1, *parts), inplace=True)
-        t4 = F.relu(conv1x1(self.t4, *[max_pool3x3(p) for p in parts]), inplace=True)
+        t4 = F.relu(pooled_conv1x1(self.t4, *parts), inplace=True)       # = conv1x1(t4, maxpool(x))
         t2 = F.relu(conv3d(self.t2, t1), inplace=True)
         t3 = F.relu(conv3d(self.t3, t2), inplace=True)
         if out is None:
