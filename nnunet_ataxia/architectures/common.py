@@ -164,17 +164,17 @@ def max_pool3x3(x: torch.Tensor) -> torch.Tensor:
         return F.max_pool3d(x, kernel_size=3, stride=1, padding=1)
     fmt = CHANNELS_LAST if x.is_contiguous(memory_format=CHANNELS_LAST) else torch.contiguous_format
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
-    step, buffers = _pool_tiling(x, [x], fmt)
+    step, buffers = _pool_tiling([x], fmt)
     for start in range(0, x.shape[2], step):
         m = min(step, x.shape[2] - start)
         _pool_depth_tile(x, start, m, buffers[0], out.narrow(2, start, m))
     return out
 
 
-def _pool_tiling(like: torch.Tensor, parts: Sequence[torch.Tensor], fmt) -> tuple[int, list[list[torch.Tensor]]]:
+def _pool_tiling(parts: Sequence[torch.Tensor], fmt) -> tuple[int, list[list[torch.Tensor]]]:
     """Depth slices per tile (so that one part's tile buffer stays under :data:`POOL_TILE_BYTES`) and, per part, the
     two working buffers of :func:`_pool_depth_tile` (a tile's slices + 2 halo slices)."""
-    depth = like.shape[2]
+    depth = parts[0].shape[2]
     slice_bytes = max(p[:, :, :1].numel() * p.element_size() for p in parts)
     rows = min(depth, max(3, POOL_TILE_BYTES // max(1, slice_bytes)))
     step = max(1, rows - 2) if rows < depth else depth
@@ -228,7 +228,7 @@ def pooled_conv1x1(conv: nn.Conv3d, *parts: torch.Tensor) -> torch.Tensor:
     _, _, depth, h, w = parts[0].shape
     out = torch.empty((depth * h * w, conv.out_channels), dtype=parts[0].dtype, device=parts[0].device)
     weight = conv.weight.flatten(1)
-    step, buffers = _pool_tiling(parts[0], parts, CHANNELS_LAST)
+    step, buffers = _pool_tiling(parts, CHANNELS_LAST)
     tiles = [torch.empty_like(buf[0]) for buf in buffers]          # one pooled tile per part
     for start in range(0, depth, step):
         m = min(step, depth - start)
