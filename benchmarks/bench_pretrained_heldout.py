@@ -3,12 +3,13 @@
 The subjects come from seeds that training never uses (``HELD_OUT_SEED_OFFSET + i``): random anatomy, atrophy,
 contrast, resolution, skull, head size, pose, orientation and voxel size, as in training (see
 ``nnunet_ataxia.synthesis.synthetic_subjects.make_native_subject``). Each native T1 goes through the whole
-``nnunet-ataxia segment`` pipeline (N4, MNI registration, prediction without mirroring unless ``--mirror``, mapping
-back); the native masks are compared with the native ground truth: Dice per structure and the volume error.
+``nnunet-ataxia segment`` pipeline (N4, MNI registration, prediction with segment's default left-right test-time
+mirroring unless ``--disable-tta``, mapping back); the native masks are compared with the native ground truth: Dice
+per structure and the volume error.
 
 Targets (issue 11): whole-cerebellum Dice >= 0.95, brainstem Dice >= 0.90, median absolute volume error <= 3 %.
 
-Run:  python benchmarks/bench_pretrained_heldout.py --n 20 [--model-folder DIR] [--out heldout.csv] [--mirror]
+Run:  python benchmarks/bench_pretrained_heldout.py --n 20 [--model-folder DIR] [--out heldout.csv] [--disable-tta]
 """
 from __future__ import annotations
 
@@ -80,8 +81,8 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="keep the subjects and segmentations here (default: temp)")
     parser.add_argument("-np", "--num-processes", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the per-subject table (CSV) here")
-    parser.add_argument("--mirror", action="store_true",
-                        help="test-time mirroring (segment --mirror; slower) instead of segment's default")
+    parser.add_argument("--disable-tta", action="store_true",
+                        help="no test-time mirroring (segment --disable_tta) instead of segment's default")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,9 +90,9 @@ def main() -> None:
         t0 = time.time()
         subjects = write_subjects(work, args.n, args.offset)
         t1 = time.time()
-        seg_dir = work / ("segment_mirror" if args.mirror else "segment")
+        seg_dir = work / ("segment_no_tta" if args.disable_tta else "segment")
         segment_images(work / "t1", seg_dir, model_folder=args.model_folder, num_processes=args.num_processes,
-                       mirror=args.mirror)
+                       mirror=not args.disable_tta)
         t2 = time.time()
         table = score(work, seg_dir, subjects)
     if args.out:

@@ -52,7 +52,8 @@ def test_segment_model_goes_to_its_private_copy_next_to_a_training_run(tmp_path,
 
 @pytest.mark.skipif(not _ships_zip(), reason="the package ships no pretrained zip")
 def test_shipped_zip_holds_the_release_trainers_model():
-    """`release.TRAINER` names the model in the zip (install, segment and the printed nnUNetv2_predict line use it)."""
+    """`release.RELEASED_TRAINER` names the model in the zip (install, segment and the printed nnUNetv2_predict line
+    use it)."""
     import zipfile
 
     marker = f"/fold_{release.FOLD}/checkpoint_final.pth"

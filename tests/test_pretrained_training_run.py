@@ -223,3 +223,49 @@ def test_a_state_saved_with_the_one_stage_layout_resumes_as_the_first_stage(tmp_
     assert sorted(p.name for p in fold.iterdir()) == ["checkpoint_latest.pth", "training_log_2026_1_1_00_00_00.txt"]
     assert (fold / "checkpoint_latest.pth").read_bytes() == b"epoch 50"
     assert not TrainingRunPaths(tmp_path / "work", release.CONTRAST_FINETUNE_STAGES[1]).fold.exists()
+
+
+def test_each_finetuning_stage_starts_from_the_stage_before_it_and_trains_on_its_own_contrast_cases():
+    from nnunet_ataxia import trainers
+    from nnunet_ataxia.dataset_conversion import Dataset510_SynthCerebellumBrainstem as dataset510
+    from nnunet_ataxia.trainers import pretrained_trainers
+    from nnunet_ataxia.trainers.pretrained_trainers import _is_contrast_case
+
+    assert pretrained_trainers.CONTRAST_SEED_OFFSET == dataset510.CONTRAST_SEED_OFFSET
+    assert _is_contrast_case(dataset510.synthetic_case_id(dataset510.CONTRAST_SEED_OFFSET))
+
+    stages = release.CONTRAST_FINETUNE2_STAGES
+    assert stages[:2] == release.CONTRAST_FINETUNE_STAGES
+    for previous, stage in zip(stages, stages[1:]):
+        assert getattr(trainers, stage).first_stage == previous
+    assert getattr(trainers, stages[1]).contrast_subjects == release.CONTRAST_FINETUNE_SUBJECTS
+    assert getattr(trainers, stages[2]).contrast_subjects == release.CONTRAST_FINETUNE2_SUBJECTS
+    # the second stage, re-run on the third stage's larger dataset, still trains on the first 80 random contrasts only
+    cases = ["synth_000007", "synth_100003", "synth_200000", "synth_200079", "synth_200080", "synth_200159"]
+    kept = [c for c in cases if not _is_contrast_case(c, beyond=release.CONTRAST_FINETUNE_SUBJECTS)]
+    assert kept == cases[:4]
+    assert not any(_is_contrast_case(c, beyond=release.CONTRAST_FINETUNE2_SUBJECTS) for c in cases)
+
+
+@pytest.mark.parametrize("argv, stages, n_contrast", [
+    ([], release.TRAINING_STAGES, 0),
+    (["--contrast-finetune"], release.CONTRAST_FINETUNE_STAGES, 80),
+    (["--contrast-finetune", "2"], release.CONTRAST_FINETUNE2_STAGES, 160)])
+def test_train_pretrained_command_picks_the_stages_and_the_random_contrast_subjects(monkeypatch, tmp_path, argv,
+                                                                                     stages, n_contrast):
+    import argparse
+
+    from nnunet_ataxia.commands import train_pretrained as command
+    from nnunet_ataxia.pretrained import training_run
+
+    seen = {}
+
+    def fake_run(work, **kwargs):
+        seen.update(kwargs)
+        return {"finished": False, "epochs_done": {}, "exported": None}
+
+    monkeypatch.setattr(training_run, "train_pretrained", fake_run)
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert command.run(parser.parse_args(["--work", str(tmp_path)] + argv)) == 0
+    assert seen["stages"] == stages and seen["n_contrast"] == n_contrast

@@ -304,13 +304,13 @@ def test_install_pretrained_then_stock_predict_finds_it(workspace, tmp_path, req
         out = _run(["nnunet-ataxia", "install-pretrained", "--results", results, *zip_args], env)
     folder = results / release.DATASET_NAME / release.model_dir_name()
     assert str(folder) in out.stdout
-    assert f"nnUNetv2_predict -i INPUT -o OUTPUT -d 510 -c 3d_fullres -tr {release.TRAINER} " \
+    assert f"nnUNetv2_predict -i INPUT -o OUTPUT -d 510 -c 3d_fullres -tr {release.RELEASED_TRAINER} " \
            "-p nnUNetFixed128Plans -f 0" in out.stdout
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(raw / "imagesTr" / "synth_050000_0000.nii.gz", images)
     pred = tmp_path / "pred"
-    _run(["nnUNetv2_predict", "-i", images, "-o", pred, "-d", 510, "-c", "3d_fullres", "-tr", release.TRAINER,
+    _run(["nnUNetv2_predict", "-i", images, "-o", pred, "-d", 510, "-c", "3d_fullres", "-tr", release.RELEASED_TRAINER,
           "-p", PLANS, "-f", 0, "-device", "cpu", "--disable_tta", "-npp", 1, "-nps", 1],
          dict(env, nnUNet_results=str(results)))
     seg = sitk.GetArrayFromImage(sitk.ReadImage(str(pred / "synth_050000.nii.gz")))

@@ -18,14 +18,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="an nnU-Net model folder (Trainer__Plans__configuration)")
     model.add_argument("-d", "--dataset", default=None, help="dataset id or name in $nnUNet_results")
     model.add_argument("-tr", "--trainer", default=None,
-                       help="trainer of the -d model (default M2InceptionTrainer_pretrained)")
+                       help="trainer of the -d model (default: the pretrained model's, "
+                            "M2InceptionTrainer_pretrainedContrastFinetune2)")
     model.add_argument("-p", "--plans", default=None, help="plans of the -d model (default nnUNetFixed128Plans)")
     model.add_argument("-c", "--configuration", default=None, help="configuration of the -d model (default 3d_fullres)")
     model.add_argument("-f", "--folds", nargs="+", default=None,
                        help="folds to ensemble (default: every fold with the checkpoint; the pretrained model: 0)")
     model.add_argument("-chk", "--checkpoint", default="checkpoint_final.pth", help="checkpoint file name")
-    parser.add_argument("--mirror", action="store_true",
-                        help="test-time mirroring (the trainer's allowed axes; slower, usually marginal gains)")
+    parser.add_argument("--disable_tta", "--no-mirror", dest="disable_tta", action="store_true",
+                        help="no test-time mirroring (as nnUNetv2_predict's --disable_tta; by default the prediction "
+                             "is averaged over the mirrorings the trainer allows: left-right for the pretrained model)")
+    parser.add_argument("--mirror", action="store_true", help=argparse.SUPPRESS)  # the default; older scripts pass it
     parser.add_argument("-device", "--device", choices=("cuda", "cpu"), default=None,
                         help="default: cuda when available, else cpu")
     parser.add_argument("-np", "--num-processes", type=int, default=1,
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
                              registration_template_spacing_mm=args.registration_template_mm)
     result = segment_images(args.input, args.output, model_folder=args.model_folder, dataset=args.dataset,
                             trainer=args.trainer, plans=args.plans, configuration=args.configuration,
-                            folds=args.folds, checkpoint=args.checkpoint, mirror=args.mirror, device=args.device,
+                            folds=args.folds, checkpoint=args.checkpoint, mirror=not args.disable_tta,
+                            device=args.device,
                             num_processes=args.num_processes, participants=args.participants, options=options)
     import sys
 

@@ -3,7 +3,8 @@
 Generates the domain-randomized subjects, plans them with the fixed 1 mm / 128x128x96 planner, trains
 ``M2InceptionTrainer_pretrained`` (fold 0) with ``nnUNetv2_train`` and exports it with ``nnUNetv2_export_model_to_zip``.
 ``--contrast-finetune`` adds 80 random-contrast subjects and a second stage,
-``M2InceptionTrainer_pretrainedContrastFinetune``, and exports that one instead.
+``M2InceptionTrainer_pretrainedContrastFinetune``; ``--contrast-finetune 2`` 160 and a third stage after it,
+``M2InceptionTrainer_pretrainedContrastFinetune2`` (the shipped model); the last stage is exported.
 Run it again with the same ``--work`` to continue: finished steps are skipped and training resumes with ``--c``.
 """
 from __future__ import annotations
@@ -18,9 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--n-train", type=int, default=160, help="generated training subjects (default 160)")
     parser.add_argument("--n-val", type=int, default=12, help="generated validation subjects (default 12)")
-    parser.add_argument("--contrast-finetune", action="store_true",
-                        help="also generate 80 random-contrast subjects and fine-tune on them in a second stage "
-                             "(M2InceptionTrainer_pretrainedContrastFinetune; tried, not the released model)")
+    parser.add_argument("--contrast-finetune", type=int, nargs="?", const=1, default=0, choices=(0, 1, 2),
+                        metavar="N",
+                        help="also generate random-contrast subjects and fine-tune on them in N more stages: 1 (the "
+                             "flag alone): 80 subjects, M2InceptionTrainer_pretrainedContrastFinetune; 2: then 80 "
+                             "more and M2InceptionTrainer_pretrainedContrastFinetune2 from it")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="processes for data generation/planning")
     parser.add_argument("--resume-state", default=None,
                         help="folder saved by --save-state in an earlier session (e.g. ~/m2_state)")
@@ -36,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_ataxia.pretrained import release
     from nnunet_ataxia.pretrained.training_run import train_pretrained
 
-    stages = release.CONTRAST_FINETUNE_STAGES if args.contrast_finetune else release.TRAINING_STAGES
-    n_contrast = release.CONTRAST_FINETUNE_SUBJECTS if args.contrast_finetune else 0
+    stages, n_contrast = {0: (release.TRAINING_STAGES, 0),
+                          1: (release.CONTRAST_FINETUNE_STAGES, release.CONTRAST_FINETUNE_SUBJECTS),
+                          2: (release.CONTRAST_FINETUNE2_STAGES, release.CONTRAST_FINETUNE2_SUBJECTS)}[
+        args.contrast_finetune]
     result = train_pretrained(args.work, n_train=args.n_train, n_val=args.n_val, n_contrast=n_contrast,
                               stages=stages, hours=args.hours,
                               device=args.device, num_processes=args.num_processes, resume_state=args.resume_state,

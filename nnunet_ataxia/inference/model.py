@@ -21,7 +21,7 @@ from typing import Sequence
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.cases import load_dataset_labels
-from nnunet_ataxia.io.nnunet_env import dataset_name, nnunet_folder, trainer_shim_folder
+from nnunet_ataxia.io.nnunet_env import dataset_name, ext_trainer_path, nnunet_folder, trainer_shim_folder
 from nnunet_ataxia.pretrained import release
 
 __all__ = ["ModelSpec", "resolve_model", "load_predictor", "model_labels"]
@@ -73,7 +73,7 @@ def _find_dataset_folder(results: Path, dataset: str | int) -> Path:
 
 
 def resolve_model(*, model_folder: str | os.PathLike | None = None, dataset: str | int | None = None,
-                  trainer: str = release.TRAINER, plans: str = release.PLANS,
+                  trainer: str = release.RELEASED_TRAINER, plans: str = release.PLANS,
                   configuration: str = release.CONFIGURATION, folds: Sequence | None = None,
                   checkpoint: str = "checkpoint_final.pth",
                   cache_dir: str | os.PathLike | None = None) -> ModelSpec:
@@ -90,7 +90,7 @@ def resolve_model(*, model_folder: str | os.PathLike | None = None, dataset: str
     Example:
         >>> spec = resolve_model(cache_dir="/tmp/cache")  # doctest: +SKIP
         >>> spec.folder.name  # doctest: +SKIP
-        'M2InceptionTrainer_pretrained__nnUNetFixed128Plans__3d_fullres'
+        'M2InceptionTrainer_pretrainedContrastFinetune2__nnUNetFixed128Plans__3d_fullres'
     """
     if model_folder is not None:
         return _check_model_folder(Path(model_folder), folds, checkpoint, f"model folder {model_folder}")
@@ -154,11 +154,9 @@ def load_predictor(spec: ModelSpec, *, mirror: bool = False, device: str | None 
     """
     import torch
 
-    shim = str(trainer_shim_folder())
-    ext = os.environ.get("nnUNet_extTrainer", "")
-    if shim not in ext.split(os.pathsep):
+    if str(trainer_shim_folder()) not in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep):
         # nnU-Net finds this plugin's trainer classes (named in the checkpoint) through this variable
-        os.environ["nnUNet_extTrainer"] = os.pathsep.join(p for p in (ext, shim) if p)
+        os.environ["nnUNet_extTrainer"] = ext_trainer_path()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     log = io.StringIO()
     try:

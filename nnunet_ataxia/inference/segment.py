@@ -131,7 +131,7 @@ def _row(record: dict, names: Sequence[str], group: str | None) -> dict:
 def segment_images(source: str | os.PathLike, output: str | os.PathLike, *,
                    model_folder: str | os.PathLike | None = None, dataset: str | int | None = None,
                    trainer: str | None = None, plans: str | None = None, configuration: str | None = None,
-                   folds: Sequence | None = None, checkpoint: str = "checkpoint_final.pth", mirror: bool = False,
+                   folds: Sequence | None = None, checkpoint: str = "checkpoint_final.pth", mirror: bool = True,
                    device: str | None = None, num_processes: int = 1,
                    participants: str | os.PathLike | None = None, options: SubjectOptions | None = None,
                    progress: bool = True) -> SegmentResult:
@@ -142,7 +142,8 @@ def segment_images(source: str | os.PathLike, output: str | os.PathLike, *,
         output: the output folder (see the module's rules).
         model_folder, dataset, trainer, plans, configuration, folds, checkpoint: the model
             (:func:`nnunet_ataxia.inference.model.resolve_model`; default: the shipped pretrained model).
-        mirror: test-time mirroring (slower).
+        mirror: test-time mirroring over the axes the trainer allows (nnU-Net's default; left-right only for the
+            pretrained model, one more network pass).
         device: ``"cuda"`` / ``"cpu"`` / None (CUDA when available).
         num_processes: subjects processed in parallel (spawned processes, each with cores // N threads).
         participants: TSV with ``case``/``participant_id`` and ``group`` columns (adds ``group`` to the table).

@@ -21,6 +21,22 @@ def trainer_shim_folder() -> Path:
     return Path(__file__).resolve().parent.parent / "nnunet_ext_trainers"
 
 
+def ext_trainer_path(current: str | None = None) -> str:
+    """A value for ``nnUNet_extTrainer`` that names this plugin's trainers first and keeps the user's own folders.
+
+    Args:
+        current: the variable's present value (default: ``os.environ``); nnU-Net searches every folder of the
+            ``os.pathsep``-separated list.
+
+    Example:
+        >>> ext_trainer_path("/my/trainers").split(os.pathsep) == [str(trainer_shim_folder()), "/my/trainers"]
+        True
+    """
+    shim = str(trainer_shim_folder())
+    current = os.environ.get("nnUNet_extTrainer", "") if current is None else current
+    return os.pathsep.join([shim] + [f for f in current.split(os.pathsep) if f and f != shim])
+
+
 #: environment variable read by this plugin's trainers: seed the random generators (a repeatable run on a CPU)
 SEED_VARIABLE = "NNUNET_ATAXIA_SEED"
 

@@ -1,7 +1,8 @@
 """The pretrained M2 shipped with the package: its nnU-Net identity, export to nnU-Net's zip, installation.
 
-The model is an ordinary nnU-Net model folder, ``$nnUNet_results/Dataset510_SynthCerebellumBrainstem/
-M2InceptionTrainer_pretrained__nnUNetFixed128Plans__3d_fullres/fold_0``, exported with nnU-Net's own
+The model is an ordinary nnU-Net model folder (:data:`RELEASED_TRAINER`), ``$nnUNet_results/
+Dataset510_SynthCerebellumBrainstem/M2InceptionTrainer_pretrainedContrastFinetune2__nnUNetFixed128Plans__3d_fullres/
+fold_0``, exported with nnU-Net's own
 ``export_pretrained_model`` (``nnUNetv2_export_model_to_zip``) and installed with ``install_model_from_zip_file``
 (``nnUNetv2_install_pretrained_model_from_zip``). The shipped checkpoint keeps only what inference and
 ``-pretrained_weights`` need (no optimizer state).
@@ -20,18 +21,24 @@ import torch
 
 from nnunet_ataxia.architectures.common import upgrade_output_keys
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.nnunet_env import ext_trainer_path
 
 DATASET_ID = 510
 DATASET_NAME = "Dataset510_SynthCerebellumBrainstem"
-#: the trainer of the released model
+#: the first (from-scratch) stage of the pretrained model's training run
 TRAINER = "M2InceptionTrainer_pretrained"
-#: the training stages of the released model (``train-pretrained``'s default)
+#: the training stages of ``train-pretrained``'s default run
 TRAINING_STAGES = (TRAINER,)
 #: ``train-pretrained --contrast-finetune``: a second stage with more random contrasts (tried; not the released model,
 #: see the README's "How the pretrained model is made")
 CONTRAST_FINETUNE_STAGES = (TRAINER, "M2InceptionTrainer_pretrainedContrastFinetune")
 #: random-contrast subjects that ``--contrast-finetune`` adds to the dataset
 CONTRAST_FINETUNE_SUBJECTS = 80
+#: ``train-pretrained --contrast-finetune 2``: a third stage on twice the random contrasts, from the second stage
+CONTRAST_FINETUNE2_STAGES = CONTRAST_FINETUNE_STAGES + ("M2InceptionTrainer_pretrainedContrastFinetune2",)
+CONTRAST_FINETUNE2_SUBJECTS = 160
+#: the trainer of the shipped model (the last stage of the run that made it): it names the model folder in the zip
+RELEASED_TRAINER = CONTRAST_FINETUNE2_STAGES[-1]
 PLANS = "nnUNetFixed128Plans"
 CONFIGURATION = "3d_fullres"
 FOLD = 0
@@ -44,8 +51,8 @@ INFERENCE_KEYS = ("network_weights", "init_args", "trainer_name", "inference_all
                   "current_epoch", "_best_ema")
 
 
-def model_dir_name(trainer: str = TRAINER) -> str:
-    """``M2InceptionTrainer_pretrained__nnUNetFixed128Plans__3d_fullres`` (nnU-Net's trainer folder name)."""
+def model_dir_name(trainer: str = RELEASED_TRAINER) -> str:
+    """``<trainer>__nnUNetFixed128Plans__3d_fullres``: nnU-Net's trainer folder name (default: the shipped model's)."""
     return f"{trainer}__{PLANS}__{CONFIGURATION}"
 
 
@@ -127,7 +134,7 @@ def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 
 def _nnunet(args: list[str], results: Path) -> None:
-    env = dict(os.environ, nnUNet_results=str(results))
+    env = dict(os.environ, nnUNet_results=str(results), nnUNet_extTrainer=ext_trainer_path())  # the trainer class
     proc = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
@@ -135,7 +142,8 @@ def _nnunet(args: list[str], results: Path) -> None:
 
 
 def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, *,
-                   checkpoint: str = "checkpoint_best.pth", validate: bool = True, trainer: str = TRAINER) -> Path:
+                   checkpoint: str = "checkpoint_best.pth", validate: bool = True,
+                   trainer: str = RELEASED_TRAINER) -> Path:
     """Export a trained (or partly trained) model folder as the shippable nnU-Net zip.
 
     A staging copy of ``model_folder`` gets ``checkpoint`` as its ``checkpoint_final.pth``; nnU-Net's own
@@ -205,7 +213,7 @@ def install_pretrained(results: str | os.PathLike | None = None, zip_file: str |
 
     Example:
         >>> install_pretrained("/data/nnUNet_results")  # doctest: +SKIP
-        PosixPath('/data/nnUNet_results/Dataset510_SynthCerebellumBrainstem/M2InceptionTrainer_pretrained__nnUNetFixed128Plans__3d_fullres')
+        PosixPath('/data/nnUNet_results/Dataset510_SynthCerebellumBrainstem/...__nnUNetFixed128Plans__3d_fullres')
     """
     results = installed_model_folder(results).parent.parent
     zip_file = Path(zip_file) if zip_file is not None else pretrained_zip_path()

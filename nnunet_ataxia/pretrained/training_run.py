@@ -20,6 +20,7 @@ from typing import Sequence
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.pretrained import release
+from nnunet_ataxia.io.nnunet_env import ext_trainer_path
 from nnunet_ataxia.io.output_folders import check_output_folder, read_marker, write_marker
 
 COMMAND = "train-pretrained"
@@ -56,14 +57,8 @@ class TrainingRunPaths:
         return self.model / f"fold_{release.FOLD}"
 
     def environment(self, device: str) -> dict:
-        import nnunet_ataxia
-
-        shims = str(Path(nnunet_ataxia.__file__).resolve().parent / "nnunet_ext_trainers")
-        # keep the user's own trainer folders (nnU-Net searches every folder of the os.pathsep-separated list)
-        folders = [f for f in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if f]
         env = dict(os.environ, nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.preprocessed),
-                   nnUNet_results=str(self.results),
-                   nnUNet_extTrainer=os.pathsep.join([shims] + [f for f in folders if f != shims]))
+                   nnUNet_results=str(self.results), nnUNet_extTrainer=ext_trainer_path())
         if device == "cpu":
             env.setdefault("nnUNet_n_proc_DA", "0")
             env.setdefault("nnUNet_def_n_proc", str(max(1, os.cpu_count() or 1)))

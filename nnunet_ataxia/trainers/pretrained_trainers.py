@@ -1,10 +1,11 @@
 """The trainers of the released pretrained M2 (cerebellum + brainstem on domain-randomized 1 mm data).
 
 Stock ``nnUNetv2_train`` runs on ``Dataset510_SynthCerebellumBrainstem``: :class:`M2InceptionTrainer_pretrained`
-from scratch (the released model; ``nnunet-ataxia train-pretrained``), and, with ``train-pretrained
+from scratch (the first stage; ``nnunet-ataxia train-pretrained``), and, with ``train-pretrained
 --contrast-finetune``, :class:`M2InceptionTrainer_pretrainedContrastFinetune` from its final checkpoint (a second
-stage that was tried and not released). Both stop cleanly at an epoch end when asked, so that a CPU run spans
-sessions in resumable chunks.
+stage with more random contrasts), and with ``--contrast-finetune 2``,
+:class:`M2InceptionTrainer_pretrainedContrastFinetune2` from that one's (a third stage on twice the random contrasts).
+All stop cleanly at an epoch end when asked, so that a CPU run spans sessions in resumable chunks.
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ class M2InceptionTrainer_pretrained(M2InceptionTrainer):
 
 
 class M2InceptionTrainer_pretrainedContrastFinetune(M2InceptionTrainer_pretrained):
-    """A second stage: fine-tunes :class:`M2InceptionTrainer_pretrained` with more random contrasts (not released).
+    """A second stage: fine-tunes :class:`M2InceptionTrainer_pretrained` with more random contrasts.
 
     A fresh run (epoch 0) starts from the whole network of the first stage's ``checkpoint_final.pth`` (same dataset,
     plans, configuration and fold: ``$nnUNet_results/<dataset>/M2InceptionTrainer_pretrained__<plans>__<config>/
@@ -92,13 +93,19 @@ class M2InceptionTrainer_pretrainedContrastFinetune(M2InceptionTrainer_pretraine
     up about half of the training data; Adam restarts at 3e-4 with poly decay to zero over 15 epochs of 50 iterations.
     """
 
+    #: the stage whose ``checkpoint_final.pth`` a fresh run starts from
     first_stage: str = "M2InceptionTrainer_pretrained"
+    #: random-contrast cases trained on (the first ones; a dataset made for a later stage has more)
+    contrast_subjects: int = 80
+    #: Adam's restarted learning rate (poly decay to zero) and the stage's epochs
+    finetune_lr: float = 3e-4
+    finetune_epochs: int = 15
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.initial_lr = 3e-4
-        self.num_epochs = 15
+        self.initial_lr = self.finetune_lr
+        self.num_epochs = self.finetune_epochs
 
     def first_stage_checkpoint(self) -> str:
         """The first stage's ``checkpoint_final.pth`` (a sibling model folder in ``nnUNet_results``)."""
@@ -112,9 +119,9 @@ class M2InceptionTrainer_pretrainedContrastFinetune(M2InceptionTrainer_pretraine
         if self.current_epoch == 0:   # a fresh run; --c has loaded this stage's own checkpoint instead
             path = self.first_stage_checkpoint()
             if not os.path.isfile(path):
-                refuse(f"{path}: no such file: {type(self).__name__} fine-tunes the finished first stage; train "
-                       f"{self.first_stage} first (nnunet-ataxia train-pretrained --contrast-finetune runs "
-                       f"both stages)")
+                refuse(f"{path}: no such file: {type(self).__name__} fine-tunes the finished stage before it; "
+                       f"train {self.first_stage} first (nnunet-ataxia train-pretrained --contrast-finetune [2] "
+                       f"runs the stages in order)")
             weights = upgrade_output_keys(torch.load(path, map_location="cpu", weights_only=False)["network_weights"])
             network = self.network.module if self.is_ddp else self.network
             network = getattr(network, "_orig_mod", network)   # torch.compile's wrapper
@@ -124,10 +131,37 @@ class M2InceptionTrainer_pretrainedContrastFinetune(M2InceptionTrainer_pretraine
 
     def do_split(self):
         _, val_keys = super().do_split()   # also sets self.dataset_class
-        tr_keys = sorted(set(self.dataset_class.get_identifiers(self.preprocessed_dataset_folder)) - set(val_keys))
-        self.print_to_log_file(f"fine-tuning on every case except the {len(val_keys)} validation cases: "
-                               f"{len(tr_keys)} training cases")
+        cases = set(self.dataset_class.get_identifiers(self.preprocessed_dataset_folder)) - set(val_keys)
+        tr_keys = sorted(c for c in cases if not _is_contrast_case(c, beyond=self.contrast_subjects))
+        self.print_to_log_file(f"fine-tuning on every case except the {len(val_keys)} validation cases"
+                               f"{'' if len(tr_keys) == len(cases) else ' and the extra random-contrast ones'}"
+                               f": {len(tr_keys)} training cases")
         return tr_keys, val_keys
+
+
+#: Dataset510's first random-contrast seed (``Dataset510_SynthCerebellumBrainstem.CONTRAST_SEED_OFFSET``, a higher
+#: floor; a test keeps the two equal)
+CONTRAST_SEED_OFFSET = 200_000
+
+
+def _is_contrast_case(case: str, beyond: int = 0) -> bool:
+    """Whether ``case`` is a random-contrast case of Dataset510 numbered ``beyond`` or higher (``synth_2xxxxx``)."""
+    seed = case.rsplit("_", 1)[-1]
+    return seed.isdigit() and int(seed) >= CONTRAST_SEED_OFFSET + beyond
+
+
+class M2InceptionTrainer_pretrainedContrastFinetune2(M2InceptionTrainer_pretrainedContrastFinetune):
+    """A third stage: :class:`M2InceptionTrainer_pretrainedContrastFinetune` continued on twice the random contrasts.
+
+    Starts from the whole network of the second stage's ``checkpoint_final.pth`` and trains on the first stage's
+    training subjects plus 160 random-contrast subjects (the second stage's 80 and 80 new draws, so that the network
+    sees more distinct contrasts, not the same ones longer); Adam restarts at 2e-4 with poly decay over 20 epochs.
+    """
+
+    first_stage: str = "M2InceptionTrainer_pretrainedContrastFinetune"
+    contrast_subjects: int = 160
+    finetune_lr: float = 2e-4
+    finetune_epochs: int = 20
 
 
 class M2InceptionTrainer_pretrained_smoke(M2InceptionTrainer_pretrained):
