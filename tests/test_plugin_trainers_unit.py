@@ -129,3 +129,29 @@ def test_a_schedule_is_checked():
     from nnunet_ataxia.trainers.schedules import TrainingSchedule
     with pytest.raises(AssertionError, match="batch_size must be a positive integer"):
         TrainingSchedule(num_epochs=1, batch_size=0)
+
+
+@pytest.mark.parametrize("trainer_name", ["M1Trainer_paperWDA", "M2InceptionTrainer_paperNDA",
+                                          "M2InceptionTrainer_paperWDA_demo"])
+def test_paper_trainers_start_from_keras_default_weights(trainer_name):
+    # the paper's Keras code: glorot_uniform kernels, zero biases; nnU-Net-recipe trainers keep PyTorch's default
+    from types import SimpleNamespace
+
+    import nnunet_ataxia.trainers as trainers
+
+    config = SimpleNamespace(patch_size=[16, 16, 16])
+    torch.manual_seed(0)
+    paper = getattr(trainers, trainer_name).build_network_architecture(None, config, 1, 2)
+    torch.manual_seed(0)
+    recipe = trainers.M2InceptionTrainer.build_network_architecture(None, config, 1, 2)
+    convs = [m for m in paper.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+    assert len(convs) > 10
+    for conv in convs:
+        receptive = conv.weight[0, 0].numel()
+        bound = math.sqrt(6 / ((conv.weight.shape[0] + conv.weight.shape[1]) * receptive))
+        assert float(conv.bias.abs().max()) == 0.0
+        assert float(conv.weight.abs().max()) <= bound
+        # filled, not just scaled down: the largest weight is close to the bound
+        assert float(conv.weight.abs().max()) > 0.5 * bound
+    recipe_biases = [m.bias for m in recipe.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+    assert all(float(b.abs().max()) > 0 for b in recipe_biases)

@@ -274,6 +274,36 @@ def make_dropout(p: float, placement: str) -> nn.Module:
     return nn.Dropout3d(p=p) if placement == "features" else nn.Dropout(p=p)
 
 
+WEIGHT_INITS = ("pytorch", "keras")
+
+
+def init_weights_(network: nn.Module, scheme: str) -> nn.Module:
+    """Initialize the convolutions of ``network`` in place with ``scheme`` and return it.
+
+    ``"pytorch"``: leave PyTorch's default (``kaiming_uniform_(a=sqrt(5))``: weight variance 1/(3 fan_in), bias
+    uniform in ±1/sqrt(fan_in)). ``"keras"``: Keras' defaults, as in the papers' Keras code (``glorot_uniform``
+    kernels, variance 2/(fan_in + fan_out), three times PyTorch's for a square layer; zero biases).
+
+    Args:
+        network: any module; every ``Conv``/``ConvTranspose`` in it is (re)initialized.
+        scheme: one of :data:`WEIGHT_INITS`.
+
+    Example:
+        >>> conv = init_weights_(nn.Conv3d(2, 4, 3), "keras")
+        >>> float(conv.bias.abs().sum()), bool(conv.weight.abs().max() <= (6 / ((2 + 4) * 27)) ** 0.5)
+        (0.0, True)
+    """
+    if scheme not in WEIGHT_INITS:
+        raise ValueError(f"weight initialization must be one of {WEIGHT_INITS}, got {scheme!r}")
+    if scheme == "keras":
+        for module in network.modules():
+            if isinstance(module, nn.modules.conv._ConvNd):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+    return network
+
+
 def check_unet_arguments(network: str, trainer: str, input_channels: int, num_classes: int,
                          deep_supervision: bool) -> None:
     """The constructor checks that M1 and M2 share (explicit messages, as dynamic-network-architectures' asserts).

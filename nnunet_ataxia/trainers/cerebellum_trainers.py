@@ -24,7 +24,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from nnunet_ataxia.architectures import M1UNet, M2InceptionUNet
-from nnunet_ataxia.architectures.common import PatchSizeError, check_spatial_divisibility, round_up_to_multiple
+from nnunet_ataxia.architectures.common import (PatchSizeError, check_spatial_divisibility, init_weights_,
+                                                round_up_to_multiple)
 from nnunet_ataxia.trainers.cpu_speed import autocast_forward_bf16, decide_cpu_bf16
 from nnunet_ataxia.trainers.losses import PaperSoftDiceLoss
 from nnunet_ataxia.trainers.paper_augmentation import RandomAxisRotationShiftTransform
@@ -33,7 +34,7 @@ from nnunet_ataxia.trainers.schedules import SMOKE, ScheduledTrainer, TrainingSc
 
 def build_fixed_network(network_class: Type[nn.Module], configuration_manager: ConfigurationManager,
                         num_input_channels: int, num_output_channels: int,
-                        dropout_placement: str = "features") -> nn.Module:
+                        dropout_placement: str = "features", weight_init: str = "pytorch") -> nn.Module:
     """Build ``network_class`` after checking that it can process the configuration's patch size.
 
     Args:
@@ -42,13 +43,15 @@ def build_fixed_network(network_class: Type[nn.Module], configuration_manager: C
         num_input_channels: image channels.
         num_output_channels: nnU-Net's number of segmentation heads.
         dropout_placement: ``"features"`` or ``"output"`` (see ``architectures.common.make_dropout``).
+        weight_init: ``"pytorch"`` or ``"keras"`` (see ``architectures.common.init_weights_``).
     """
     try:
         check_spatial_divisibility(configuration_manager.patch_size, network_class.divisor, network_class.__name__)
     except PatchSizeError as e:
         refuse(str(e))
-    return network_class(input_channels=num_input_channels, num_classes=num_output_channels,
-                         deep_supervision=False, dropout_placement=dropout_placement)
+    network = network_class(input_channels=num_input_channels, num_classes=num_output_channels,
+                            deep_supervision=False, dropout_placement=dropout_placement)
+    return init_weights_(network, weight_init)
 
 
 def paper_epoch_iterations(num_cases: int, copies_per_case: int, samples_per_iteration: int) -> int:
@@ -79,6 +82,8 @@ class CerebellumNetworkTrainer(ScheduledTrainer):
     network_class: Type[nn.Module] = M2InceptionUNet
     #: where the network applies its dropout (``architectures.common.make_dropout``)
     dropout_placement: str = "features"
+    #: how the network's weights start (``architectures.common.init_weights_``)
+    weight_init: str = "pytorch"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -97,7 +102,7 @@ class CerebellumNetworkTrainer(ScheduledTrainer):
                                    enable_deep_supervision: bool = True) -> nn.Module:
         # a classmethod (nnU-Net declares a staticmethod): nnU-Net calls it on the class or an instance alike
         return build_fixed_network(cls.network_class, configuration_manager, num_input_channels, num_output_channels,
-                                   cls.dropout_placement)
+                                   cls.dropout_placement, cls.weight_init)
 
     def initialize(self):
         super().initialize()
@@ -150,6 +155,7 @@ class CerebellumPaperRecipeTrainer(CerebellumNetworkTrainer):
 
     paper_augmentation: bool = True
     dropout_placement = "output"
+    weight_init = "keras"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
