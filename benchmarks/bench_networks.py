@@ -34,9 +34,11 @@ def default_plans_architecture(workdir: Path) -> dict:
     os.environ.update(nnUNet_raw=str(workdir / "raw"), nnUNet_preprocessed=str(workdir / "pre"),
                       nnUNet_results=str(workdir / "res"))
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+        extract_fingerprint_dataset,
+        plan_experiment_dataset,
+    )
     from synthetic_data import write_toy_cerebellum_dataset
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
-                                                                      plan_experiment_dataset)
 
     write_toy_cerebellum_dataset(workdir / "raw", 989, n_cases=3, shape_zyx=PATCH, name="BenchDefault")
     extract_fingerprint_dataset(989, num_processes=1, verbose=False, show_progress_bar=False)

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     spec = resolve_model(model_folder=args.model_folder, cache_dir=tmp / "model")
     predictor = load_predictor(spec, mirror=False, device="cpu")
     labels = model_labels(spec.folder)
-    load_wall, load_cpu = time.perf_counter() - w, time.process_time() - c
+    load_wall, _load_cpu = time.perf_counter() - w, time.process_time() - c
     settings = {"segment": subj.SubjectOptions(),
                 "paper": subj.SubjectOptions(n4_shrink_factor=4, moving_spacing_mm=None)}
     # registration accuracy without a model: the subject's true labels brought onto the crop by the registration,

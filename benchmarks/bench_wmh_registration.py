@@ -22,8 +22,8 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.preprocessing.wmh_mni_map import MNIMap
 from nnunet_ataxia.preprocessing.wmh_pipeline import WMHOptions, mni_template, register_to_mni
-from nnunet_ataxia.synthesis.wmh_cases import make_synthetic_case
 from nnunet_ataxia.preprocessing.wmh_ventricles import warp_atlas_ventricles
+from nnunet_ataxia.synthesis.wmh_cases import make_synthetic_case
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,7 +70,8 @@ def main() -> None:
         true_pts = MNIMap(np.eye(4)).mni_points(flair) + np.moveaxis(sitk.GetArrayFromImage(field), -1, 0)
         true_l, true_r = warp_atlas_ventricles(flair, truth)
         for method in ("affine", "bspline"):
-            (mni_map, kind), wall, cpu = _timed(lambda: register_to_mni(flair, replace(options, registration=method)))
+            (mni_map, kind), wall, cpu = _timed(
+                lambda flair=flair, method=method: register_to_mni(flair, replace(options, registration=method)))
             err = np.linalg.norm(mni_map.mni_points(flair)[:, brain] - true_pts[:, brain], axis=0)
             left, right = warp_atlas_ventricles(flair, mni_map.to_mni())
             dice = (_dice(left, true_l) + _dice(right, true_r)) / 2

@@ -76,8 +76,8 @@ def main() -> None:
             if s > 1:
                 a = polyphase_split(F.avg_pool2d(a, kernel_size=s, stride=1), s, (args.size, args.size), PATCH_SIZE)
             stack = net.conv_stacks[k if variant == "MSIW" else 0]
-            conv, _ = _timed(lambda: stack(a), args.repeat)
-            both, _ = _timed(lambda: net._dense_fc1_fft(images, k, s), args.repeat)
+            conv, _ = _timed(lambda stack=stack, a=a: stack(a), args.repeat)
+            both, _ = _timed(lambda k=k, s=s: net._dense_fc1_fft(images, k, s), args.repeat)
             print(f"    s = {s}: phase grids {tuple(a.shape)}: conv stack {conv:.2f} CPU s, conv stack + FC1 "
                   f"{both:.2f} CPU s")
         n = fft_tile((args.size,) * 2, 18, default_tile)[0] + 18 - 1      # FFT size: tile + kernel - 1

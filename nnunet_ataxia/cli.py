@@ -10,7 +10,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from nnunet_ataxia.errors import InputError, one_line, os_error_message
 
@@ -42,6 +42,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                         "whole-cerebellum volumes: ground truth vs model vs ACAPULCO (the paper's Table 4)"),
     "wmh-tune-alpha": ("nnunet_ataxia.commands.wmh_tune_alpha",
                        "tune the WMH location-feature weight alpha on a fold's validation cases (best AUC)"),
+    "wmh-random-forest": ("nnunet_ataxia.commands.wmh_random_forest", "the paper's random-forest WMH baseline"),
+    "select-structure": ("nnunet_ataxia.commands.select_structure", "one-structure dataset from a 3-class one"),
     "wmh-stats": ("nnunet_ataxia.commands.wmh_stats",
                   "WMH threshold sweep, ROC/AUC and patient-level bootstrap comparison"),
     "report": ("nnunet_ataxia.commands.report", "gather an experiment's results into one Markdown/HTML page"),
@@ -53,7 +55,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("nnunet_ataxia.commands.segment",
                 "segment cerebellum and brainstem in native T1 images (pretrained M2): masks, volumes, QC"),
     "install-pretrained": ("nnunet_ataxia.commands.install_pretrained",
-                           "install the shipped pretrained M2 into nnUNet_results (for nnUNetv2_predict / fine-tuning)"),
+                           "install the shipped pretrained M2 into nnUNet_results (nnUNetv2_predict, fine-tuning)"),
 }
 
 
@@ -97,8 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     1 for bad input and OS errors (permissions, read-only file system, disk full), 2 for a wrong command line,
     130 for Ctrl-C. Set ``NNUNET_ATAXIA_TRACEBACK=1`` to get the traceback of an unexpected error.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:  # importing the sub-commands (torch, nnU-Net) takes seconds: Ctrl-C there is one line too
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        return _fail("nnunet-ataxia: interrupted while starting; nothing was written", 130)
     try:
         code = args._run(args)
     except InputError as e:

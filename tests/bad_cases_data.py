@@ -6,9 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bad_input_data import (
+    Bad,
+    case,
+    evaluate_argv,
+    evaluation_inputs,
+    label_map,
+    prediction_on_preprocessed_grid,
+    sca2_inputs,
+    t1_like,
+    transform_folder,
+    volume_inputs,
+    volumes_argv,
+    wmh_inputs,
+    write,
+)
 
-from bad_input_data import (Bad, case, evaluate_argv, evaluation_inputs, label_map, prediction_on_preprocessed_grid,
-                            sca2_inputs, t1_like, transform_folder, volume_inputs, volumes_argv, wmh_inputs, write)
 from nnunet_ataxia.cli import main
 
 

@@ -3,11 +3,26 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 
-from bad_input_data import (OVERLAP, OVERWRITE, Bad, case, evaluate_argv, evaluation_inputs, foreign_folder,
-                            hammers_inputs, prediction_on_preprocessed_grid, sca2_inputs, t1_like, transform_folder,
-                            volume_inputs, wmh_case_inputs, wmh_inputs, write)
+from bad_input_data import (
+    OVERLAP,
+    OVERWRITE,
+    Bad,
+    case,
+    evaluate_argv,
+    evaluation_inputs,
+    foreign_folder,
+    hammers_inputs,
+    prediction_on_preprocessed_grid,
+    sca2_inputs,
+    t1_like,
+    transform_folder,
+    volume_inputs,
+    wmh_case_inputs,
+    wmh_inputs,
+    write,
+)
+
 from nnunet_ataxia.cli import main
 
 
@@ -236,11 +251,17 @@ def plan_interrupted_leaves_preprocessed_folder_unchanged(t, mp):
     mp.setenv("nnUNet_raw", str(t / "raw"))
     mp.setenv("nnUNet_preprocessed", str(t / "pre"))
 
-    def half_written_then_ctrl_c(dataset_id, **kwargs):
-        staged = Path(os.environ["nnUNet_preprocessed"]) / "Dataset992_ToyCerebellum"
-        (staged / "dataset_fingerprint.json").write_text('{"half": ')
-        raise KeyboardInterrupt
-    mp.setattr("nnunetv2.experiment_planning.plan_and_preprocess_api.extract_fingerprint_dataset",
-               half_written_then_ctrl_c)
+    from nnunet_ataxia.planners import plan_and_preprocess as planning
+
+    half_written_then_ctrl_c = (  # nnU-Net's fingerprint in the planning child: half written, then Ctrl-C
+        "import os\n"
+        "from pathlib import Path\n"
+        "from nnunetv2.experiment_planning import plan_and_preprocess_api as api\n"
+        "def half_written_then_ctrl_c(dataset_id, **kwargs):\n"
+        "    staged = Path(os.environ['nnUNet_preprocessed']) / 'Dataset992_ToyCerebellum'\n"
+        "    (staged / 'dataset_fingerprint.json').write_text('{\"half\": ')\n"
+        "    raise KeyboardInterrupt\n"
+        "api.extract_fingerprint_dataset = half_written_then_ctrl_c\n")
+    mp.setattr(planning, "_CHILD_SCRIPT", half_written_then_ctrl_c + planning._CHILD_SCRIPT)
     return Bad(["plan", "-d", "992", "--no-integrity-check"], "Dataset992_ToyCerebellum", ("interrupted",),
                code=130)

@@ -2,10 +2,26 @@
 from __future__ import annotations
 
 import numpy as np
-
-from bad_input_data import (GEOMETRY, INTEGER, Bad, case, evaluate_argv, evaluation_inputs, hammers_inputs, label_map,
-                            prediction_on_preprocessed_grid, save_probabilities, sca2_inputs, t1_like,
-                            transform_folder, volume_inputs, volumes_argv, wmh_case_inputs, wmh_inputs, write)
+from bad_input_data import (
+    GEOMETRY,
+    INTEGER,
+    Bad,
+    case,
+    evaluate_argv,
+    evaluation_inputs,
+    hammers_inputs,
+    label_map,
+    prediction_on_preprocessed_grid,
+    save_probabilities,
+    sca2_inputs,
+    t1_like,
+    transform_folder,
+    volume_inputs,
+    volumes_argv,
+    wmh_case_inputs,
+    wmh_inputs,
+    write,
+)
 
 
 # ------------------------------------------------------------------------------- 2a. label maps: integer values

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+
 @dataclass
 class Bad:
     argv: list
@@ -125,7 +126,7 @@ def wmh_inputs(root: Path, cases=("w1", "w2"), methods=("A",)) -> dict[str, Path
     rng = np.random.default_rng(1)
     shape = (4, 10, 10)
     folders = {}
-    for i, c in enumerate(cases):
+    for _i, c in enumerate(cases):
         ref = np.zeros(shape, np.uint8)
         ref[1:3, 2:6, 2:6] = 1
         ref[0, 0, 0] = 2

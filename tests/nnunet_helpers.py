@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from nnunet_ataxia.io.nnunet_env import nnunet_subprocess_env, trainer_shim_folder
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nnunet_helpers import nnunet_env, run_checked
+
 from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import build_synthetic_dataset
 from nnunet_ataxia.pretrained import release
-from nnunet_helpers import nnunet_env, run_checked
 
 SMOKE = "M2InceptionTrainer_pretrained_smoke"
 

@@ -1,8 +1,8 @@
 """Small generated nnU-Net raw datasets for the tests (no download)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk

@@ -1,4 +1,4 @@
-"""Bad inputs, one per test, for every sub-command (issue 9): never lose a user's files, never a wrong number.
+"""Bad inputs, one per test, for every sub-command: never lose a user's files, never a wrong number.
 
 Every case builds tiny valid inputs (tests/bad_input_data.py), breaks one thing, runs ``nnunet-ataxia`` in-process
 and asserts: a non-zero exit status (1, or 130 for Ctrl-C), exactly one line on stderr, ``error: ...``, that names
@@ -15,6 +15,7 @@ import bad_cases_outputs  # noqa: F401  isort:skip
 import bad_cases_values  # noqa: F401  isort:skip
 import bad_cases_data  # noqa: F401  isort:skip
 from bad_input_data import CASES, snapshot
+
 from nnunet_ataxia.cli import main
 
 

@@ -6,12 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from hammers_atlas import BOXES, SHAPE, SPACING, make_atlas
 
 from nnunet_ataxia.cli import main
 from nnunet_ataxia.dataset_conversion.Dataset501_HammersN30R95 import convert_hammers, paper_split
 from nnunet_ataxia.errors import InputError
-
-from hammers_atlas import BOXES, SHAPE, SPACING, make_atlas
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,7 @@ def test_paper_split_labels_and_counts(atlas, tmp_path):
     assert tr == set(_cases(out / "labelsTr")) and not tr & set(test)
     lab = sitk.ReadImage(str(out / "labelsTr" / f"{splits[0]['val'][0]}.nii.gz"))
     values, counts = np.unique(sitk.GetArrayFromImage(lab), return_counts=True)
-    assert dict(zip(values.tolist(), counts.tolist())) == {0: int(np.prod(SHAPE)) - 96, 1: 84, 2: 12}
+    assert dict(zip(values.tolist(), counts.tolist(), strict=False)) == {0: int(np.prod(SHAPE)) - 96, 1: 84, 2: 12}
     assert np.allclose(lab.GetSpacing(), SPACING)
     # the image is the input T1, unchanged
     case = test[0]

@@ -6,17 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from hammers_atlas import make_atlas
 
 from nnunet_ataxia.cli import main
-from nnunet_ataxia.io.acapulco import read_acapulco_volumes_csv
 from nnunet_ataxia.dataset_conversion.Dataset502_SCA2Cohort import convert_sca2
 from nnunet_ataxia.dataset_conversion.Dataset503_Data2 import convert_data2, table1_split
 from nnunet_ataxia.errors import InputError
-
-from hammers_atlas import make_atlas
+from nnunet_ataxia.io.acapulco import read_acapulco_volumes_csv
 
 SHAPE = (12, 14, 16)
-# the 28 values, typed here from DESIGN.md section 5 independently of the package's constant
+# the 28 values, typed here from docs/explanation/design.md independently of the package's constant
 LOBULES = [12, 33, 36, 43, 46, 53, 56, 60, 63, 66, 70, 73, 74, 75, 76, 77, 78, 80, 83, 84, 86, 87, 90, 93, 96,
            100, 103, 106]
 DISTRACTORS = [1, 5, 34, 101, 200]  # values ACAPULCO-like files may hold that are not cerebellum
@@ -91,8 +90,11 @@ def test_sca2_labels_groups_and_acapulco_union(tmp_path):
 
 
 def test_volumes_csv_by_value(tmp_path):
-    from nnunet_ataxia.io.acapulco import (ACAPULCO_LOBULE_LABELS, acapulco_whole_cerebellum_mask,
-                                                           acapulco_whole_cerebellum_volume)
+    from nnunet_ataxia.io.acapulco import (
+        ACAPULCO_LOBULE_LABELS,
+        acapulco_whole_cerebellum_mask,
+        acapulco_whole_cerebellum_volume,
+    )
     assert sorted(ACAPULCO_LOBULE_LABELS) == LOBULES
     arr = np.array([0, 12, 1, 106, 200, 60, 5])
     assert acapulco_whole_cerebellum_mask(arr).tolist() == [False, True, False, True, False, True, False]
@@ -125,7 +127,7 @@ def test_data2_table1_split(tmp_path):
     assert (split[0]["train"], split[0]["val"]) == (train, val)
     assert sorted(p.name[:-7] for p in (out / "labelsTs").glob("*.nii.gz")) == test
     hl = sitk.GetArrayFromImage(sitk.ReadImage(str(next((out / "labelsTr").glob("hammers_*.nii.gz")))))
-    assert dict(zip(*[a.tolist() for a in np.unique(hl, return_counts=True)])) == {0: 4032 - 84, 1: 84}
+    assert dict(zip(*[a.tolist() for a in np.unique(hl, return_counts=True)], strict=False)) == {0: 4032 - 84, 1: 84}
     part = pd.read_csv(out / "participants.tsv", sep="\t")
     assert (part["source"] == "hammers").sum() == 30 and set(part.loc[part.source == "hammers", "group"]) == {"atlas"}
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-
 from markdown_tables import tables_with_header
+
 from nnunet_ataxia.pretrained import release
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

@@ -14,7 +14,8 @@ CEREB = (7, 8, 46, 47)
 def test_template_and_labels_line_up():
     t1, aseg, lobules = load_mni_anatomy(2.0)
     t, a = sitk.GetArrayFromImage(t1), sitk.GetArrayFromImage(aseg)
-    ventricles, cortex, white = t[np.isin(a, (4, 43))].mean(), t[np.isin(a, (8, 47))].mean(), t[np.isin(a, (2, 41))].mean()
+    ventricles, cortex = t[np.isin(a, (4, 43))].mean(), t[np.isin(a, (8, 47))].mean()
+    white = t[np.isin(a, (2, 41))].mean()
     assert ventricles < 0.5 * cortex and cortex < white  # T1 contrast: CSF < grey < white
     lob = sitk.GetArrayFromImage(lobules)
     assert len(set(np.unique(lob)) - {0}) == 28 and np.array_equal(lob > 0, np.isin(a, CEREB))
@@ -23,12 +24,14 @@ def test_template_and_labels_line_up():
 def test_atrophy_and_pose():
     control = make_pseudo_subject(11, "control", voxel_mm=4.0)
     patient = make_pseudo_subject(11, "sca2", voxel_mm=4.0)  # same seed: same deformation, plus atrophy
-    vol = lambda img, labels: np.isin(sitk.GetArrayFromImage(img), labels).sum()
+    def vol(img, labels):
+        return np.isin(sitk.GetArrayFromImage(img), labels).sum()
     ratio = vol(patient.aseg_mni, CEREB) / vol(control.aseg_mni, CEREB)
     assert patient.atrophy < 0.9 and ratio < 0.85
     assert abs(vol(patient.aseg_mni, (2, 41)) / vol(control.aseg_mni, (2, 41)) - 1) < 0.05  # cerebrum unchanged
     # native space is not MNI: the same anatomy sits elsewhere on the grid
-    nat, mni = np.isin(sitk.GetArrayFromImage(control.aseg), CEREB), np.isin(sitk.GetArrayFromImage(control.aseg_mni), CEREB)
+    nat = np.isin(sitk.GetArrayFromImage(control.aseg), CEREB)
+    mni = np.isin(sitk.GetArrayFromImage(control.aseg_mni), CEREB)
     assert 2 * (nat & mni).sum() / (nat.sum() + mni.sum()) < 0.8
     assert 0.85 < nat.sum() / mni.sum() < 1.18  # a pose, not a shrink
 

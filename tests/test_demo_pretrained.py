@@ -3,8 +3,8 @@ runs inside the quick demo of tests/test_demo_main_job.py)."""
 
 import numpy as np
 import pytest
-
 from markdown_tables import header_position
+
 from nnunet_ataxia.cli import main
 from nnunet_ataxia.demo.pretrained_step import segment_test_subjects
 from nnunet_ataxia.pretrained import release

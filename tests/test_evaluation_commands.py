@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-
 from markdown_tables import tables_with_header
+
 from nnunet_ataxia.cli import main
 
 SPACING = (1.0, 1.0, 2.0)  # x, y, z (SimpleITK order)

@@ -6,11 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-
 from markdown_tables import tables_with_header
+
 from nnunet_ataxia.cli import main
-from nnunet_ataxia.evaluation.volumes import acapulco_volume_from_csv, acapulco_volume_from_parcellation, \
-    compare_volumes, read_volumes_csv, transform_volume_scale
+from nnunet_ataxia.evaluation.volumes import (
+    acapulco_volume_from_csv,
+    acapulco_volume_from_parcellation,
+    compare_volumes,
+    read_volumes_csv,
+    transform_volume_scale,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cabeza_ruiz_table4.csv"
 # the 28 ACAPULCO label values, typed from the ACAPULCO documentation (independent of the package's constant)
@@ -107,7 +112,7 @@ def test_mni_space_parcellation_scaled_by_transform_determinant(tmp_path):
 def test_compare_volumes_from_masks_and_acapulco_folders(tmp_path):
     spacing = (1.0, 1.0, 2.0)
     cases = {"sca2_001": "control", "sca2_002": "sca2"}
-    for i, case in enumerate(cases):
+    for _i, case in enumerate(cases):
         gt = np.zeros((8, 10, 10), np.uint8)
         gt[1:7, 2:8, 2:8] = 1                        # 216 voxels = 432 mm^3
         pred = gt.copy()

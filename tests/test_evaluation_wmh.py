@@ -6,8 +6,13 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_ataxia.cli import main
-from nnunet_ataxia.evaluation.wmh_statistics import best_threshold, bootstrap_compare, roc, threshold_counts, \
-    threshold_grid
+from nnunet_ataxia.evaluation.wmh_statistics import (
+    best_threshold,
+    bootstrap_compare,
+    roc,
+    threshold_counts,
+    threshold_grid,
+)
 
 FLAIR_SPACING = (1.2, 1.0, 5.0)  # x, y, z: thick-sliced FLAIR
 SHAPE = (4, 10, 10)               # z, y, x

@@ -9,8 +9,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnunet_ataxia.architectures import M1UNet, M2InceptionUNet, common
-from nnunet_ataxia.architectures.common import (LEGACY_OUTPUT_PREFIX, SEG_LAYERS_PREFIX, conv1x1, conv3d, make_dropout,
-                                                max_pool3x3)
+from nnunet_ataxia.architectures.common import (
+    LEGACY_OUTPUT_PREFIX,
+    SEG_LAYERS_PREFIX,
+    conv1x1,
+    conv3d,
+    make_dropout,
+    max_pool3x3,
+)
 from nnunet_ataxia.architectures.m2_inception_unet import _SamePadMaxPool3d
 
 
@@ -60,7 +66,7 @@ class RefM2(nn.Module):
             x = block(x if i == 0 else ref_same_pool(x))
             skips.append(x)
         x = self.bottom(x)
-        for up, block, skip in zip(self.up, self.decoder, reversed(skips[:-1])):
+        for up, block, skip in zip(self.up, self.decoder, reversed(skips[:-1]), strict=False):
             x = block(torch.cat([F.relu(up(x)), skip], dim=1))
         return self.output_conv(self.dropout(x))
 
@@ -123,7 +129,7 @@ def test_training_gradients_equal_the_plain_network(ref_class, new_class):
     target = torch.randint(0, 2, (2, 16, 32, 16))
     for net in (ref, new):
         F.cross_entropy(net(x), target).backward()
-    for (name, p), q in zip(ref.named_parameters(), new.parameters()):
+    for (name, p), q in zip(ref.named_parameters(), new.parameters(), strict=False):
         scale = p.grad.abs().max().item() + 1e-12
         assert (p.grad - q.grad).abs().max().item() <= 1e-4 * scale, name
 
@@ -189,7 +195,7 @@ def test_conv1x1_over_parts_equals_the_convolution_of_the_concatenation():
     assert got.is_contiguous(memory_format=torch.channels_last_3d)
     grads = torch.autograd.grad(got.square().sum(), [a, b, conv.weight, conv.bias])
     expected_grads = torch.autograd.grad(expected.square().sum(), [a, b, conv.weight, conv.bias])
-    for g, e in zip(grads, expected_grads):
+    for g, e in zip(grads, expected_grads, strict=False):
         assert torch.allclose(g, e, atol=1e-4)
 
 
@@ -202,7 +208,7 @@ def test_conv3d_through_onednn_equals_the_module_call():
     assert got.is_contiguous(memory_format=torch.channels_last_3d)
     g = torch.autograd.grad(got.sum(), [x, conv.weight])
     e = torch.autograd.grad(expected.sum(), [x, conv.weight])
-    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g, e))
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g, e, strict=False))
 
 
 @pytest.mark.parametrize("tile_bytes", [1, 600, 10 ** 9])  # one slice per tile, a few slices, the whole volume
@@ -291,8 +297,9 @@ def test_nnunet_pretrained_weights_transfer_all_but_the_output_layer(tmp_path, n
     """nnU-Net's own ``load_pretrained_weights`` (what ``nnUNetv2_train -pretrained_weights`` calls) fine-tunes M1/M2
     to another label set: every weight but the output layer comes from the checkpoint, the output layer keeps its
     fresh initialization, as for nnU-Net's own networks; checkpoints with the old ``output_conv`` keys work too."""
-    from nnunet_ataxia.architectures.common import upgrade_output_keys
     from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+    from nnunet_ataxia.architectures.common import upgrade_output_keys
 
     torch.manual_seed(3)
     pretrained = new_class(1, 3).state_dict()   # background, cerebellum, brainstem

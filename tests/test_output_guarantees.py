@@ -1,4 +1,4 @@
-"""What the guarantees allow (issue 9): re-runs, --overwrite, earlier outputs, both single-subject namings, staged plan."""
+"""What the guarantees allow: re-runs, --overwrite, earlier outputs, both single-subject namings, staged plan."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,17 @@ import os
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from bad_input_data import (
+    evaluate_argv,
+    evaluation_inputs,
+    foreign_folder,
+    label_map,
+    snapshot,
+    t1_like,
+    transform_folder,
+    write,
+)
 
-from bad_input_data import evaluate_argv, evaluation_inputs, foreign_folder, label_map, snapshot, t1_like, \
-    transform_folder, write
 from nnunet_ataxia.cli import main
 from nnunet_ataxia.io.output_folders import MARKER_NAME
 
@@ -92,8 +100,8 @@ def test_to_native_accepts_both_single_subject_namings(tmp_path, prediction, tra
 
 @pytest.mark.parametrize("image_name", ["sub01.nii.gz", "sub01_0000.nii.gz"])
 def test_preprocess_mri_case_id_drops_the_channel_suffix(tmp_path, image_name):
-    from nnunet_ataxia.preprocessing.mri_batch import find_t1_inputs as _find_inputs
     from nnunet_ataxia.io.cases import subject_id_of
+    from nnunet_ataxia.preprocessing.mri_batch import find_t1_inputs as _find_inputs
 
     write(t1_like(), tmp_path / "t1" / image_name)
     write(label_map(0), tmp_path / "labels" / "sub01.nii.gz")
@@ -102,52 +110,86 @@ def test_preprocess_mri_case_id_drops_the_channel_suffix(tmp_path, image_name):
     assert (case_id, image.name, label.name) == ("sub01", image_name, "sub01.nii.gz")
 
 
-def test_plan_merges_its_files_and_keeps_the_others(tmp_path, monkeypatch):
-    from nnunetv2.experiment_planning import plan_and_preprocess_api as api
+#: run in nnU-Net's place by the planning child process: writes as nnU-Net would, into $nnUNet_preprocessed
+FAKE_NNUNET_PLANNING = """
+import os
+from nnunetv2.experiment_planning import plan_and_preprocess_api as api
 
-    from nnunet_ataxia.planners.plan_and_preprocess import plan_and_preprocess_fixed
+def staged():
+    return os.path.join(os.environ["nnUNet_preprocessed"], "Dataset994_ToyCerebellum")
+
+def fingerprint(dataset_id, **kw):
+    assert os.environ["nnUNet_preprocessed"] != os.environ["REAL_PREPROCESSED"]  # the child writes to staging
+    with open(os.path.join(staged(), "dataset_fingerprint.json"), "w") as f:
+        f.write("{}")
+
+def plans(dataset_id, planner):
+    assert planner.__name__ == "FixedPatch128Planner"
+    with open(os.path.join(staged(), "nnUNetFixed128Plans.json"), "w") as f:
+        f.write('{"new": true}')
+    return {}, "nnUNetFixed128Plans"
+
+def preprocess(dataset_id, plans_identifier, **kw):
+    os.makedirs(os.path.join(staged(), "nnUNetFixed128Plans_3d_fullres"))
+    with open(os.path.join(staged(), "nnUNetFixed128Plans_3d_fullres", "toy_000.b2nd"), "w") as f:
+        f.write("new")
+
+api.extract_fingerprint_dataset, api.plan_experiment_dataset, api.preprocess_dataset = fingerprint, plans, preprocess
+"""
+
+
+def test_plan_merges_its_files_and_keeps_the_others(tmp_path, monkeypatch):
+    import sys
+
     from synthetic_data import write_toy_cerebellum_dataset
+
+    from nnunet_ataxia.planners import plan_and_preprocess as planning
 
     write_toy_cerebellum_dataset(tmp_path / "raw", 994, n_cases=2, shape_zyx=(8, 8, 8))
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
+    monkeypatch.setenv("REAL_PREPROCESSED", str(tmp_path / "pre"))
     final = foreign_folder(tmp_path / "pre" / "Dataset994_ToyCerebellum")
     (final / "nnUNetPlans.json").write_text("other plans")
     (final / "nnUNetFixed128Plans_3d_fullres").mkdir()
     (final / "nnUNetFixed128Plans_3d_fullres" / "stale.b2nd").write_text("old")
+    monkeypatch.setattr(planning, "_CHILD_SCRIPT", FAKE_NNUNET_PLANNING + planning._CHILD_SCRIPT)
+    nnunet_modules = {name for name in sys.modules if name.startswith("nnunetv2")}
 
-    def staged():
-        return os.path.join(os.environ["nnUNet_preprocessed"], "Dataset994_ToyCerebellum")
-
-    def fingerprint(dataset_id, **kw):
-        assert staged() != str(final)
-        with open(os.path.join(staged(), "dataset_fingerprint.json"), "w") as f:
-            f.write("{}")
-
-    def plans(dataset_id, planner):
-        with open(os.path.join(staged(), "nnUNetFixed128Plans.json"), "w") as f:
-            f.write('{"new": true}')
-        return {}, "nnUNetFixed128Plans"
-
-    def preprocess(dataset_id, plans_identifier, **kw):
-        os.makedirs(os.path.join(staged(), "nnUNetFixed128Plans_3d_fullres"))
-        with open(os.path.join(staged(), "nnUNetFixed128Plans_3d_fullres", "toy_000.b2nd"), "w") as f:
-            f.write("new")
-
-    monkeypatch.setattr(api, "extract_fingerprint_dataset", fingerprint)
-    monkeypatch.setattr(api, "plan_experiment_dataset", plans)
-    monkeypatch.setattr(api, "preprocess_dataset", preprocess)
-    assert plan_and_preprocess_fixed(994, check_integrity=False) == "nnUNetFixed128Plans"
+    assert planning.plan_and_preprocess_fixed(994, check_integrity=False) == "nnUNetFixed128Plans"
     assert os.environ["nnUNet_preprocessed"] == str(tmp_path / "pre")
+    # nnU-Net ran in the child: this process imported none of its planning modules
+    assert not any(name.startswith("nnunetv2.experiment_planning") for name in set(sys.modules) - nnunet_modules)
     assert sorted(p.name for p in (tmp_path / "pre").iterdir()) == ["Dataset994_ToyCerebellum"]  # no staging left
     assert (final / "thesis.tex").is_file() and (final / "nnUNetPlans.json").read_text() == "other plans"
     assert (final / "nnUNetFixed128Plans.json").read_text() == '{"new": true}'
     assert sorted(p.name for p in (final / "nnUNetFixed128Plans_3d_fullres").iterdir()) == ["toy_000.b2nd"]
 
 
+def test_plan_names_the_label_file_that_fails_nnunets_integrity_check(tmp_path, monkeypatch, capsys):
+    from synthetic_data import write_toy_cerebellum_dataset
+
+    write_toy_cerebellum_dataset(tmp_path / "raw", 995, n_cases=3, shape_zyx=(8, 8, 8))
+    folder = tmp_path / "raw" / "Dataset995_ToyCerebellum"
+    bad = sorted((folder / "labelsTr").glob("*.nii.gz"))[1]
+    image = sitk.ReadImage(str(bad))
+    arr = sitk.GetArrayFromImage(image)
+    arr[0, 0, 0] = 7  # a label that dataset.json does not declare
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(image)
+    sitk.WriteImage(out, str(bad))
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
+    capsys.readouterr()
+    assert main(["plan", "-d", "995", "-np", "1"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith(f"error: {bad}: nnU-Net's dataset integrity check failed"), err
+    assert "7" in err[0].split("Found", 1)[1]
+    assert not (tmp_path / "pre" / "Dataset995_ToyCerebellum").exists()
+
+
 def test_empty_prediction_is_a_measured_zero_volume(tmp_path):
     import pandas as pd
-
     from bad_input_data import volume_inputs, volumes_argv
 
     d = volume_inputs(tmp_path)

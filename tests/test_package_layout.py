@@ -1,6 +1,6 @@
 """The package's floors: imports only run downward, no module over 400 lines, one home per low-level helper.
 
-The order below is the one the README's "Where things are" section describes: ``cli`` -> ``commands`` -> ``demo`` ->
+The order below is the one docs/explanation/design.md describes: ``cli`` -> ``commands`` -> ``demo`` ->
 the stage packages (in pipeline order, each may import the ones after it) -> ``io`` and ``errors`` at the bottom.
 """
 import ast

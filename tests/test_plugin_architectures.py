@@ -15,7 +15,7 @@ def test_parameter_counts_match_the_paper():
 
 
 def test_inception_block_parameter_formula():
-    # 2 c n + 54 n^2 + 4 n, e.g. the decoder's I(32) on 160 channels = 65,664 (DESIGN.md §3)
+    # 2 c n + 54 n^2 + 4 n, e.g. the decoder's I(32) on 160 channels = 65,664 (docs/explanation/design.md)
     for c, n in ((1, 4), (160, 32), (96, 16), (24, 4)):
         assert n_params(InceptionBlock3d(c, n)) == 2 * c * n + 54 * n * n + 4 * n
     assert n_params(InceptionBlock3d(160, 32)) == 65_664

@@ -10,10 +10,8 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from nnunet_helpers import nnunet_env
+from nnunet_helpers import nnunet_env, run_checked_two_at_a_time
 from nnunet_helpers import run_checked as _run
-from nnunet_helpers import run_checked_two_at_a_time
 from synthetic_data import write_toy_cerebellum_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -106,7 +104,7 @@ def test_default_nnunet_plans_patch_is_adapted_and_predicts(workspace, tmp_path)
     _run(["nnUNetv2_train", DATASET_ID, "3d_fullres", 1, "-tr", "M2InceptionTrainer_smoke", "-device", "cpu"], env)
     out = root / "nnUNet_results" / raw.name / "M2InceptionTrainer_smoke__nnUNetPlans__3d_fullres"
     adapted = json.loads((out / "plans.json").read_text())["configurations"]["3d_fullres"]["patch_size"]
-    assert all(a % 16 == 0 and a >= d for a, d in zip(adapted, default_patch))
+    assert all(a % 16 == 0 and a >= d for a, d in zip(adapted, default_patch, strict=False))
     assert (out / "fold_1" / "checkpoint_final.pth").is_file()
     pred = tmp_path / "pred_default"
     _run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", pred, "-d", DATASET_ID, "-c", "3d_fullres",

@@ -50,7 +50,9 @@ def test_augmentation_shift_only_moves_the_volume_by_whole_voxels():
     # output voxel p samples input voxel p + 2 on every axis
     assert torch.allclose(out["image"][:, :-2, :-2, :-2], image[:, 2:, 2:, 2:], atol=1e-5)
     assert torch.equal(out["segmentation"][:, :-2, :-2, :-2], seg[:, 2:, 2:, 2:])
-    assert torch.all(out["image"][:, -2:] == 0)
+    # the voxels shifted in are the background (the patch's minimum), the segmentation's background 0
+    assert torch.allclose(out["image"][:, -2:], image.min().expand_as(out["image"][:, -2:]))
+    assert torch.all(out["segmentation"][:, -2:] == 0)
 
 
 def test_augmentation_rotates_about_exactly_one_axis_within_45_degrees():
@@ -72,13 +74,15 @@ def test_augmentation_rotates_about_exactly_one_axis_within_45_degrees():
 @pytest.mark.slow
 def test_trainer_path_command_and_nnunet_discovery():
     """nnU-Net's own look-up, through the discovery folder, finds every trainer class defined in the package."""
-    folder = subprocess.run(["nnunet-ataxia", "trainer-path"], capture_output=True, text=True, check=True).stdout.strip()
+    folder = subprocess.run(["nnunet-ataxia", "trainer-path"], capture_output=True, text=True,
+                            check=True).stdout.strip()
     assert os.path.isdir(folder)
     code = ("import importlib, inspect, pkgutil;"
             "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer;"
             "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f;"
             "import nnunet_ataxia.trainers as t;"
-            "mods=[importlib.import_module('nnunet_ataxia.trainers.'+m.name) for m in pkgutil.iter_modules(t.__path__)];"
+            "mods=[importlib.import_module('nnunet_ataxia.trainers.'+m.name) "
+            "for m in pkgutil.iter_modules(t.__path__)];"
             "defined={n: c for m in mods for n, c in vars(m).items() if inspect.isclass(c) "
             "and issubclass(c, nnUNetTrainer) and c.__module__ == m.__name__ and not n.startswith('_')};"
             "assert len(defined) > 50, sorted(defined);"
@@ -92,8 +96,9 @@ def test_trainer_path_command_and_nnunet_discovery():
 
 
 def test_trainer_names_follow_nnunet_rules():
-    import nnunet_ataxia.trainers as t
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    import nnunet_ataxia.trainers as t
 
     for name in t.__all__:
         assert "__" not in name

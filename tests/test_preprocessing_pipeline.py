@@ -11,10 +11,16 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.preprocessing.mri_pipeline import (BRAINSTEM_LABEL_DK, CEREBELLUM_LABELS_DK, CROP_SIZE,
-                                                      CROP_START_INDEX, crop_reference, crop_to_box,
-                                                      preprocess_t1_case, rescale_and_equalize)
+from nnunet_ataxia.io.constants import BRAINSTEM_LABEL_ASEG, CEREBELLUM_LABELS_ASEG
 from nnunet_ataxia.io.templates import desikan_killiany_atlas
+from nnunet_ataxia.preprocessing.mri_pipeline import (
+    CROP_SIZE,
+    CROP_START_INDEX,
+    crop_reference,
+    crop_to_box,
+    preprocess_t1_case,
+    rescale_and_equalize,
+)
 from nnunet_ataxia.preprocessing.native_space import label_volumes_mm3, map_to_native, native_volumes_mm3
 from nnunet_ataxia.preprocessing.registration import load_mni_template
 from nnunet_ataxia.synthesis.template_subjects import cerebellum_brainstem_labels_mni, make_native_subject
@@ -22,7 +28,7 @@ from nnunet_ataxia.synthesis.template_subjects import cerebellum_brainstem_label
 
 def test_crop_box_holds_every_cerebellum_and_brainstem_voxel_of_the_atlas():
     atlas = desikan_killiany_atlas()
-    wanted = np.isin(sitk.GetArrayViewFromImage(atlas), CEREBELLUM_LABELS_DK + (BRAINSTEM_LABEL_DK,))
+    wanted = np.isin(sitk.GetArrayViewFromImage(atlas), CEREBELLUM_LABELS_ASEG + (BRAINSTEM_LABEL_ASEG,))
     n_atlas = int(wanted.sum())
     assert n_atlas > 150_000  # ~ cerebellum + brainstem, 1 mm voxels
     # the atlas's own voxels, as physical points, all fall inside the box (index space of the crop grid)
@@ -34,7 +40,7 @@ def test_crop_box_holds_every_cerebellum_and_brainstem_voxel_of_the_atlas():
     assert (box_idx >= 0).all() and (box_idx <= np.array(CROP_SIZE) - 1).all()
     # and resampling the atlas onto the box loses none of them
     in_box = sitk.Resample(atlas, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, atlas.GetPixelID())
-    assert int(np.isin(sitk.GetArrayViewFromImage(in_box), CEREBELLUM_LABELS_DK + (BRAINSTEM_LABEL_DK,)).sum()) \
+    assert int(np.isin(sitk.GetArrayViewFromImage(in_box), CEREBELLUM_LABELS_ASEG + (BRAINSTEM_LABEL_ASEG,)).sum()) \
         == n_atlas
     # margin: at least 5 voxels in x and y on both sides (z starts at the template's lowest slice)
     lo, hi = box_idx.min(0), box_idx.max(0)

@@ -10,11 +10,16 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.preprocessing.registration import (affine_register_to_mni, linear_part_determinant,
-    load_mni_template, n4_bias_correction, resample_to, rigid_register)
 from nnunet_ataxia.io.images import read_image
-from nnunet_ataxia.synthesis.template_subjects import (cerebellum_brainstem_labels_mni, known_affine,
-                                                   make_native_subject)
+from nnunet_ataxia.preprocessing.registration import (
+    affine_register_to_mni,
+    linear_part_determinant,
+    load_mni_template,
+    n4_bias_correction,
+    resample_to,
+    rigid_register,
+)
+from nnunet_ataxia.synthesis.template_subjects import cerebellum_brainstem_labels_mni, known_affine, make_native_subject
 
 
 def _cerebellum_points(step: int = 20) -> list[tuple[float, float, float]]:
@@ -62,8 +67,8 @@ def test_exhaustive_initialization_recovers_a_large_rotation():
 
 def test_rigid_register_recovers_a_rigid_motion():
     template, _ = load_mni_template(spacing_mm=3.0)
-    true = sitk.Euler3DTransform(template.TransformContinuousIndexToPhysicalPoint(
-        [(s - 1) / 2 for s in template.GetSize()]), np.radians(5.0), np.radians(-4.0), np.radians(6.0), (4.0, -3.0, 2.0))
+    centre = template.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in template.GetSize()])
+    true = sitk.Euler3DTransform(centre, np.radians(5.0), np.radians(-4.0), np.radians(6.0), (4.0, -3.0, 2.0))
     moving = sitk.Resample(template, template, true.GetInverse(), sitk.sitkLinear, 0.0)  # moving(true(p)) = fixed(p)
     est = rigid_register(template, moving, seed=1)
     d = _displacements(est, true, _cerebellum_points(step=60))

@@ -14,12 +14,17 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_ataxia.pretrained import release
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.pretrained.training_run import (TrainingRunPaths, epochs_done, restore_state, save_state,
-                                                   train_pretrained)
 from nnunet_ataxia.io.images import Geometry
 from nnunet_ataxia.preprocessing.mri_pipeline import crop_reference
+from nnunet_ataxia.pretrained import release
+from nnunet_ataxia.pretrained.training_run import (
+    TrainingRunPaths,
+    epochs_done,
+    restore_state,
+    save_state,
+    train_pretrained,
+)
 from nnunet_ataxia.synthesis.synthetic_subjects import make_registered_case
 from nnunet_ataxia.synthesis.tissue_contrast import label_intensity_tables, thick_slices
 
@@ -204,7 +209,7 @@ def test_resuming_from_the_saved_state_of_a_finished_run_says_so(tmp_path):
         (state / trainer).mkdir(parents=True)
         (state / trainer / "training_log_2026_1_1_00_00_00.txt").write_text("log")
     write_marker(state, "train-pretrained --save-state",
-                 {"epochs_done": dict(zip(release.CONTRAST_FINETUNE_STAGES, (120, 15))), "finished": True})
+                 {"epochs_done": dict(zip(release.CONTRAST_FINETUNE_STAGES, (120, 15), strict=True)), "finished": True})
     with pytest.raises(InputError, match=r"ended \(epochs: M2InceptionTrainer_pretrained 120, "
                                          r"M2InceptionTrainer_pretrainedContrastFinetune 15; .* leave out "
                                          r"--resume-state") as error:
@@ -231,12 +236,12 @@ def test_each_finetuning_stage_starts_from_the_stage_before_it_and_trains_on_its
     from nnunet_ataxia.trainers import pretrained_trainers
     from nnunet_ataxia.trainers.pretrained_trainers import _is_contrast_case
 
-    assert pretrained_trainers.CONTRAST_SEED_OFFSET == dataset510.CONTRAST_SEED_OFFSET
+    assert pretrained_trainers.CONTRAST_SEED_OFFSET is dataset510.CONTRAST_SEED_OFFSET   # one definition (io.constants)
     assert _is_contrast_case(dataset510.synthetic_case_id(dataset510.CONTRAST_SEED_OFFSET))
 
     stages = release.CONTRAST_FINETUNE2_STAGES
     assert stages[:2] == release.CONTRAST_FINETUNE_STAGES
-    for previous, stage in zip(stages, stages[1:]):
+    for previous, stage in zip(stages, stages[1:], strict=False):
         assert getattr(trainers, stage).first_stage == previous
     assert getattr(trainers, stages[1]).contrast_subjects == release.CONTRAST_FINETUNE_SUBJECTS
     assert getattr(trainers, stages[2]).contrast_subjects == release.CONTRAST_FINETUNE2_SUBJECTS
@@ -250,7 +255,8 @@ def test_each_finetuning_stage_starts_from_the_stage_before_it_and_trains_on_its
 @pytest.mark.parametrize("argv, stages, n_contrast", [
     ([], release.TRAINING_STAGES, 0),
     (["--contrast-finetune"], release.CONTRAST_FINETUNE_STAGES, 80),
-    (["--contrast-finetune", "2"], release.CONTRAST_FINETUNE2_STAGES, 160)])
+    (["--contrast-finetune", "2"], release.CONTRAST_FINETUNE2_STAGES, 160),
+    (["--label-maps", "maps"], release.LABEL_MAP_STAGES, 0)])
 def test_train_pretrained_command_picks_the_stages_and_the_random_contrast_subjects(monkeypatch, tmp_path, argv,
                                                                                      stages, n_contrast):
     import argparse
@@ -269,3 +275,5 @@ def test_train_pretrained_command_picks_the_stages_and_the_random_contrast_subje
     command.add_arguments(parser)
     assert command.run(parser.parse_args(["--work", str(tmp_path)] + argv)) == 0
     assert seen["stages"] == stages and seen["n_contrast"] == n_contrast
+    assert seen["label_maps"] == ("maps" if "--label-maps" in argv else None)
+    assert (seen["n_train"], seen["n_val"]) == ((180, 15) if "--label-maps" in argv else (160, 12))

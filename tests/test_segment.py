@@ -15,19 +15,23 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import torch
+from nnunet_helpers import nnunet_env
+from nnunet_helpers import run_checked as _run
 
 from nnunet_ataxia.architectures.common import SEG_LAYERS_PREFIX, upgrade_output_keys
 from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import HELD_OUT_SEED_OFFSET
+from nnunet_ataxia.inference.qc_flags import qc_flags
+from nnunet_ataxia.inference.subject import (
+    MIN_REGISTRATION_SIMILARITY,
+    probabilities_to_native,
+    registration_similarity,
+)
 from nnunet_ataxia.io.cases import subject_id_of
+from nnunet_ataxia.io.images import read_image
 from nnunet_ataxia.io.participants import read_participants
-from nnunet_helpers import nnunet_env
-from nnunet_helpers import run_checked as _run
-from nnunet_ataxia.inference.subject import (MIN_REGISTRATION_SIMILARITY, probabilities_to_native,
-                                             registration_similarity)
 from nnunet_ataxia.preprocessing.mri_pipeline import crop_reference, preprocess_t1_case
 from nnunet_ataxia.preprocessing.native_space import load_case_transform, map_to_native
 from nnunet_ataxia.preprocessing.registration import downsample_isotropic, load_mni_template
-from nnunet_ataxia.io.images import read_image
 from nnunet_ataxia.pretrained import release
 from nnunet_ataxia.synthesis.synthetic_subjects import make_native_subject
 
@@ -109,6 +113,12 @@ def test_segment_writes_native_masks_volumes_and_qc(segmented, subject):
         assert table.loc[0, f"{name}_native_mm3"] == pytest.approx(np.count_nonzero(seg_arr == value) * voxel)
         assert table.loc[0, f"{name}_mni_mm3"] == pytest.approx(np.count_nonzero(mni == value))
     assert table.loc[0, "scale_factor"] == pytest.approx(meta["linear_determinant"])
+    # the QC flags: the record keeps what they were computed from; the table's qc column says ok or the reasons
+    record = json.loads((out / case / "segment.json").read_text())
+    expected = qc_flags(similarity=record["registration_similarity"], volumes_mni_mm3=record["volumes_mni_mm3"],
+                        confidence=record["mask_confidence"], pieces=record["large_pieces"])
+    assert table.loc[0, "qc"] == record["qc"] == ("; ".join(expected) or "ok")
+    assert all(0.0 <= v <= 1.0 for v in record["mask_confidence"].values() if v == v)
     if not model:  # the real pretrained model finds both structures
         assert table.loc[0, "cerebellum_native_mm3"] > 50_000 and table.loc[0, "brainstem_native_mm3"] > 10_000
 
@@ -123,7 +133,7 @@ def test_segment_writes_native_masks_volumes_and_qc(segmented, subject):
     # re-run: the finished subject is skipped, nothing is rewritten
     stamp = (out / case / f"{case}_seg.nii.gz").stat().st_mtime_ns
     again = _run(["nnunet-ataxia", "segment", "-i", t1_path, "-o", out, *FAST, *model], env)
-    assert "1 done before, skipped" in again.stdout
+    assert "1 done before with the same input, model and options, skipped" in again.stdout
     assert (out / case / f"{case}_seg.nii.gz").stat().st_mtime_ns == stamp
     assert pd.read_csv(out / "volumes.csv").equals(table)
     # --participants adds the group (BIDS ids match the case sub-01_T1w)

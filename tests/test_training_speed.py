@@ -5,14 +5,19 @@ import sys
 
 import pytest
 import torch
-
-from nnunet_ataxia.architectures import M2InceptionUNet
-from nnunet_ataxia.trainers.cerebellum_trainers import paper_epoch_iterations
-from nnunet_ataxia.trainers.cpu_speed import (BF16_VARIABLE, autocast_forward_bf16, cpu_flags, cpu_has_native_bf16,
-                                              decide_cpu_bf16)
-from nnunet_ataxia.io.nnunet_env import SEED_VARIABLE
 from nnunet_helpers import nnunet_env, run_checked
 from synthetic_data import write_toy_cerebellum_dataset
+
+from nnunet_ataxia.architectures import M2InceptionUNet
+from nnunet_ataxia.io.nnunet_env import SEED_VARIABLE
+from nnunet_ataxia.trainers.cerebellum_trainers import paper_epoch_iterations
+from nnunet_ataxia.trainers.cpu_speed import (
+    BF16_VARIABLE,
+    autocast_forward_bf16,
+    cpu_flags,
+    cpu_has_native_bf16,
+    decide_cpu_bf16,
+)
 
 CPU = torch.device("cpu")
 
@@ -82,7 +87,8 @@ for name in sys.argv[1].split(","):
     batch = next(t.dataloader_train)
     loss = t.train_step(batch)["loss"]
     out[name] = dict(iterations=t.num_iterations_per_epoch, val_iterations=t.num_val_iterations_per_epoch,
-                     epochs=t.num_epochs, batch_size=t.batch_size, tta=t.inference_allowed_mirroring_axes, batch_shape=list(batch["data"].shape),
+                     epochs=t.num_epochs, batch_size=t.batch_size, tta=t.inference_allowed_mirroring_axes,
+                     batch_shape=list(batch["data"].shape),
                      dropout=type(t.network.dropout).__name__, bf16=t.cpu_bf16, conv_dtypes=seen,
                      loss_finite=bool(abs(float(loss)) < 1e9), loss=float(loss),
                      batch_sum=float(batch["data"].double().sum()),
@@ -126,7 +132,7 @@ def test_paper_trainers_use_batch_1_one_pass_epochs_and_the_papers_dropout(plann
     # a schedule (trainers.schedules) replaces the recipe's run length and batch, and switches test-time mirroring off
     smoke, demo = got["M1Trainer_paperNDA_smoke"], got["M2InceptionTrainer_paperWDA_demo"]
     assert (smoke["epochs"], smoke["iterations"], smoke["val_iterations"], smoke["batch_size"]) == (1, 2, 1, 1)
-    # the demo: 30 epochs x 8 iterations of batch 2 = 240 iterations (3x the 80 of the version before issue 10)
+    # the demo: 30 epochs x 8 iterations of batch 2 = 240 iterations (3x the 80 of the earlier schedule)
     assert (demo["epochs"], demo["iterations"], demo["val_iterations"], demo["batch_size"]) == (30, 8, 2, 2)
     # the paper's Adam keeps its default learning rate (a schedule changes the run length, not the rate); nnU-Net's
     # recipe decays its SGD rate (poly)
@@ -146,7 +152,8 @@ def test_paper_trainers_use_batch_1_one_pass_epochs_and_the_papers_dropout(plann
 def test_bf16_opt_in_autocasts_the_training_step(planned_toy):
     got = _probe(planned_toy, ["M1Trainer_paperNDA_smoke"], [32, 32, 32],
                  **{BF16_VARIABLE: "1"})["M1Trainer_paperNDA_smoke"]
-    assert got["bf16"] is True and got["batch_shape"] == [1, 1, 32, 32, 32] and got["conv_dtypes"] == ["torch.bfloat16"] and got["loss_finite"]
+    assert got["bf16"] is True and got["batch_shape"] == [1, 1, 32, 32, 32]
+    assert got["conv_dtypes"] == ["torch.bfloat16"] and got["loss_finite"]
     assert (got["iterations"], got["batch_size"]) == (2, 1)  # the smoke schedule keeps its 2 iterations
 
 
@@ -176,7 +183,9 @@ def test_augmentation_resamples_image_and_segmentation_through_one_shared_grid()
     out_seg = t._apply_to_segmentation(seg, **params)
     # the same as resampling each with its own grid from the composed affine map
     grid = F.affine_grid(params["theta"][None].float(), [1, 1, 12, 16, 20], align_corners=True)
-    expected_image = F.grid_sample(image[None], grid, mode="bilinear", align_corners=True)[0]
+    # voxels from outside the patch take the background (the patch's minimum, per channel)
+    fill = image.reshape(image.shape[0], -1).amin(1).reshape(-1, 1, 1, 1)
+    expected_image = F.grid_sample(image[None] - fill, grid, mode="bilinear", align_corners=True)[0] + fill
     expected_seg = F.grid_sample(seg[None].float(), grid, mode="nearest", align_corners=True)[0].to(torch.int16)
     assert torch.equal(out_image, expected_image) and torch.equal(out_seg, expected_seg)
     assert out_seg.dtype == torch.int16 and set(out_seg.unique().tolist()) <= {0, 1, 2}

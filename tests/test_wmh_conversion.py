@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from nnunet_ataxia.cli import main as cli_main
 from nnunet_ataxia.preprocessing.affine_matrices import grid_points, lps_to_ras, matrix_from_transform
@@ -106,11 +107,15 @@ def test_location_channels_match_ground_truth_anatomy(plain):
     absx = np.abs(mni[0][brain])
     assert np.abs(chans[8][brain] - absx / absx.max()).mean() < 0.03
     assert chans[8][brain & (np.abs(mni[0]) < 0.5)].max() < 0.05
-    # ventricle distances: 0 inside the true (atlas) ventricle interior, > 0 in the other ventricle
+    # ventricle distances: 0 on the true (atlas) ventricle where the image shows it (the refinement drops the
+    # partial-volume rim of the 2.4 x 2.4 x 5 mm voxels, so most but not all true voxels), never outside it, and > 0
+    # in the other ventricle
     left, right = warp_atlas_ventricles(flair, truth[cid]["subject_to_mni"])
     assert left.sum() > 20 and right.sum() > 20
-    assert (chans[5][left] == 0).mean() > 0.8 and (chans[5][right] > 0).all()
-    assert (chans[6][right] == 0).mean() > 0.8 and (chans[6][left] > 0).all()
+    for channel, own, other in ((chans[5], left, right), (chans[6], right, left)):
+        zero = brain & (channel == 0)
+        assert (channel[own] == 0).mean() > 0.75 and (channel[other] > 0).all()
+        assert (zero & ndimage.binary_dilation(own)).sum() >= 0.95 * zero.sum()
     # the prior is highest where the training lesions are
     lesion = _arr(out / f"labelsTr/{cid}.nii.gz") == 1
     assert chans[9][lesion].mean() > 3 * chans[9][brain & ~lesion].mean()

@@ -1,4 +1,4 @@
-"""The WMH dense form's inference layout (issue 12 item 5): channels-last FC1 outputs, re-used FFT working memory,
+"""The WMH dense form's inference layout: channels-last FC1 outputs, re-used FFT working memory,
 the head as per-part matrix products. Same numbers as the plain computations, autograd untouched."""
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_fft_conv_still_differentiable():
     direct = F.conv2d(x, w, dilation=2)
     grads = torch.autograd.grad((fft * direct.detach()).sum(), [x, w])
     expected = torch.autograd.grad((direct * direct.detach()).sum(), [x, w])
-    assert all(torch.allclose(a, e, atol=1e-9) for a, e in zip(grads, expected))
+    assert all(torch.allclose(a, e, atol=1e-9) for a, e in zip(grads, expected, strict=False))
 
 
 @pytest.mark.parametrize("variant, use_location, injection", [("SS", False, "first_fc"), ("MSWS", True, "first_fc"),

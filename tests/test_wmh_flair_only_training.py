@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
 from nnunet_helpers import nnunet_env, plan_and_preprocess_2d, run_checked
 from wmh_toy_data import SHAPE, make_toy_wmh_case, write_image
 
-from nnunet_ataxia.architectures.wmh_location_networks import (WMHLocationNet, expected_parameter_count,
-                                                               image_channel_count)
+from nnunet_ataxia.architectures.wmh_location_networks import (
+    WMHLocationNet,
+    expected_parameter_count,
+    image_channel_count,
+)
 from nnunet_ataxia.trainers.wmh_pixel_pool import brain_mask, image_channels, location_channels
 from nnunet_ataxia.trainers.wmh_trainers import ImageChannelSubsetTransform, brain_mask_from_input
 

@@ -6,11 +6,16 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_ataxia.preprocessing.affine_matrices import grid_points, matrix_from_transform, transform_from_matrix
-from nnunet_ataxia.preprocessing.wmh_location_features import (compute_location_features, distance_to_boundary_mm,
-                                                 inplane_distance_mm, midline_mask, normalize_features,
-                                                 slice_axis_for_spacing)
-from nnunet_ataxia.preprocessing.wmh_ventricles import refine_ventricles
+from nnunet_ataxia.preprocessing.wmh_location_features import (
+    compute_location_features,
+    distance_to_boundary_mm,
+    inplane_distance_mm,
+    midline_mask,
+    normalize_features,
+    slice_axis_for_spacing,
+)
 from nnunet_ataxia.preprocessing.wmh_prior import build_wmh_prior, prior_cases_for_fold, sample_prior, warp_wmh_to_mni
+from nnunet_ataxia.preprocessing.wmh_ventricles import refine_ventricles
 
 SPACING = (5.0, 1.0, 1.2)  # (z, y, x) of a RUN DMC FLAIR: 1.2 x 1.0 x 5.0 mm
 

@@ -5,8 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nnunet_ataxia.architectures.wmh_fft_conv import (KernelSpectrumCache, conv2d_fft, polyphase_merge,
-                                                      polyphase_split)
+from nnunet_ataxia.architectures.wmh_fft_conv import KernelSpectrumCache, conv2d_fft, polyphase_merge, polyphase_split
 from nnunet_ataxia.architectures.wmh_location_networks import VARIANTS, WMHLocationNet, expected_parameter_count
 from nnunet_ataxia.architectures.wmh_patches import extract_multiscale_patches
 

@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_ataxia.preprocessing.deformable_registration import (axis_shrink_factors, displacement_field,
-                                                                 field_jacobian_range, invert_displacement_field)
+from nnunet_ataxia.preprocessing.deformable_registration import (
+    axis_shrink_factors,
+    displacement_field,
+    field_jacobian_range,
+    invert_displacement_field,
+)
 from nnunet_ataxia.preprocessing.wmh_mni_map import MNIMap
 from nnunet_ataxia.preprocessing.wmh_pipeline import WMHOptions, mni_template, register_to_mni
-from nnunet_ataxia.synthesis.wmh_cases import make_synthetic_case, smooth_deformation
 from nnunet_ataxia.preprocessing.wmh_ventricles import warp_atlas_ventricles
+from nnunet_ataxia.synthesis.wmh_cases import make_synthetic_case, smooth_deformation
 
 # small grids and few iterations: seconds on 2 cores
 FAST = WMHOptions(mni_spacing_mm=3.0, mni_iterations=100, bspline_mesh_mm=40.0, bspline_levels_mm=(6.0, 3.0),
@@ -109,13 +113,13 @@ def test_axis_shrink_factors_keep_four_voxels():
     for size in ((16, 300, 5), (4, 4, 4), (512, 33, 12)):
         for f in (1, 2, 3, 8, 16):
             factors = axis_shrink_factors(size, f)
-            assert all(n // s >= 4 or s == 1 for n, s in zip(size, factors)) and max(factors) <= f
+            assert all(n // s >= 4 or s == 1 for n, s in zip(size, factors, strict=False)) and max(factors) <= f
 
 
 def test_thick_slice_flair_registers_to_mni():
-    """16 slices of 8 mm: the exhaustive initialization shrank them to 2 slices and ITK refused (issue 12)."""
-    from nnunet_ataxia.preprocessing.registration import affine_register_to_mni
+    """16 slices of 8 mm: the exhaustive initialization shrank them to 2 slices and ITK refused."""
     from nnunet_ataxia.preprocessing.affine_matrices import matrix_from_transform, transform_from_matrix
+    from nnunet_ataxia.preprocessing.registration import affine_register_to_mni
 
     case = make_synthetic_case(seed=4, flair_spacing=(2.0, 2.0, 8.0), flair_extent_mm=(150.0, 185.0, 128.0))
     flair = case["flair"]

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
 from nnunet_helpers import nnunet_env, plan_and_preprocess_2d, run_checked
 from wmh_toy_data import make_toy_wmh_case, write_image
 
@@ -113,7 +112,8 @@ def test_real_trainer_pool_and_scaling_on_preprocessed_data(run, monkeypatch):
     again = WMHSSLocTrainer_paper(dict(plans, continue_training=False), "2d", 0, dataset_json, torch.device("cpu"))
     again.get_dataloaders()
     for a, b, c in zip(snapshot, (pool.case, pool.y, pool.x, pool.label),
-                       (again.train_pool.case, again.train_pool.y, again.train_pool.x, again.train_pool.label)):
+                       (again.train_pool.case, again.train_pool.y, again.train_pool.x, again.train_pool.label),
+                       strict=True):
         assert np.array_equal(a, b) and np.array_equal(a, c), "the pool is built once and rebuilt identically"
     # what the network sees in training == what nnUNetv2_predict feeds it (the model's plans.json)
     case = val_keys[0]

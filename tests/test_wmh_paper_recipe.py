@@ -18,8 +18,13 @@ from nnunet_ataxia.architectures.wmh_patches import SCALE_FACTORS, extract_multi
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.trainers import trainer_names, wmh_paper_recipe, wmh_trainers
 from nnunet_ataxia.trainers.wmh_paper_recipe import WMHPaperRecipeTrainer, validation_auc
-from nnunet_ataxia.trainers.wmh_pixel_pool import (PatchReader, PoolBatches, build_pixel_pool, is_new_best,
-                                                   scale_case_images)
+from nnunet_ataxia.trainers.wmh_pixel_pool import (
+    PatchReader,
+    PoolBatches,
+    build_pixel_pool,
+    is_new_best,
+    scale_case_images,
+)
 
 SHAPE = (3, 20, 26)
 
@@ -74,7 +79,7 @@ def test_pool_is_half_the_lesion_voxels_plus_as_many_normal_brain_voxels(fake):
         assert (data[2:, pool.z[sel][normal], pool.y[sel][normal], pool.x[sel][normal]] > 0).any(0).all(), \
             "normal samples must be brain voxels"
     assert not np.isin(pool.label, [2]).any(), "ignore-label voxels are never sampled"
-    keys = set(zip(pool.case.tolist(), pool.z.tolist(), pool.y.tolist(), pool.x.tolist()))
+    keys = set(zip(pool.case.tolist(), pool.z.tolist(), pool.y.tolist(), pool.x.tolist(), strict=False))
     assert len(keys) == len(pool), "no voxel drawn twice"
     assert pool.nbytes == 17 * len(pool)
 
@@ -98,7 +103,7 @@ def test_draw_is_uniform_over_all_items_numbered_case_after_case():
     assert [o.tolist() for o in _draw(counts, 10, rng)] == [[0, 1, 2], [], [0, 1, 2, 3, 4], [0, 1]]
     part = _draw(counts, 4, rng)
     assert sum(o.size for o in part) == 4
-    assert all(np.unique(o).size == o.size and (o < n).all() for o, n in zip(part, counts))
+    assert all(np.unique(o).size == o.size and (o < n).all() for o, n in zip(part, counts, strict=False))
     huge = _draw(np.array([2_000_000_000, 3_000_000_000]), 1000, rng)   # beyond numpy's hypergeometric limit
     assert sum(o.size for o in huge) == 1000 and huge[0].max() < 2_000_000_000
 
@@ -135,15 +140,18 @@ def test_patches_read_by_windows_equal_patches_of_the_whole_scaled_slice(fake, s
         assert torch.equal(batch["location"][j], torch.from_numpy(data[2:, pool.z[i], pool.y[i], pool.x[i]]))
         assert int(batch["target"][j]) == int(pool.label[i])
     plain = PatchReader(fake, pool, scales, use_mask, with_location=False).read(idx)
-    assert plain["location"] is None and all(torch.equal(a, b) for a, b in zip(plain["patches"], batch["patches"]))
+    assert plain["location"] is None
+    assert all(torch.equal(a, b) for a, b in zip(plain["patches"], batch["patches"], strict=True))
 
 
 @pytest.mark.parametrize("use_mask,inside_min", [(True, 0.0), (False, 0.0), (False, 0.2)])
 def test_unit_scaling_of_zscored_data_equals_rescale_to_01_of_the_raw_image(use_mask, inside_min):
     """Training scales nnU-Net's z-scored case; nnUNetv2_predict runs RescaleTo01Normalization on the raw image."""
     from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
-    from nnunetv2.preprocessing.normalization.default_normalization_schemes import (RescaleTo01Normalization,
-                                                                                    ZScoreNormalization)
+    from nnunetv2.preprocessing.normalization.default_normalization_schemes import (
+        RescaleTo01Normalization,
+        ZScoreNormalization,
+    )
     rng = np.random.default_rng(1)
     z, y, x = np.meshgrid(*[np.arange(n) for n in (2, 30, 30)], indexing="ij")
     brain = ((y - 14) / 12) ** 2 + ((x - 15) / 10) ** 2 <= 1

@@ -8,7 +8,7 @@ from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 
 from nnunet_ataxia.architectures.wmh_location_networks import WMHLocationNet
 from nnunet_ataxia.trainers import trainer_names, wmh_trainers
-from nnunet_ataxia.trainers.wmh_trainers import (WMHLocationTrainer, brain_mask_from_input, sample_balanced_pixels)
+from nnunet_ataxia.trainers.wmh_trainers import WMHLocationTrainer, brain_mask_from_input, sample_balanced_pixels
 
 
 def test_balanced_sample_counts_and_exclusions():
@@ -24,7 +24,7 @@ def test_balanced_sample_counts_and_exclusions():
     neg = y == 0
     assert brain[b[neg], r[neg], c[neg]].all(), "negatives must come from inside the brain mask"
     assert not ((b == 1) & (r == 9)).any(), "ignore-label pixels are never sampled"
-    assert len(set(zip(b.tolist(), r.tolist(), c.tolist()))) == len(b), "no pixel drawn twice"
+    assert len(set(zip(b.tolist(), r.tolist(), c.tolist(), strict=False))) == len(b), "no pixel drawn twice"
 
 
 def test_balanced_sample_caps_and_no_positive_case():
@@ -63,7 +63,7 @@ def test_intensity_augmentation_leaves_location_channels_untouched():
 
 
 def test_every_variant_has_a_trainer_and_a_smoke_trainer():
-    expected = {f"WMH{v}{l}Trainer{s}" for v in ("SS", "MSEF", "MSIW", "MSWS") for l in ("", "Loc")
+    expected = {f"WMH{v}{loc}Trainer{s}" for v in ("SS", "MSEF", "MSIW", "MSWS") for loc in ("", "Loc")
                 for s in ("", "_smoke")}
     assert expected <= set(trainer_names(wmh_trainers))
     for name in expected:
@@ -78,7 +78,7 @@ def test_every_variant_has_a_trainer_and_a_smoke_trainer():
 
 
 def test_trainers_are_found_by_nnunet_lookup(nnunet_environ):
-    import nnunetv2.utilities.find_objects as fo   # nnunetv2.paths reads nnUNet_extTrainer lazily
+    import nnunetv2.utilities.find_objects as fo  # nnunetv2.paths reads nnUNet_extTrainer lazily
     cls = fo.recursive_find_trainer_class_by_name("WMHMSWSLocTrainer_smoke")
     assert cls is wmh_trainers.WMHMSWSLocTrainer_smoke
 

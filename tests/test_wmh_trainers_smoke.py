@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from nnunet_helpers import nnunet_env, plan_and_preprocess_2d, run_checked, run_checked_two_at_a_time
 from wmh_toy_data import SHAPE, make_toy_wmh_case, write_image
 

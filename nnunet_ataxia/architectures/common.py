@@ -1,7 +1,7 @@
 """Checks and fast CPU building blocks shared by the plugin's architectures."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -234,7 +234,7 @@ def pooled_conv1x1(conv: nn.Conv3d, *parts: torch.Tensor) -> torch.Tensor:
         m = min(step, depth - start)
         rows = out[start * h * w:(start + m) * h * w]
         c0 = 0
-        for part, buf, tile in zip(parts, buffers, tiles):
+        for part, buf, tile in zip(parts, buffers, tiles, strict=False):
             pooled = tile.narrow(2, 0, m)
             _pool_depth_tile(part, start, m, buf, pooled)
             c = part.shape[1]

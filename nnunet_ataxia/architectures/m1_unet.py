@@ -5,9 +5,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, check_unet_arguments,
-                                                OutputHead, load_legacy_output_keys,
-                                                conv3d, make_dropout, output_head, to_channels_last)
+from nnunet_ataxia.architectures.common import (
+    CHANNELS_LAST,
+    OutputHead,
+    check_spatial_divisibility,
+    check_unet_arguments,
+    conv3d,
+    load_legacy_output_keys,
+    make_dropout,
+    output_head,
+    to_channels_last,
+)
 
 
 def _conv(in_channels: int, out_channels: int, dilation: int = 1) -> nn.Sequential:

@@ -5,11 +5,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunet_ataxia.architectures.common import (CHANNELS_LAST, check_spatial_divisibility, check_unet_arguments,
-                                                global_forward_hooks_registered,
-                                                OutputHead, load_legacy_output_keys,
-                                                conv1x1, conv3d, make_dropout, output_head, pooled_conv1x1,
-                                                to_channels_last)
+from nnunet_ataxia.architectures.common import (
+    CHANNELS_LAST,
+    OutputHead,
+    check_spatial_divisibility,
+    check_unet_arguments,
+    conv1x1,
+    conv3d,
+    global_forward_hooks_registered,
+    load_legacy_output_keys,
+    make_dropout,
+    output_head,
+    pooled_conv1x1,
+    to_channels_last,
+)
 
 
 class InceptionBlock3d(nn.Module):
@@ -161,7 +170,7 @@ class M2InceptionUNet(nn.Module):
         x = self.bottom(x)
         # skips[-1] is the bottom's input (same resolution), the decoder uses skips[3], [2], [1], [0]
         reuse = self._may_overwrite_skips()
-        for up, block, skip in zip(self.up, self.decoder, reversed(skips[:-1])):
+        for up, block, skip in zip(self.up, self.decoder, reversed(skips[:-1]), strict=False):
             # = block(concat[up, skip]), without the copy; without autograd written over the skip's memory, which
             # nothing reads afterwards (every decoder output has its skip's shape)
             into = skip if reuse and skip.is_contiguous(memory_format=CHANNELS_LAST) else None

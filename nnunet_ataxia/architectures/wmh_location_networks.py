@@ -19,16 +19,21 @@ channel 0 FLAIR, 1-8 location features (``num_image_channels=1``; :func:`image_c
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunet_ataxia.architectures.wmh_fft_conv import (DEFAULT_TILE, KernelSpectrumCache, conv2d_fft,
-                                                      polyphase_merge, polyphase_split)
-from nnunet_ataxia.architectures.wmh_patches import (PATCH_SIZE, SCALE_FACTORS, extract_multiscale_patches,
-                                                     scale_padding)
+from nnunet_ataxia.architectures.wmh_fft_conv import (
+    DEFAULT_TILE,
+    KernelSpectrumCache,
+    conv2d_fft,
+    polyphase_merge,
+    polyphase_split,
+)
+from nnunet_ataxia.architectures.wmh_patches import PATCH_SIZE, SCALE_FACTORS, extract_multiscale_patches, scale_padding
+from nnunet_ataxia.io.constants import WMH_IMAGE_CHANNEL_NAMES, WMH_LOCATION_CHANNEL_NAMES
 
 CONV_LAYERS = ((20, 7), (40, 5), (80, 3), (110, 3))   # (filters, kernel size), valid padding, ReLU, no pooling
 CONV_OUT_SIZE = PATCH_SIZE - sum(k - 1 for _, k in CONV_LAYERS)  # 18
@@ -36,8 +41,8 @@ CONV_FEATURES = CONV_LAYERS[-1][0] * CONV_OUT_SIZE ** 2          # 35,640
 FC_SIZES = (300, 200)
 VARIANTS = ("SS", "MSEF", "MSIW", "MSWS")
 INJECTIONS = ("last_conv", "first_fc", "second_fc")
-NUM_IMAGE_CHANNELS = 2          # T1 + FLAIR (the paper); FLAIR-only datasets have 1
-NUM_LOCATION_FEATURES = 8
+NUM_IMAGE_CHANNELS = len(WMH_IMAGE_CHANNEL_NAMES)         # T1 + FLAIR (the paper); FLAIR-only datasets have 1
+NUM_LOCATION_FEATURES = len(WMH_LOCATION_CHANNEL_NAMES)
 
 
 def image_channel_count(num_input_channels: int) -> int:
@@ -184,7 +189,7 @@ class WMHLocationNet(nn.Module):
         if self.variant == "MSEF":
             features = [self.conv_stacks[0](torch.cat(list(patches), 1))]
         elif self.variant == "MSIW":
-            features = [stack(p) for stack, p in zip(self.conv_stacks, patches)]
+            features = [stack(p) for stack, p in zip(self.conv_stacks, patches, strict=False)]
         else:
             features = [self.conv_stacks[0](p) for p in patches]
         return self._patch_head_from_features([f.flatten(1) for f in features], location)

@@ -1,6 +1,6 @@
 """Multi-scale patch geometry of the Ghafoorian et al. WMH networks (the patch classifier's input).
 
-Conventions (documented in the README, "WMH networks and trainers"):
+Conventions (documented in docs/explanation/architectures.md, "WMH location networks"):
 
 * A patch of even size ``P = 32 * s`` "centred" on pixel ``(i, j)`` covers rows ``i - P/2 ... i + P/2 - 1`` and the
   same columns, i.e. the centre pixel sits at index ``P/2`` (0-based) of the patch. Pixels outside the slice are 0.
@@ -9,7 +9,7 @@ Conventions (documented in the README, "WMH networks and trainers"):
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

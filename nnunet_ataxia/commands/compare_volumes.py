@@ -5,6 +5,7 @@ import argparse
 
 from nnunet_ataxia.io.output_folders import add_overwrite_argument
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "-o", required=True,
                         help="output folder (written atomically; an existing folder must be an earlier "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.io.arguments import dataset_id, nonnegative_int, positive_int
 from nnunet_ataxia.io.output_folders import add_overwrite_argument
 
 
@@ -11,12 +12,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sca2", required=True, help="SCA2 cohort root (participants.tsv, sub-XX/, derivatives/)")
     parser.add_argument("-o", "--output", default=None,
                         help="output dataset folder (default: $nnUNet_raw/DatasetXXX_Data2)")
-    parser.add_argument("-d", "--dataset-id", type=int, default=503, help="nnU-Net dataset id (default 503)")
-    parser.add_argument("--seed", type=int, default=12345, help="seed of the Table 1 split (default 12345)")
+    parser.add_argument("-d", "--dataset-id", type=dataset_id, default=503, help="nnU-Net dataset id (default 503)")
+    parser.add_argument("--seed", type=nonnegative_int, default=12345, help="seed of the Table 1 split (default 12345)")
     parser.add_argument("--preprocess", action="store_true", help="run the paper's MRI preprocessing per case")
     parser.add_argument("--skull-strip", action="store_true",
                         help="with --preprocess: strip the skull (the paper did not for Data2)")
-    parser.add_argument("-np", "--num-processes", type=int, default=1, help="cases converted in parallel")
+    parser.add_argument("-np", "--num-processes", type=positive_int, default=1, help="cases converted in parallel")
     add_overwrite_argument(parser)
 
 

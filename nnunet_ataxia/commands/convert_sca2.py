@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.io.arguments import dataset_id, nonnegative_int, positive_int
 from nnunet_ataxia.io.output_folders import add_overwrite_argument
 
 
@@ -12,15 +13,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "sub-XX/..., optional derivatives/manual/sub-XX/anat/sub-XX_desc-cerebellum_mask.nii.gz")
     parser.add_argument("-o", "--output", default=None,
                         help="output dataset folder (default: $nnUNet_raw/DatasetXXX_SCA2Cohort)")
-    parser.add_argument("-d", "--dataset-id", type=int, default=502, help="nnU-Net dataset id (default 502)")
+    parser.add_argument("-d", "--dataset-id", type=dataset_id, default=502, help="nnU-Net dataset id (default 502)")
     parser.add_argument("--split", choices=("none", "cv5"), default="none",
                         help="none: nnU-Net's own folds; cv5: five folds stratified by group (splits_final.json)")
-    parser.add_argument("--seed", type=int, default=12345, help="seed of the split (default 12345)")
+    parser.add_argument("--seed", type=nonnegative_int, default=12345, help="seed of the split (default 12345)")
     parser.add_argument("--preprocess", action="store_true",
                         help="run the paper's MRI preprocessing per case (N4, MNI, equalize, crop)")
     parser.add_argument("--skull-strip", action="store_true",
                         help="with --preprocess: strip the skull (the paper did not for Data2)")
-    parser.add_argument("-np", "--num-processes", type=int, default=1, help="cases converted in parallel")
+    parser.add_argument("-np", "--num-processes", type=positive_int, default=1, help="cases converted in parallel")
     add_overwrite_argument(parser)
 
 

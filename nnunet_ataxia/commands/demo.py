@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.io.arguments import nonnegative_int, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="nnunet_ataxia_demo",
                         help="output folder (default ./nnunet_ataxia_demo): new, empty, or an earlier demo folder, "
                              "whose finished steps are skipped")
     parser.add_argument("--quick", action="store_true", help="tiny, fast run (fewer, coarser subjects; smoke trainer)")
-    parser.add_argument("-np", "--num-processes", type=int, default=2, help="parallel processes (default 2)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("-np", "--num-processes", type=positive_int, default=2, help="parallel processes (default 2)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0,
                         help="seed of the demo subjects and of the training (same seed: same numbers on a CPU)")
     parser.add_argument("--trainer", default=None,
-                        help="nnU-Net trainer (default M2InceptionTrainer_paperWDA_demo; M2InceptionTrainer_paperNDA_smoke with --quick)")
+                        help="nnU-Net trainer (default M2InceptionTrainer_paperWDA_demo; "
+                             "M2InceptionTrainer_paperNDA_smoke with --quick)")
     parser.add_argument("--no-pretrained", action="store_true",
                         help="skip the first step (the pretrained M2 segmenting the test subjects) and its comparison "
                              "with the trained model")

@@ -5,6 +5,7 @@ import argparse
 
 from nnunet_ataxia.io.output_folders import add_overwrite_argument
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", "-p", action="append", required=True, metavar="[NAME=]DIR[,DIR...]",
                         help="prediction folder(s) of one method; globs and comma lists are merged (e.g. "

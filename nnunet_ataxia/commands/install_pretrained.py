@@ -1,4 +1,5 @@
-"""``nnunet-ataxia install-pretrained``: put the shipped pretrained M2 into ``nnUNet_results`` (re-running is safe).
+"""``nnunet-ataxia install-pretrained``: put the shipped pretrained M2 into ``nnUNet_results`` (re-running is safe;
+installed files that differ from the shipped ones are replaced only with ``--overwrite``).
 
 Afterwards the stock ``nnUNetv2_predict -d 510 ...`` finds it, and ``-pretrained_weights`` can point at its
 checkpoint for fine-tuning.
@@ -13,12 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the nnUNet_results folder to install into (default: $nnUNet_results)")
     parser.add_argument("--zip", default=None,
                         help="install another exported release zip instead of the one shipped in the package")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace installed files that differ from the zip's (a fine-tuned checkpoint, edited "
+                             "plans); without it such files are never replaced")
 
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_ataxia.pretrained import release
 
-    folder = release.install_pretrained(args.results, zip_file=args.zip)
+    folder = release.install_pretrained(args.results, zip_file=args.zip, overwrite=args.overwrite)
     print(f"installed the pretrained model in {folder}")
     print(f"predict with: nnUNetv2_predict -i INPUT -o OUTPUT -d {release.DATASET_ID} -c {release.CONFIGURATION} "
           f"-tr {release.RELEASED_TRAINER} -p {release.PLANS} -f {release.FOLD}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.io.arguments import nonnegative_int, positive_float, positive_int
 from nnunet_ataxia.io.output_folders import add_overwrite_argument
 
 
@@ -13,12 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-hammers", type=int, default=6, help="subjects in the Hammers layout (default 6)")
     parser.add_argument("--n-sca2", type=int, default=6,
                         help="subjects in the SCA2 layout: control, presymptomatic, sca2 in turn (default 6)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--size", "--voxel-size", dest="voxel_size", type=float, default=2.0,
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    parser.add_argument("--size", "--voxel-size", dest="voxel_size", type=positive_float, default=2.0,
                         help="isotropic voxel size in mm (default 2; 1 = full template resolution)")
     parser.add_argument("--no-manual-masks", action="store_true",
                         help="do not write manually corrected masks (the converter then uses ACAPULCO's union)")
-    parser.add_argument("-np", "--num-processes", type=int, default=1, help="subjects generated in parallel")
+    parser.add_argument("-np", "--num-processes", type=positive_int, default=1, help="subjects generated in parallel")
     add_overwrite_argument(parser)
 
 

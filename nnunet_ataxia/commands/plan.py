@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.io.arguments import positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--dataset", required=True, nargs="+",
                         help="dataset id(s) or name(s) in $nnUNet_raw, e.g. 501")
     parser.add_argument("-c", "--configurations", nargs="+", default=["3d_fullres"],
                         help="configurations to preprocess (default: 3d_fullres; the fixed patch applies to it)")
-    parser.add_argument("-np", "--num-processes", type=int, default=2, help="processes for fingerprint/preprocessing")
+    parser.add_argument("-np", "--num-processes", type=positive_int, default=2,
+                        help="processes for fingerprint/preprocessing")
     parser.add_argument("--no-preprocess", action="store_true", help="only fingerprint and plan")
     parser.add_argument("--no-integrity-check", action="store_true",
                         help="skip nnU-Net's dataset integrity check and the image checks (finite, not constant; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.io.arguments import nonnegative_int, positive_float, positive_int
 from nnunet_ataxia.io.output_folders import add_overwrite_argument
 
 
@@ -19,11 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "image is dropped when looking for its label); resampled with nearest neighbour")
     parser.add_argument("--no-skull-strip", action="store_true", help="keep the skull (the paper's Data2 setting)")
     parser.add_argument("--no-crop", action="store_true", help="keep the full 1 mm MNI grid instead of 128x128x96")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the registration's metric sampling")
-    parser.add_argument("--registration-template-mm", type=float, default=1.0,
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the registration's metric sampling")
+    parser.add_argument("--registration-template-mm", type=positive_float, default=1.0,
                         help="register against the template down-sampled to this spacing (default 1 = full "
                              "resolution; 2-3 is faster and coarser; the output grid stays 1 mm)")
-    parser.add_argument("-np", "--num-processes", type=int, default=1, help="cases processed in parallel")
+    parser.add_argument("-np", "--num-processes", type=positive_int, default=1, help="cases processed in parallel")
     add_overwrite_argument(parser)
 
 

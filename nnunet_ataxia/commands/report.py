@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_ataxia.io.cases import parse_named
     from nnunet_ataxia.evaluation.report import build_report
+    from nnunet_ataxia.io.cases import parse_named
     from nnunet_ataxia.io.output_folders import output_folder
 
     qc = [parse_named(spec, f"model {i + 1}") for i, spec in enumerate(args.qc)]

@@ -5,26 +5,39 @@ Generates the domain-randomized subjects, plans them with the fixed 1 mm / 128x1
 ``--contrast-finetune`` adds 80 random-contrast subjects and a second stage,
 ``M2InceptionTrainer_pretrainedContrastFinetune``; ``--contrast-finetune 2`` 160 and a third stage after it,
 ``M2InceptionTrainer_pretrainedContrastFinetune2`` (the shipped model); the last stage is exported.
+``--label-maps DIR`` trains the pretrained model v2 instead: pseudo-subjects rendered from the real whole-head label
+maps in DIR (SynthSeg's ``data/training_label_maps``; five of them are held out), one stage,
+``M2InceptionTrainer_pretrainedLabelMaps``, that fine-tunes the shipped model (or ``--initial-weights``).
 Run it again with the same ``--work`` to continue: finished steps are skipped and training resumes with ``--c``.
 """
 from __future__ import annotations
 
 import argparse
 
+from nnunet_ataxia.io.arguments import positive_float, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", required=True, help="work folder (nnUNet_raw/_preprocessed/_results inside)")
-    parser.add_argument("--hours", type=float, default=None,
+    parser.add_argument("--hours", type=positive_float, default=None,
                         help="end this training chunk at the first epoch end after H hours (resume by re-running)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--n-train", type=int, default=160, help="generated training subjects (default 160)")
-    parser.add_argument("--n-val", type=int, default=12, help="generated validation subjects (default 12)")
+    parser.add_argument("--label-maps", default=None, metavar="DIR",
+                        help="train the model v2 on subjects rendered from the label maps in DIR (SynthSeg's "
+                             "data/training_label_maps, training_seg_01..20.nii.gz)")
+    parser.add_argument("--initial-weights", default=None,
+                        help="with --label-maps: the model zip or checkpoint to fine-tune (default: the shipped model)")
+    parser.add_argument("--n-train", type=positive_int, default=None,
+                        help="generated training subjects (default 160; 180 with --label-maps)")
+    parser.add_argument("--n-val", type=positive_int, default=None,
+                        help="generated validation subjects (default 12; 15 with --label-maps)")
     parser.add_argument("--contrast-finetune", type=int, nargs="?", const=1, default=0, choices=(0, 1, 2),
                         metavar="N",
                         help="also generate random-contrast subjects and fine-tune on them in N more stages: 1 (the "
                              "flag alone): 80 subjects, M2InceptionTrainer_pretrainedContrastFinetune; 2: then 80 "
                              "more and M2InceptionTrainer_pretrainedContrastFinetune2 from it")
-    parser.add_argument("-np", "--num-processes", type=int, default=2, help="processes for data generation/planning")
+    parser.add_argument("-np", "--num-processes", type=positive_int, default=2,
+                        help="processes for data generation/planning")
     parser.add_argument("--resume-state", default=None,
                         help="folder saved by --save-state in an earlier session (e.g. ~/m2_state)")
     parser.add_argument("--save-state", default=None, help="copy the resumable training state here afterwards")
@@ -43,8 +56,14 @@ def run(args: argparse.Namespace) -> int:
                           1: (release.CONTRAST_FINETUNE_STAGES, release.CONTRAST_FINETUNE_SUBJECTS),
                           2: (release.CONTRAST_FINETUNE2_STAGES, release.CONTRAST_FINETUNE2_SUBJECTS)}[
         args.contrast_finetune]
-    result = train_pretrained(args.work, n_train=args.n_train, n_val=args.n_val, n_contrast=n_contrast,
-                              stages=stages, hours=args.hours,
+    if args.label_maps is not None:
+        stages = release.LABEL_MAP_STAGES
+    defaults = (180, 15) if args.label_maps is not None else (160, 12)
+    n_train = defaults[0] if args.n_train is None else args.n_train
+    n_val = defaults[1] if args.n_val is None else args.n_val
+    result = train_pretrained(args.work, n_train=n_train, n_val=n_val, n_contrast=n_contrast,
+                              stages=stages, hours=args.hours, label_maps=args.label_maps,
+                              initial_weights=args.initial_weights,
                               device=args.device, num_processes=args.num_processes, resume_state=args.resume_state,
                               save_state_to=args.save_state, export_to=args.export,
                               export_checkpoint=args.export_checkpoint, overwrite=args.overwrite)

@@ -5,6 +5,7 @@ import argparse
 
 from nnunet_ataxia.io.output_folders import add_overwrite_argument
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", action="append", required=True, metavar="NAME=DIR",
                         help="test probability folder (.npz) of one method; repeat per method")
@@ -50,5 +51,9 @@ def run(args: argparse.Namespace) -> int:
                                  images=args.images, n_bootstrap=args.n_bootstrap, seed=args.seed,
                                  n_thresholds=args.n_thresholds, criterion=args.criterion,
                                  max_roc_voxels=args.max_roc_voxels, overwrite=args.overwrite)
+    import sys
+
+    for caveat in result.get("caveats", []):
+        print(f"wmh-stats: caveat: {caveat}", file=sys.stderr)
     print(f"WMH statistics of {len(result['methods'])} method(s) -> {args.out}")
     return 0

@@ -22,16 +22,28 @@ from pathlib import Path
 import numpy as np
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 
-from nnunet_ataxia.dataset_conversion.conversion_utils import (case_fingerprint, case_outputs, convert_cases,
-    convert_labelled_case, dataset_folder, file_fingerprint, finish_dataset, write_raw_dataset)
+from nnunet_ataxia.dataset_conversion.conversion_utils import (
+    case_fingerprint,
+    case_outputs,
+    convert_cases,
+    convert_labelled_case,
+    dataset_folder,
+    file_fingerprint,
+    finish_dataset,
+    write_raw_dataset,
+)
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.cases import NIFTI_ENDINGS, strip_ending
+from nnunet_ataxia.io.constants import CEREBELLUM_BRAINSTEM_LABELS, CEREBELLUM_ONLY_LABELS
+from nnunet_ataxia.io.files import warn
 from nnunet_ataxia.io.participants import write_participants_tsv, write_splits
 
 DEFAULT_DATASET_ID = 501
 DATASET_NAME = "HammersN30R95"
 #: the paper's reading of the atlas (Cabeza-Ruiz et al., section 2.1)
 PAPER_REGIONS = {"cerebellum_right": 17, "cerebellum_left": 18, "brainstem": 19}
+#: the values an n30r95 label map may hold: background and the 95 regions
+ATLAS_VALUES = tuple(range(96))
 REFERENCE = ("Hammers A et al., Hum Brain Mapp 2003; Gousias IS et al., Neuroimage 2008; Faillenot I et al., "
              "Neuroimage 2017; www.brain-development.org")
 _SEG_RE = re.compile(r"^(?P<stem>.+?)[-_]seg$", re.IGNORECASE)
@@ -50,11 +62,14 @@ def find_hammers_cases(input_folder: str | os.PathLike) -> list[dict]:
     root = Path(input_folder)
     if not root.is_dir():
         raise InputError(f"{root}: input folder not found")
-    files = {}
+    files: dict[Path, dict[str, Path]] = {}
     for p in sorted(root.rglob("*")):
         stem = strip_ending(p.name, NIFTI_ENDINGS)
         if stem is not None and p.is_file():
-            files.setdefault(p.parent, {})[stem] = p
+            other = files.setdefault(p.parent, {}).get(stem)
+            if other is not None:
+                raise InputError(f"{p}: same image as {other.name} (two files of one image); remove one")
+            files[p.parent][stem] = p
     cases: dict[str, dict] = {}
     for folder, by_stem in files.items():
         for stem, seg in sorted(by_stem.items()):
@@ -71,6 +86,12 @@ def find_hammers_cases(input_folder: str | os.PathLike) -> list[dict]:
             cases[subject] = {"subject": subject, "image": t1, "label": seg}
     if not cases:
         raise InputError(f"{root}: no Hammers label maps (aNN-seg.nii.gz) found")
+    used = {str(c[k]) for c in cases.values() for k in ("image", "label")}
+    unpaired = sorted(str(p.relative_to(root)) for by_stem in files.values() for p in by_stem.values()
+                      if str(p) not in used)
+    if unpaired:
+        warn(f"{root}: {len(unpaired)} image(s) without a label map (aNN-seg.nii.gz), not converted: "
+             f"{', '.join(unpaired[:5])}{' ...' if len(unpaired) > 5 else ''}")
     return [cases[k] for k in sorted(cases)]
 
 
@@ -108,16 +129,16 @@ def hammers_label_scheme(regions: dict[str, list[int]], split_hemispheres: bool 
                          cerebellum_only: bool = False) -> tuple[dict[str, int], dict[int, int]]:
     """Output labels (for dataset.json) and the mapping atlas value -> output value."""
     if cerebellum_only:
-        labels = {"background": 0, "cerebellum": 1}
-        mapping = {v: 1 for v in regions["cerebellum_right"] + regions["cerebellum_left"]}
+        labels = dict(CEREBELLUM_ONLY_LABELS)
+        mapping = {v: labels["cerebellum"] for v in regions["cerebellum_right"] + regions["cerebellum_left"]}
     elif split_hemispheres:
         labels = {"background": 0, "cerebellum_left": 1, "cerebellum_right": 2, "brainstem": 3}
         mapping = {**{v: 1 for v in regions["cerebellum_left"]}, **{v: 2 for v in regions["cerebellum_right"]},
                    **{v: 3 for v in regions["brainstem"]}}
     else:
-        labels = {"background": 0, "cerebellum": 1, "brainstem": 2}
-        mapping = {**{v: 1 for v in regions["cerebellum_right"] + regions["cerebellum_left"]},
-                   **{v: 2 for v in regions["brainstem"]}}
+        labels = dict(CEREBELLUM_BRAINSTEM_LABELS)
+        mapping = {**{v: labels["cerebellum"] for v in regions["cerebellum_right"] + regions["cerebellum_left"]},
+                   **{v: labels["brainstem"] for v in regions["brainstem"]}}
     return labels, mapping
 
 
@@ -148,6 +169,7 @@ def hammers_jobs(cases: list[dict], mapping: dict[int, int], test_ids: set[str],
         jobs.append({"case_id": case_id, "subject": c["subject"], "image": str(c["image"]), "label": str(c["label"]),
                      "label_kind": "remap", "mapping": {str(k): v for k, v in mapping.items()}, "subset": subset,
                      "preprocess": preprocess, "require_labels": list(require_labels),
+                     "allowed_values": list(ATLAS_VALUES),
                      "require_names": "cerebellum", "outputs": case_outputs(case_id, subset, preprocess is not None),
                      "fingerprint": case_fingerprint(image=file_fingerprint(c["image"]),
                                                      label=file_fingerprint(c["label"]), mapping=mapping,
@@ -188,6 +210,9 @@ def convert_hammers(input_folder: str | os.PathLike, output_folder: str | os.Pat
     labels, mapping = hammers_label_scheme(regions, split_hemispheres=split_hemispheres)
     ids = [f"hammers_{c['subject']}" for c in cases]
     train, val, test = paper_split(ids, seed) if split != "none" else (ids, [], [])
+    if split == "cv5" and len(train) + len(val) < 5:
+        raise InputError(f"{input_folder}: --split cv5 needs at least 5 cases outside the test set, found "
+                         f"{len(train) + len(val)} of {len(ids)} cases; use --split paper or none")
     pre = {"skull_strip": skull_strip, "crop": True} if preprocess else None
     jobs = hammers_jobs(cases, mapping, set(test), pre)
 

@@ -24,12 +24,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnunet_ataxia.io.acapulco import (
-    acapulco_whole_cerebellum_volume, find_acapulco_outputs, read_acapulco_volumes_csv)
-from nnunet_ataxia.dataset_conversion.conversion_utils import (case_fingerprint, case_outputs, convert_cases,
-    convert_labelled_case, dataset_folder, file_fingerprint, finish_dataset, write_raw_dataset)
-from nnunet_ataxia.io.participants import write_participants_tsv, write_splits
+from nnunet_ataxia.dataset_conversion.conversion_utils import (
+    case_fingerprint,
+    case_outputs,
+    convert_cases,
+    convert_labelled_case,
+    dataset_folder,
+    file_fingerprint,
+    finish_dataset,
+    write_raw_dataset,
+)
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.acapulco import acapulco_whole_cerebellum_volume, find_acapulco_outputs, read_acapulco_volumes_csv
+from nnunet_ataxia.io.constants import CEREBELLUM_ONLY_LABELS
+from nnunet_ataxia.io.participants import write_participants_tsv, write_splits
 
 DEFAULT_DATASET_ID = 502
 DATASET_NAME = "SCA2Cohort"
@@ -93,7 +101,7 @@ def find_sca2_cases(root: str | os.PathLike) -> list[dict]:
         if d.is_dir() and d.name not in listed:
             raise InputError(f"{d}: subject folder not listed in {root / 'participants.tsv'} (group unknown)")
     cases = []
-    for sub, group in zip(participants["participant_id"], participants["group"]):
+    for sub, group in zip(participants["participant_id"], participants["group"], strict=False):
         anat = root / sub / "anat"
         t1 = _first(anat, (f"{sub}_T1w.nii.gz", f"{sub}_T1w.nii", f"{sub}*_T1w.nii.gz", f"{sub}*_T1w.nii"))
         if t1 is None:
@@ -216,7 +224,7 @@ def convert_sca2(input_folder: str | os.PathLike, output_folder: str | os.PathLi
     cases = find_sca2_cases(input_folder)
     pre = {"skull_strip": skull_strip, "crop": True} if preprocess else None
     jobs = sca2_jobs(cases, set(), pre)
-    labels = {"background": 0, "cerebellum": 1}
+    labels = dict(CEREBELLUM_ONLY_LABELS)
 
     def fill(tmp: Path, previous: Path | None) -> None:
         infos = convert_cases(convert_labelled_case, jobs, tmp, previous, num_processes, "convert SCA2 cohort")

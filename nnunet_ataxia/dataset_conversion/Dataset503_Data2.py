@@ -21,13 +21,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnunet_ataxia.dataset_conversion.conversion_utils import (convert_cases, convert_labelled_case, dataset_folder,
-    finish_dataset, write_raw_dataset)
-from nnunet_ataxia.io.participants import write_participants_tsv, write_splits
+from nnunet_ataxia.dataset_conversion.conversion_utils import (
+    convert_cases,
+    convert_labelled_case,
+    dataset_folder,
+    finish_dataset,
+    write_raw_dataset,
+)
 from nnunet_ataxia.dataset_conversion.Dataset501_HammersN30R95 import (
-    find_hammers_cases, hammers_jobs, hammers_label_scheme, read_hammers_regions)
+    find_hammers_cases,
+    hammers_jobs,
+    hammers_label_scheme,
+    read_hammers_regions,
+)
 from nnunet_ataxia.dataset_conversion.Dataset502_SCA2Cohort import (
-    acapulco_volume_rows, find_sca2_cases, sca2_case_id, sca2_jobs)
+    acapulco_volume_rows,
+    find_sca2_cases,
+    sca2_case_id,
+    sca2_jobs,
+)
+from nnunet_ataxia.io.constants import CEREBELLUM_ONLY_LABELS
+from nnunet_ataxia.io.participants import write_participants_tsv, write_splits
 
 DEFAULT_DATASET_ID = 503
 DATASET_NAME = "Data2"
@@ -96,7 +110,7 @@ def convert_data2(hammers_folder: str | os.PathLike, sca2_folder: str | os.PathL
     train, val, test = table1_split(groups, seed)
     pre = {"skull_strip": skull_strip, "crop": True} if preprocess else None
     jobs = hammers_jobs(h_cases, mapping, set(test), pre) + sca2_jobs(s_cases, set(test), pre)
-    labels = {"background": 0, "cerebellum": 1}
+    labels = dict(CEREBELLUM_ONLY_LABELS)
 
     def fill(tmp: Path, previous: Path | None) -> None:
         infos = convert_cases(convert_labelled_case, jobs, tmp, previous, num_processes, "convert Data2")

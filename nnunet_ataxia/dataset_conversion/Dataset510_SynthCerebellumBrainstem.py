@@ -21,17 +21,24 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_ataxia.dataset_conversion.conversion_utils import (case_fingerprint, convert_cases, dataset_folder,
-    finish_dataset, write_raw_dataset)
+from nnunet_ataxia.dataset_conversion.conversion_utils import (
+    case_fingerprint,
+    convert_cases,
+    dataset_folder,
+    finish_dataset,
+    write_raw_dataset,
+)
+from nnunet_ataxia.io.constants import CEREBELLUM_BRAINSTEM_LABELS as LABELS
+from nnunet_ataxia.io.constants import CONTRAST_SEED_OFFSET, HELD_OUT_SEED_OFFSET, VALIDATION_SEED_OFFSET
 from nnunet_ataxia.io.participants import write_splits
 from nnunet_ataxia.synthesis.tissue_contrast import RANDOM_CONTRAST_PROBABILITY
 
+# the seed ranges of the generated subjects (defined in io.constants; named here too, as the dataset's own)
+__all__ = ["DATASET_NAME", "DEFAULT_DATASET_ID", "LABELS", "VALIDATION_SEED_OFFSET", "HELD_OUT_SEED_OFFSET",
+           "CONTRAST_SEED_OFFSET", "synthetic_case_id", "build_synthetic_dataset"]
+
 DEFAULT_DATASET_ID = 510
 DATASET_NAME = "SynthCerebellumBrainstem"
-LABELS = {"background": 0, "cerebellum": 1, "brainstem": 2}
-VALIDATION_SEED_OFFSET = 50_000
-HELD_OUT_SEED_OFFSET = 100_000
-CONTRAST_SEED_OFFSET = 200_000
 #: bump when the generator changes, so that re-runs regenerate every case
 GENERATOR_VERSION = 1
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,18 +27,33 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.atomic import atomic_output_dir
-from nnunet_ataxia.io.images import (Geometry, check_intensity_image, check_label_values, check_same_geometry,
-                                     copy_image_as_nifti, read_image, write_image_like)
+from nnunet_ataxia.io.fingerprints import file_fingerprint as content_fingerprint
+from nnunet_ataxia.io.images import (
+    Geometry,
+    check_intensity_image,
+    check_label_values,
+    check_same_geometry,
+    copy_image_as_nifti,
+    read_image,
+    write_image_like,
+)
 from nnunet_ataxia.io.output_folders import output_folder
 from nnunet_ataxia.io.parallel import run_cases
 
 MANIFEST_NAME = "conversion_manifest.json"
+
+
 def file_fingerprint(path: str | os.PathLike | None) -> list | None:
-    """``[absolute path, size, mtime_ns]`` of a file (``None`` for ``None``): cheap change detection."""
+    """``[absolute path, size, SHA-256 of the content]`` of a file (``None`` for ``None``).
+
+    Example:
+        >>> file_fingerprint("a01.nii.gz")  # doctest: +SKIP
+        ['/data/hammers/a01.nii.gz', 5123456, '3f2a...']
+    """
     if path is None:
         return None
-    st = Path(path).stat()
-    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+    content = content_fingerprint(path)
+    return [str(Path(path).resolve()), content["size"], content["sha256"]]
 
 
 def case_fingerprint(**parts) -> str:
@@ -86,7 +102,7 @@ def convert_cases(worker: Callable[[dict], dict], jobs: Sequence[dict], out_dir:
             todo.append(job)
     if len(todo) < len(jobs):
         print(f"{desc}: {len(jobs) - len(todo)} case(s) already converted, {len(todo)} to do")
-    for job, info in zip(todo, run_cases(worker, todo, num_processes, desc)):
+    for job, info in zip(todo, run_cases(worker, todo, num_processes, desc), strict=False):
         infos[job["case_id"]] = info or {}
     manifest = {j["case_id"]: {"fingerprint": j["fingerprint"], "outputs": list(j["outputs"]),
                                "info": infos[j["case_id"]]} for j in jobs}
@@ -162,13 +178,30 @@ def write_raw_dataset(final_dir: str | os.PathLike, fill: Callable[[Path, Path |
 
 
 def dataset_folder(dataset_id: int, name: str, output: str | os.PathLike | None = None) -> Path:
-    """``output`` if given, else ``$nnUNet_raw/Dataset{id:03d}_{name}`` (InputError when nnUNet_raw is unset)."""
+    """``output`` if given, else ``$nnUNet_raw/Dataset{id:03d}_{name}`` (InputError when nnUNet_raw is unset).
+
+    A dataset id must name one dataset: another ``Dataset{id:03d}_*`` folder next to the output (another
+    converter's dataset with the same id) is refused, as nnU-Net could not tell them apart.
+
+    Example:
+        >>> dataset_folder(501, "HammersN30R95", "/data/raw/Dataset501_HammersN30R95")
+        PosixPath('/data/raw/Dataset501_HammersN30R95')
+    """
     if output:
-        return Path(output)
-    raw = os.environ.get("nnUNet_raw")
-    if not raw:
-        raise InputError("nnUNet_raw: environment variable not set (set it or pass -o OUTPUT_FOLDER)")
-    return Path(raw) / f"Dataset{int(dataset_id):03d}_{name}"
+        final = Path(output)
+        match = re.match(r"^Dataset(\d{3})_", final.name)
+        number = int(match.group(1)) if match else None
+    else:
+        raw = os.environ.get("nnUNet_raw")
+        if not raw:
+            raise InputError("nnUNet_raw: environment variable not set (set it or pass -o OUTPUT_FOLDER)")
+        final, number = Path(raw) / f"Dataset{int(dataset_id):03d}_{name}", int(dataset_id)
+    if number is not None and final.parent.is_dir():
+        clash = sorted(p for p in final.parent.glob(f"Dataset{number:03d}_*") if p.is_dir() and p.name != final.name)
+        if clash:
+            raise InputError(f"{final}: dataset id {number} is already used by {clash[0]}; nnU-Net finds datasets "
+                             f"by id: choose another id (-d) or remove the other dataset")
+    return final
 
 
 def make_label_array(kind: str, source: np.ndarray, mapping: dict | None = None) -> np.ndarray:
@@ -197,7 +230,8 @@ def convert_labelled_case(job: dict) -> dict:
     """Worker shared by the converters: one T1 + one label source -> ``images{Tr,Ts}`` / ``labels{Tr,Ts}``.
 
     ``job`` keys: ``case_id``, ``image`` (T1 path), ``label`` (label path), ``label_kind`` and ``mapping`` (see
-    :func:`make_label_array`), ``subset`` (``"Tr"`` or ``"Ts"``), ``out_dir``, optional ``require_labels`` (output
+    :func:`make_label_array`), optional ``allowed_values`` (the source values the label map may hold),
+    ``subset`` (``"Tr"`` or ``"Ts"``), ``out_dir``, optional ``require_labels`` (output
     values that must be present), optional ``preprocess`` (``None`` or a dict of keyword arguments for
     ``nnunet_ataxia.preprocessing.mri_pipeline.preprocess_t1_case``, e.g. ``{"skull_strip": True}``).
 
@@ -212,10 +246,11 @@ def convert_labelled_case(job: dict) -> dict:
     check_intensity_image(sitk.GetArrayViewFromImage(image), job["image"], "T1 image")
     label_img = read_image(job["label"])
     check_same_geometry(Geometry.of(image), Geometry.of(label_img), job["image"], job["label"], "label map")
-    source = check_label_values(sitk.GetArrayViewFromImage(label_img), job["label"], what="label map")
+    source = check_label_values(sitk.GetArrayViewFromImage(label_img), job["label"], job.get("allowed_values"),
+                                what="label map")
     labels = make_label_array(job["label_kind"], source, job.get("mapping"))
     values, counts = np.unique(labels, return_counts=True)
-    voxels = {int(v): int(c) for v, c in zip(values, counts) if v != 0}
+    voxels = {int(v): int(c) for v, c in zip(values, counts, strict=False) if v != 0}
     missing = [v for v in job.get("require_labels", ()) if v not in voxels]
     if missing:
         raise InputError(f"{job['label']}: no voxels of the expected region(s) {job.get('require_names', missing)}")
@@ -262,5 +297,5 @@ def finish_dataset(out_dir: Path, jobs: Sequence[dict], infos: Sequence[dict], l
     rows = [{"case_id": j["case_id"], "subset": j["subset"],
              **{f"{inv[v]}_voxels": i.get("voxels", {}).get(str(v), i.get("voxels", {}).get(v, 0))
                 for v in sorted(inv) if v != 0},
-             "voxel_volume_mm3": i.get("voxel_volume_mm3")} for j, i in zip(jobs, infos)]
+             "voxel_volume_mm3": i.get("voxel_volume_mm3")} for j, i in zip(jobs, infos, strict=False)]
     pd.DataFrame(rows).to_csv(out_dir / "label_voxel_counts.tsv", sep="\t", index=False)

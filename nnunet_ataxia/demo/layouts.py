@@ -9,18 +9,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from nnunet_ataxia.io.acapulco import (
-    ACAPULCO_LOBULE_LABELS, acapulco_whole_cerebellum_mask, write_acapulco_volumes_csv)
+from nnunet_ataxia.io.acapulco import ACAPULCO_LOBULE_LABELS, acapulco_whole_cerebellum_mask, write_acapulco_volumes_csv
+from nnunet_ataxia.io.constants import BRAINSTEM_LABEL_ASEG, CEREBELLUM_LEFT_LABELS_ASEG, CEREBELLUM_RIGHT_LABELS_ASEG
 
 #: aseg value(s) -> Hammers-like region value (17/18/19 as in the paper; the others only coarse)
-ASEG_TO_HAMMERS = {(46, 47): 17, (7, 8): 18, (16,): 19, (17,): 2, (53,): 1, (18,): 4, (54,): 3, (10,): 40,
+ASEG_TO_HAMMERS = {CEREBELLUM_RIGHT_LABELS_ASEG: 17, CEREBELLUM_LEFT_LABELS_ASEG: 18, (BRAINSTEM_LABEL_ASEG,): 19,
+                   (17,): 2, (53,): 1, (18,): 4, (54,): 3, (10,): 40,
                    (49,): 41, (11,): 34, (50,): 35, (12,): 38, (51,): 39, (4, 5): 46, (43, 44): 45, (14,): 49,
                    (2,): 21, (41,): 20}
 HAMMERS_DEMO_NAMES = {17: "Cerebellum_R", 18: "Cerebellum_L", 19: "Brainstem", 1: "Hippocampus_R",
@@ -155,9 +156,9 @@ def make_demo(out_dir: str | os.PathLike, n_hammers: int = 6, n_sca2: int = 6, s
     Example:
         >>> make_demo("demo_data", n_hammers=6, n_sca2=6, seed=0)  # doctest: +SKIP
     """
-    from nnunet_ataxia.io.parallel import run_cases
     from nnunet_ataxia.demo.anatomy import load_mni_anatomy
     from nnunet_ataxia.io.output_folders import check_output_folder, output_folder
+    from nnunet_ataxia.io.parallel import run_cases
 
     check_output_folder(out_dir, "make-demo", overwrite=overwrite, recognize=("hammers", "sca2"))
     load_mni_anatomy(voxel_mm)  # fail early (InputError) if the template is missing
@@ -167,7 +168,8 @@ def make_demo(out_dir: str | os.PathLike, n_hammers: int = 6, n_sca2: int = 6, s
         groups = cohort_groups(n_sca2)
         subjects = [f"sub-{i + 1:02d}" for i in range(n_sca2)]
         jobs += [{"kind": "sca2", "root": str(tmp / "sca2"), "subject": s, "group": g, "manual": manual_masks,
-                  "seed": seed * 1000 + 500 + i, "voxel_mm": voxel_mm} for i, (s, g) in enumerate(zip(subjects, groups))]
+                  "seed": seed * 1000 + 500 + i, "voxel_mm": voxel_mm}
+                 for i, (s, g) in enumerate(zip(subjects, groups, strict=True))]
         if n_hammers:
             (tmp / "hammers").mkdir(parents=True, exist_ok=True)
             write_hammers_label_list(tmp / "hammers")

@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 import shutil
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.pretrained import release
 from nnunet_ataxia.io.atomic import atomic_output_dir
+from nnunet_ataxia.pretrained import release
 
 __all__ = ["PRETRAINED_NAME", "TRAINED_NAME", "demo_test_subjects", "segment_test_subjects", "compare_with_trained"]
 

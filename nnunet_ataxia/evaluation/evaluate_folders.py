@@ -3,16 +3,24 @@ nnU-Net-style ``summary.json``, ``per_case.csv`` and a Table-2-style ``table.md`
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 from tqdm import tqdm
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.evaluation.segmentation_eval import (evaluate_case, extra_metrics_markdown, match_cases,
-                                                        paper_table_markdown, per_case_rows, summarize, write_json)
+from nnunet_ataxia.evaluation.segmentation_eval import (
+    evaluate_case,
+    extra_metrics_markdown,
+    match_cases,
+    paper_table_markdown,
+    per_case_rows,
+    summarize,
+    write_json,
+)
 from nnunet_ataxia.io.cases import list_cases, load_dataset_labels
+from nnunet_ataxia.io.files import warn
 from nnunet_ataxia.io.output_folders import check_output_folder, output_folder
 from nnunet_ataxia.io.participants import read_participants
 
@@ -83,12 +91,19 @@ def evaluate_folders(predictions: dict[str, Sequence[Path]], ref: str | os.PathL
         write_json({"methods": list(summaries), "structures": {k: list(v) for k, v in structures.items()},
                     "ignore_label": ignore, "brain_masks": brain_masks_folder, "per_method": summaries},
                    tmp / "summary.json")
-        parts = ["## Segmentation metrics (mean over cases)", "", paper_table_markdown(summaries), "",
-                 extra_metrics_markdown(summaries), ""]
+        counts = ", ".join(f"{name} {s['n']}" for name, s in summaries.items())
+        parts = [f"## Segmentation metrics (mean over cases: {counts}; (k/n): defined on k of n cases only)", "",
+                 paper_table_markdown(summaries), "", extra_metrics_markdown(summaries), ""]
         if groups:
             present = sorted({g for s in summaries.values() for g in s.get("mean_per_group", {})})
             for g in present:
                 n = next(iter(summaries.values())).get("n_per_group", {}).get(g, 0)
                 parts += [f"### Group: {g} (n = {n})", "", paper_table_markdown(summaries, group=g), ""]
+        without_group = sorted({c for s in summaries.values() for c in s.get("cases_without_group", [])})
+        if without_group:
+            parts += [f"Not in {participants} (group 'unknown'): {', '.join(without_group)}.", ""]
         (tmp / "table.md").write_text("\n".join(parts))
+    if groups and without_group:
+        warn(f"{participants}: {len(without_group)} evaluated case(s) not listed, so in no group's mean (group "
+             f"'unknown'): {', '.join(without_group[:5])}{' ...' if len(without_group) > 5 else ''}")
     return {name: len(pairs) for name, pairs in methods.items()}

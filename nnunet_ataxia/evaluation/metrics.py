@@ -12,7 +12,7 @@ Cabeza-Ruiz et al. eq. 1-4: DSC (soft form on probabilities), JI, SN = TP/(TP+FN
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -217,7 +217,7 @@ def surface_distances(reference: np.ndarray, prediction: np.ndarray,
     coords = np.argwhere(union)
     lo = np.maximum(coords.min(0) - 1, 0)
     hi = np.minimum(coords.max(0) + 2, union.shape)
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=False))
     # surfaces are taken on the full arrays (image border = outside); every surface voxel lies in the crop
     ref_s, pred_s = _surface(ref)[sl], _surface(pred)[sl]
     sampling = np.asarray(spacing, dtype=np.float64)

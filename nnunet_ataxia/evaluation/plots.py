@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def bland_altman_plot(ground_truth: Sequence[float], methods: Mapping[str, Seque
         for loa in (bias - 1.96 * sd, bias + 1.96 * sd):
             ax.axhline(loa, color=color, lw=1, ls="--")
         if labels is not None:
-            for x, y, t in zip(mean, diff, labels):
+            for x, y, t in zip(mean, diff, labels, strict=False):
                 ax.annotate(str(t), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel(f"mean of method and ground truth ({unit})")

@@ -12,8 +12,8 @@ import html
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -47,9 +47,7 @@ def _section_markdown(kind: str, folder: Path, figures_dir: Path) -> list[str]:
     lines = [f"## {title}", "", f"Source: `{folder}`", "", body, ""]
     for fig in figures:
         if (folder / fig).is_file():
-            with open(folder / fig, "rb") as f:
-                if f.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
-                    raise InputError(f"{folder / fig}: not a PNG image (corrupt figure?)")
+            check_png(folder / fig, "figure")
             target = figures_dir / f"{kind}_{fig}"
             n = 2
             while target.exists():  # several folders of one kind: volumes_scatter.png, volumes2_scatter.png, ...
@@ -59,9 +57,37 @@ def _section_markdown(kind: str, folder: Path, figures_dir: Path) -> list[str]:
     return lines
 
 
+def check_png(path: str | os.PathLike, what: str = "figure") -> None:
+    """Refuse a file that is not a complete PNG image (wrong signature, truncated, bad chunk checksums).
+
+    Args:
+        path: the file.
+        what: what it is, for the message.
+
+    Raises:
+        InputError: naming the file.
+
+    Example:
+        >>> check_png("eval/scatter.png")  # doctest: +SKIP
+    """
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        if f.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
+            raise InputError(f"{path}: not a PNG image (corrupt {what}?)")
+    try:
+        with Image.open(path) as image:
+            image.verify()  # chunk checksums and the end of the file
+        with Image.open(path) as image:
+            image.load()  # every pixel decodes (a truncated image data stream fails here)
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for damaged files
+        raise InputError(f"{path}: damaged PNG image (truncated or corrupt {what}: {type(e).__name__})") from None
+
+
 def markdown_to_html(md: str, base_dir: Path, title: str) -> str:
     """One HTML page from the report's Markdown (Python-Markdown with its ``tables`` extension), the figures it links
-    (``figures/*.png`` under ``base_dir``) embedded as base64 so the page is a single file.
+    (``figures/*.png`` under ``base_dir``) embedded as base64 so the page is a single file. Raw HTML in the Markdown
+    is not passed through: it is shown as text (``--notes`` cannot put a script into a shared page).
 
     Example:
         >>> page = markdown_to_html("# Demo\\n\\n| a | b |\\n|---|---|\\n| 1 | 2 |", Path("."), "Demo")
@@ -70,7 +96,12 @@ def markdown_to_html(md: str, base_dir: Path, title: str) -> str:
     """
     import markdown
 
-    body = markdown.markdown(md, extensions=["tables"], output_format="html")
+    converter = markdown.Markdown(extensions=["tables"], output_format="html")
+    converter.preprocessors.deregister("html_block")  # raw HTML (in --notes, case names...) shows as text
+    converter.inlinePatterns.deregister("html")
+    body = converter.convert(md)
+    # links and pictures may only point at ordinary addresses (no javascript:, data: ... from user text)
+    body = re.sub(r'(href|src)="\s*(?:javascript|vbscript|data|file):[^"]*"', r'\1="#"', body, flags=re.I)
 
     def embed(match: re.Match) -> str:
         data = base64.b64encode((base_dir / html.unescape(match.group(1))).read_bytes()).decode("ascii")
@@ -172,9 +203,7 @@ def _qc_markdown(qc: Sequence[tuple[str, str | os.PathLike]], figures_dir: Path)
         for name, found in pictures.items():
             if case not in found:
                 continue
-            with open(found[case], "rb") as f:
-                if f.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
-                    raise InputError(f"{found[case]}: not a PNG image (corrupt picture?)")
+            check_png(found[case], "picture")
             target = figures_dir / f"qc_{slugs[name]}_{case}.png"
             shutil.copyfile(found[case], target)
             lines += [f"![{case}: {name}](figures/{target.name})", ""]

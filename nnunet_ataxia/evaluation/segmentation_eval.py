@@ -4,18 +4,17 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.io.cases import IMAGE_ENDINGS, list_cases
-from nnunet_ataxia.io.images import read_label_map
 from nnunet_ataxia.evaluation.metrics import structure_metrics, valid_voxels
+from nnunet_ataxia.io.cases import IMAGE_ENDINGS, list_cases
 from nnunet_ataxia.io.files import check_case_sets, dataframe_markdown
-from nnunet_ataxia.io.images import check_same_geometry
+from nnunet_ataxia.io.images import check_same_geometry, read_label_map
 
 # the columns of Table 2 of Cabeza-Ruiz et al. and the metric keys behind them
 PAPER_COLUMNS: tuple[tuple[str, str], ...] = (("DSC", "Dice"), ("JI", "Jaccard"), ("SP", "Specificity"),
@@ -90,7 +89,19 @@ def _nanmean(values: Sequence[float]) -> float:
 
 def summarize(results: Sequence[dict], groups: Mapping[str, str] | None = None) -> dict:
     """nnU-Net-style summary: ``metric_per_case``, ``mean`` (per structure), ``foreground_mean`` and, with
-    ``groups`` (case id -> group), ``mean_per_group`` (group -> structure -> metric -> mean). nan-aware means."""
+    ``groups`` (case id -> group), ``mean_per_group`` (group -> structure -> metric -> mean). nan-aware means.
+
+    Every mean says how many cases it covers: ``n`` (cases), ``n_defined`` (structure -> metric -> cases where the
+    metric is defined, e.g. HD95 needs both masks non-empty) and, with groups, ``n_per_group``,
+    ``n_defined_per_group`` and ``cases_without_group`` (in group ``unknown``).
+
+    Example:
+        >>> r = [{"case_id": "a", "metrics": {"s": {"HD95_mm": 1.0}}},
+        ...      {"case_id": "b", "metrics": {"s": {"HD95_mm": float("nan")}}}]
+        >>> s = summarize(r, {"a": "control"})
+        >>> s["mean"]["s"]["HD95_mm"], s["n"], s["n_defined"]["s"]["HD95_mm"], s["cases_without_group"]
+        (1.0, 2, 1, ['b'])
+    """
     if not results:
         raise InputError("no case to summarize")
     structures = list(results[0]["metrics"].keys())
@@ -99,16 +110,29 @@ def summarize(results: Sequence[dict], groups: Mapping[str, str] | None = None) 
     def means(rs: Sequence[dict]) -> dict:
         return {s: {m: _nanmean([r["metrics"][s][m] for r in rs]) for m in metric_names} for s in structures}
 
+    def defined(rs: Sequence[dict]) -> dict:
+        return {s: {m: sum(1 for r in rs if _finite(r["metrics"][s][m])) for m in metric_names} for s in structures}
+
     mean = means(results)
     foreground_mean = {m: _nanmean([mean[s][m] for s in structures]) for m in metric_names}
-    summary = {"metric_per_case": list(results), "mean": mean, "foreground_mean": foreground_mean}
+    summary = {"metric_per_case": list(results), "mean": mean, "foreground_mean": foreground_mean,
+               "n": len(results), "n_defined": defined(results)}
     if groups:
         by_group: dict[str, list[dict]] = {}
         for r in results:
             by_group.setdefault(groups.get(r["case_id"], "unknown"), []).append(r)
         summary["mean_per_group"] = {g: means(rs) for g, rs in sorted(by_group.items())}
         summary["n_per_group"] = {g: len(rs) for g, rs in sorted(by_group.items())}
+        summary["n_defined_per_group"] = {g: defined(rs) for g, rs in sorted(by_group.items())}
+        summary["cases_without_group"] = sorted(r["case_id"] for r in results if r["case_id"] not in groups)
     return summary
+
+
+def _finite(value) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def json_safe(obj):
@@ -172,8 +196,18 @@ def paper_table_markdown(summaries: Mapping[str, dict], structures: Sequence[str
         mean = summary["mean"] if group is None else summary.get("mean_per_group", {}).get(group)
         if mean is None:
             continue
-        rows.append([method] + [_fmt(mean.get(s, {}).get(k), digits) for s in structures for _, k in PAPER_COLUMNS])
+        rows.append([method] + [_fmt_mean(summary, group, s, k, digits) for s in structures for _, k in PAPER_COLUMNS])
     return dataframe_markdown(pd.DataFrame(rows, columns=header))
+
+
+def _fmt_mean(summary: Mapping, group: str | None, structure: str, metric: str, digits: int) -> str:
+    """A mean as text, with ``(k/n)`` when it covers only k of the n cases (the metric is undefined on the others)."""
+    mean = summary["mean"] if group is None else summary.get("mean_per_group", {}).get(group, {})
+    text = _fmt(mean.get(structure, {}).get(metric), digits)
+    n = summary.get("n") if group is None else summary.get("n_per_group", {}).get(group)
+    k = (summary.get("n_defined") if group is None else summary.get("n_defined_per_group", {}).get(group, {}))
+    k = (k or {}).get(structure, {}).get(metric)
+    return text if n is None or k is None or k == n else f"{text} ({k}/{n})"
 
 
 def extra_metrics_markdown(summaries: Mapping[str, dict], digits: int = 2) -> str:
@@ -184,6 +218,6 @@ def extra_metrics_markdown(summaries: Mapping[str, dict], digits: int = 2) -> st
     first = next(iter(summaries.values()))
     some_struct = next(iter(first["mean"].values()))
     keys = [(c, k) for c, k in keys if k in some_struct]
-    rows = [[method, s] + [_fmt(m.get(k), digits) for _, k in keys]
-            for method, summary in summaries.items() for s, m in summary["mean"].items()]
+    rows = [[method, s] + [_fmt_mean(summary, None, s, k, digits) for _, k in keys]
+            for method, summary in summaries.items() for s in summary["mean"]]
     return dataframe_markdown(pd.DataFrame(rows, columns=["Method", "Structure"] + [c for c, _ in keys]))

@@ -4,17 +4,24 @@ statistics, a Bland-Altman plot and a scatter plot (``volumes.csv``, ``volumes_b
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.evaluation.plots import bland_altman_plot, scatter_plot
 from nnunet_ataxia.evaluation.segmentation_eval import write_json
-from nnunet_ataxia.evaluation.volumes import (acapulco_case_volume, case_volumes, compare_volumes, group_summaries,
-                                              paired_statistics, read_volumes_csv, volumes_table_markdown)
+from nnunet_ataxia.evaluation.volumes import (
+    acapulco_case_volume,
+    case_volumes,
+    compare_volumes,
+    group_summaries,
+    paired_statistics,
+    read_volumes_csv,
+    volumes_table_markdown,
+)
 from nnunet_ataxia.io.cases import list_cases, load_dataset_labels
-from nnunet_ataxia.io.files import check_case_sets, dataframe_markdown, read_table
+from nnunet_ataxia.io.files import check_case_sets, dataframe_markdown, read_table, warn
 from nnunet_ataxia.io.output_folders import check_output_folder, output_folder
 
 __all__ = ["LEGACY_OUTPUT_FILES", "volume_comparison"]
@@ -28,8 +35,8 @@ def _groups_and_subjects(path):
         return {}, {}
     df = read_table(path, what="participants table", sep="\t", required=("case_id", "group"), id_column="case_id",
                     group_column="group")
-    subjects = dict(zip(df["case_id"], df["subject"])) if "subject" in df.columns else {}
-    return dict(zip(df["case_id"], df["group"])), subjects
+    subjects = dict(zip(df["case_id"], df["subject"], strict=False)) if "subject" in df.columns else {}
+    return dict(zip(df["case_id"], df["group"], strict=False)), subjects
 
 
 def _mask_rows(ref, pred, labels, dataset_json, acapulco, acapulco_transform, transform_direction, groups,
@@ -93,7 +100,7 @@ def volume_comparison(out: str | os.PathLike, *, volumes_csv: str | None = None,
     if volumes_csv:
         df = read_volumes_csv(volumes_csv)
         if groups:
-            df["group"] = [groups.get(c, g) for c, g in zip(df["case_id"], df["group"])]
+            df["group"] = [groups.get(c, g) for c, g in zip(df["case_id"], df["group"], strict=False)]
     else:
         if not (ref and pred):
             raise InputError("compare-volumes: give --volumes-csv, or --ref and --pred (native-space masks)")
@@ -107,6 +114,11 @@ def volume_comparison(out: str | os.PathLike, *, volumes_csv: str | None = None,
     stats = paired_statistics(table)
     stats["acapulco_source"] = sources
     stats["model_name"] = model_name
+    flagged = table[table["implausible"] != ""]
+    stats["implausible"] = dict(zip(flagged["case_id"], flagged["implausible"], strict=False))
+    without_group = sorted(c for c, g in zip(table["case_id"], table["group"], strict=False)
+                           if c not in groups and not g) if participants else []
+    stats["cases_without_group"] = without_group
     methods = {model_name: table["model"].to_numpy()}
     if "acapulco" in table.columns:
         methods["ACAPULCO"] = table["acapulco"].to_numpy()
@@ -123,8 +135,18 @@ def volume_comparison(out: str | os.PathLike, *, volumes_csv: str | None = None,
             c = stats["closer_counts"]
             md += [f"{model_name} is closer to the ground truth on {c['model']} of {len(table)} subjects, "
                    f"ACAPULCO on {c['acapulco']} (ties: {c['tie']}).", ""]
+        if without_group:
+            md += [f"Not in {participants} (group 'unknown': only in the means over all): "
+                   f"{', '.join(without_group)}.", ""]
         (tmp / "volumes_table.md").write_text("\n".join(md))
         bland_altman_plot(table["ground_truth"], methods, tmp / "bland_altman.png", labels=list(table["case_id"]))
         scatter_plot(table["ground_truth"], methods, tmp / "scatter.png", groups=list(table["group"]))
+    if len(flagged):
+        warn(f"{out}/volumes.csv: {len(flagged)} of {len(table)} subject(s) with a volume outside the plausible "
+             f"whole-cerebellum range (column 'implausible'): " +
+             "; ".join(f"{c} ({r})" for c, r in list(stats["implausible"].items())[:5]))
+    if without_group:
+        warn(f"{participants}: {len(without_group)} subject(s) not listed, so in no group's mean (group 'unknown'): "
+             f"{', '.join(without_group[:5])}{' ...' if len(without_group) > 5 else ''}")
     return table
 

@@ -8,17 +8,17 @@ stored MNI -> native transform (a volume-preserving approximation valid for affi
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.io.images import read_label_map
 from nnunet_ataxia.evaluation.metrics import volume_mm3
-from nnunet_ataxia.io.images import check_same_geometry
 from nnunet_ataxia.io.files import dataframe_markdown, read_table
+from nnunet_ataxia.io.images import check_same_geometry, read_label_map
+from nnunet_ataxia.io.plausibility import implausible_volume
 
 GROUP_ORDER = ("control", "presymptomatic", "sca2")
 GROUP_MARKERS = {"presymptomatic": "*", "sca2": "**"}
@@ -162,8 +162,12 @@ def acapulco_case_volume(acapulco_dir: str | os.PathLike, case_id: str, subject:
     The case's files are looked up in ``<acapulco_dir>/<case_id>/`` (or ``/<subject>/``), else among the files
     of ``acapulco_dir`` whose names start with ``<case_id>_`` (or ``<subject>_``).
     """
-    from nnunet_ataxia.io.acapulco import ACAPULCO_MNI_SUFFIX, ACAPULCO_NATIVE_SUFFIX, \
-        ACAPULCO_VOLUMES_SUFFIX, find_acapulco_outputs
+    from nnunet_ataxia.io.acapulco import (
+        ACAPULCO_MNI_SUFFIX,
+        ACAPULCO_NATIVE_SUFFIX,
+        ACAPULCO_VOLUMES_SUFFIX,
+        find_acapulco_outputs,
+    )
     root = Path(acapulco_dir)
     found = None
     for key in [k for k in (case_id, subject) if k]:
@@ -218,7 +222,15 @@ def compare_volumes(df: pd.DataFrame) -> pd.DataFrame:
     """Per-subject errors of the model (and ACAPULCO) against ground truth, and which method is closer.
 
     Adds ``model_error`` (model - gt), ``model_abs_error``, ``model_rel_error_pct`` and the same for
-    ``acapulco``; ``closer`` is ``model``, ``acapulco`` or ``tie`` (equal absolute error).
+    ``acapulco``; ``closer`` is ``model``, ``acapulco`` or ``tie`` (equal absolute error); ``implausible`` lists
+    the volumes outside the plausible whole-cerebellum range
+    (:data:`~nnunet_ataxia.io.plausibility.PLAUSIBLE_VOLUME_MM3`), ``""`` when none.
+
+    Example:
+        >>> t = compare_volumes(pd.DataFrame({"case_id": ["s1"], "group": [""], "ground_truth": [140000.0],
+        ...                                   "model": [141000.0], "acapulco": [125.0]}))
+        >>> t.loc[0, "implausible"]
+        'acapulco: cerebellum 125 mm³ < 50,000'
     """
     out = df.copy()
     methods = ["model"] + (["acapulco"] if "acapulco" in out.columns else [])
@@ -229,6 +241,9 @@ def compare_volumes(df: pd.DataFrame) -> pd.DataFrame:
     if "acapulco" in out.columns:
         out["closer"] = np.where(out["model_abs_error"] < out["acapulco_abs_error"], "model",
                                  np.where(out["model_abs_error"] > out["acapulco_abs_error"], "acapulco", "tie"))
+    out["implausible"] = [
+        "; ".join(f"{m}: {reason}" for m in ["ground_truth", *methods]
+                  if (reason := implausible_volume("cerebellum", row[m]))) for _, row in out.iterrows()]
     return out
 
 
@@ -304,6 +319,8 @@ def volumes_table_markdown(table: pd.DataFrame, model_name: str = "model") -> st
     head = ["Subject", "Ground truth", model_name] + (["ACAPULCO"] if has_aca else []) + \
         [f"{model_name} error", f"{model_name} error %"] + \
         (["ACAPULCO error", "ACAPULCO error %", "closer"] if has_aca else [])
+    flagged = "implausible" in table.columns and bool((table["implausible"].fillna("") != "").any())
+    head += ["implausible"] if flagged else []
     rows = []
     for _, r in table.iterrows():
         marker = GROUP_MARKERS.get(str(r["group"]), "")
@@ -314,6 +331,9 @@ def volumes_table_markdown(table: pd.DataFrame, model_name: str = "model") -> st
         if has_aca:
             cells += [f"{r['acapulco_error']:+.0f}", f"{r['acapulco_rel_error_pct']:+.2f}",
                       {"model": model_name, "acapulco": "ACAPULCO"}.get(r["closer"], "tie")]
+        if flagged:
+            cells.append(r["implausible"] or "")
         rows.append(cells)
+    note = " **implausible**: volumes outside the plausible whole-cerebellum range; check them." if flagged else ""
     return "\n".join([dataframe_markdown(pd.DataFrame(rows, columns=head)), "",
-                      "\\* presymptomatic carrier, \\*\\* SCA2 patient; errors = method - ground truth (mm³)."])
+                      "\\* presymptomatic carrier, \\*\\* SCA2 patient; errors = method - ground truth (mm³)." + note])

@@ -20,13 +20,14 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from nnunet_ataxia.architectures.wmh_location_networks import NUM_LOCATION_FEATURES, image_channel_count
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.constants import WMH_MAX_NORMAL_VOXELS_PER_CASE
 
 ALPHA_FILE = "location_alpha.json"
 DEFAULT_ALPHAS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0)
@@ -121,7 +122,8 @@ def _case_arrays(predictor, files: dict, rng: np.random.Generator, max_normal: i
 def tune_location_alpha(dataset: str | int, trainer: str, fold: int | str, plans: str = "nnUNetPlans",
                         configuration: str = "2d", alphas: Sequence[float] = DEFAULT_ALPHAS,
                         checkpoint: str = "checkpoint_final.pth", device: str = "cpu",
-                        max_normal_voxels_per_case: int | None = 200_000, seed: int = 0) -> dict:
+                        max_normal_voxels_per_case: int | None = WMH_MAX_NORMAL_VOXELS_PER_CASE,
+                        seed: int = 0) -> dict:
     """Sweep alpha on the fold's validation cases, keep the one with the best validation AUC, write it.
 
     Args:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,13 +13,26 @@ from tqdm import tqdm
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.evaluation.plots import dice_threshold_plot, roc_plot
 from nnunet_ataxia.evaluation.segmentation_eval import write_json
-from nnunet_ataxia.evaluation.wmh_statistics import (best_threshold, bootstrap_compare, bootstrap_dice_band,
-                                                     dice_curve, dice_from_counts, list_probability_files, load_case,
-                                                     roc, threshold_counts, threshold_grid)
+from nnunet_ataxia.evaluation.wmh_statistics import (
+    best_threshold,
+    bootstrap_compare,
+    bootstrap_dice_band,
+    dice_curve,
+    dice_from_counts,
+    list_probability_files,
+    load_case,
+    roc,
+    threshold_counts,
+    threshold_grid,
+)
 from nnunet_ataxia.io.files import check_case_sets, dataframe_markdown
 from nnunet_ataxia.io.output_folders import check_output_folder, output_folder
 
-__all__ = ["LEGACY_OUTPUT_FILES", "compare_wmh_methods"]
+__all__ = ["LEGACY_OUTPUT_FILES", "MIN_CASES_FOR_STATISTICS", "compare_wmh_methods"]
+
+#: fewer test cases than this: the patient-level bootstrap has too few distinct resamples for its p-values and bands
+#: to mean much (with n cases there are at most C(2n-1, n) of them: 126 for 5, 92,378 for 10); results carry a caveat
+MIN_CASES_FOR_STATISTICS = 10
 
 #: files that identify an output folder of ``wmh-stats`` written before the marker file existed
 LEGACY_OUTPUT_FILES = ("wmh_summary.json", "wmh_table.md")
@@ -87,10 +100,11 @@ def compare_wmh_methods(tests: dict[str, Sequence[Path]], out: str | os.PathLike
     results: dict = {}
     per_case_rows, curves_test, curves_val, rocs = [], {}, {}, {}
     test_counts = {}
-    for name, folder in tests.items():
+    for name, _folder in tests.items():
         r: dict = {}
         if name in vals:
-            v_counts, v_cases, v_probs, v_refs = _collect(list_probability_files(vals[name]), ref, brain_masks, images, thresholds)
+            v_counts, v_cases, v_probs, v_refs = _collect(list_probability_files(vals[name]), ref, brain_masks, images,
+                                                          thresholds)
             if not v_cases:
                 raise InputError(f"{', '.join(map(str, vals[name]))}: no .npz validation probabilities for "
                                  f"'{name}'")
@@ -116,8 +130,8 @@ def compare_wmh_methods(tests: dict[str, Sequence[Path]], out: str | os.PathLike
         lo, hi = bootstrap_dice_band(counts, n_bootstrap, seed, criterion=criterion)
         curves_test[name] = {"dice": dice_curve(counts, criterion), "low": lo, "high": hi,
                              "best_threshold": r["threshold"]}
-        test_counts[name] = dict(zip(cases, counts[:, ti]))
-        for c, d, k in zip(cases, case_dice, counts[:, ti]):
+        test_counts[name] = dict(zip(cases, counts[:, ti], strict=False))
+        for c, d, k in zip(cases, case_dice, counts[:, ti], strict=False):
             per_case_rows.append({"method": name, "case_id": c, "threshold": r["threshold"], "dice": d,
                                   "TP": int(k[0]), "FP": int(k[1]), "FN": int(k[2])})
         results[name] = r
@@ -137,8 +151,12 @@ def compare_wmh_methods(tests: dict[str, Sequence[Path]], out: str | os.PathLike
                     pvalues.setdefault(a, {})[b] = bootstrap_compare(ca, cb, n_bootstrap, seed,
                                                                      criterion)
 
+    n_test = min(r["n_test_cases"] for r in results.values())
+    caveats = [] if n_test >= MIN_CASES_FOR_STATISTICS else [
+        f"only {n_test} test case(s) (fewer than {MIN_CASES_FOR_STATISTICS}): the patient-level bootstrap p-values "
+        f"and Dice bands rest on too few patients to be relied on"]
     with output_folder(out, "wmh-stats", **guard) as tmp:
-        write_json({"methods": results, "bootstrap": pvalues, "criterion": criterion,
+        write_json({"methods": results, "bootstrap": pvalues, "caveats": caveats, "criterion": criterion,
                     "n_bootstrap": n_bootstrap, "seed": seed, "thresholds": thresholds,
                     "dice_curves_test": curves_test, "dice_curves_validation": curves_val,
                     "roc_test": {n: {"fpr": c["fpr"], "tpr": c["tpr"], "auc": c["auc"]} for n, c in rocs.items()}},
@@ -149,7 +167,8 @@ def compare_wmh_methods(tests: dict[str, Sequence[Path]], out: str | os.PathLike
                                "validation Dice": r.get("validation_dice", float("nan")),
                                "test Dice": r["test_dice"], "test AUC": r["test_auc"], "n test": r["n_test_cases"]}
                               for n, r in results.items()])
-        md = ["## WMH segmentation", "", dataframe_markdown(table, digits=3), ""]
+        md = ["## WMH segmentation", "", *[f"**Caveat:** {c}." for c in caveats], "",
+              dataframe_markdown(table, digits=3), ""]
         if pvalues:
             pv = pd.DataFrame([{"H0: row no better than column": a,
                                 **{b: (f"<{1 / n_bootstrap:.3g}" if pvalues[a][b]["p_value"] == 0
@@ -165,4 +184,4 @@ def compare_wmh_methods(tests: dict[str, Sequence[Path]], out: str | os.PathLike
             dice_threshold_plot(thresholds, curves_val, tmp / "dice_vs_threshold_validation.png",
                                 "Validation Dice vs threshold (95 % bootstrap band)")
         roc_plot(rocs, tmp / "roc_test.png")
-    return {"methods": results, "bootstrap": pvalues}
+    return {"methods": results, "bootstrap": pvalues, "caveats": caveats}

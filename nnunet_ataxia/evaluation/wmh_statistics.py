@@ -15,17 +15,16 @@ Per-case counts are arrays of shape (n_thresholds, 3) holding TP, FP, FN; stacke
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.constants import WMH_FLAIR_ONLY_LOCATION_CHANNEL_INDICES, WMH_LABELS, WMH_LOCATION_CHANNEL_INDICES
 
-WMH_LABEL = 1
-WMH_IGNORE_LABEL = 2
-LOCATION_CHANNELS = tuple(range(2, 10))  # _0002.._0009 are zero outside the brain mask (shared convention)
-FLAIR_ONLY_LOCATION_CHANNELS = tuple(range(1, 9))  # FLAIR-only datasets: _0000 FLAIR, _0001.._0008 location
+WMH_LABEL = WMH_LABELS["wmh"]
+WMH_IGNORE_LABEL = WMH_LABELS["ignore"]
 
 
 def threshold_grid(n: int = 101) -> np.ndarray:
@@ -89,7 +88,8 @@ def dice_curve(case_counts: np.ndarray, criterion: str = "pooled") -> np.ndarray
     raise ValueError(f"criterion must be 'pooled' or 'mean', got {criterion!r}")
 
 
-def best_threshold(case_counts: np.ndarray, thresholds: Sequence[float], criterion: str = "pooled") -> tuple[float, float]:
+def best_threshold(case_counts: np.ndarray, thresholds: Sequence[float], criterion: str = "pooled"
+                   ) -> tuple[float, float]:
     """The Dice-maximizing threshold (the smallest one on ties) and its Dice.
 
     Example:
@@ -116,7 +116,7 @@ def roc(probabilities: Sequence[np.ndarray], references: Sequence[np.ndarray],
     """
     from sklearn.metrics import roc_auc_score, roc_curve
     ps, gs = [], []
-    for i, (p, g) in enumerate(zip(probabilities, references)):
+    for i, (p, g) in enumerate(zip(probabilities, references, strict=False)):
         v = None if valids is None else valids[i]
         p = np.asarray(p, np.float32)
         g = np.asarray(g).astype(bool)
@@ -229,8 +229,7 @@ def brain_mask_for_case(case_id: str, brain_mask_dirs: Sequence[str | os.PathLik
         brain_mask_dirs, image_dirs: where to look.
         reference: optional ``(Geometry, file)`` the mask must match (grid and spacing).
     """
-    from nnunet_ataxia.io.images import read_array, read_label_map
-    from nnunet_ataxia.io.images import check_same_geometry
+    from nnunet_ataxia.io.images import check_same_geometry, read_array, read_label_map
 
     def checked(array, geom, path):
         if reference is not None:
@@ -243,12 +242,13 @@ def brain_mask_for_case(case_id: str, brain_mask_dirs: Sequence[str | os.PathLik
             mask, geom = read_label_map(f, what="brain mask")
             return checked(mask > 0, geom, f)
     for d in image_dirs:
-        flair_only = not (Path(d) / f"{case_id}_0009.nii.gz").is_file()
+        # the location channels (zero outside the brain mask): with a T1 the last one is one channel further
+        flair_only = not (Path(d) / f"{case_id}_{WMH_LOCATION_CHANNEL_INDICES[-1]:04d}.nii.gz").is_file()
         files = [Path(d) / f"{case_id}_{c:04d}.nii.gz"
-                 for c in (FLAIR_ONLY_LOCATION_CHANNELS if flair_only else LOCATION_CHANNELS)]
+                 for c in (WMH_FLAIR_ONLY_LOCATION_CHANNEL_INDICES if flair_only else WMH_LOCATION_CHANNEL_INDICES)]
         if all(f.is_file() for f in files):
             channels = [read_array(f, "location channel") for f in files]
-            for (_, geom), f in zip(channels, files):
+            for (_, geom), f in zip(channels, files, strict=False):
                 checked(None, geom, f)
             return np.any(np.stack([a > 0 for a, _ in channels]), axis=0)
     if brain_mask_dirs or image_dirs:
@@ -260,8 +260,8 @@ def load_case(case_id: str, npz_file: Path, reference_dirs: Sequence[str | os.Pa
               brain_mask_dirs: Sequence[str | os.PathLike] = (), image_dirs: Sequence[str | os.PathLike] = ()
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(foreground probability, binary WMH reference, valid voxels) of one case; checks values and shapes."""
-    from nnunet_ataxia.io.images import read_label_map
     from nnunet_ataxia.io.files import require_folder
+    from nnunet_ataxia.io.images import read_label_map
     for d in reference_dirs:
         require_folder(d, "reference folder")
     ref_file = next((Path(d) / f"{case_id}.nii.gz" for d in reference_dirs

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.evaluation.segmentation_eval import write_json
-from nnunet_ataxia.evaluation.wmh_statistics import (best_threshold, brain_mask_for_case, dice_curve,
-                                                     list_probability_files, load_case, read_probabilities,
-                                                     threshold_counts, threshold_grid)
+from nnunet_ataxia.evaluation.wmh_statistics import (
+    best_threshold,
+    brain_mask_for_case,
+    dice_curve,
+    list_probability_files,
+    load_case,
+    read_probabilities,
+    threshold_counts,
+    threshold_grid,
+)
 from nnunet_ataxia.io.cases import expand_folders
 from nnunet_ataxia.io.images import Geometry, read_image
 from nnunet_ataxia.io.output_folders import check_output_folder, output_folder
@@ -85,7 +92,7 @@ def output_properties(case: str, test_dir: str | os.PathLike,
             if (Path(reference_images) / name).is_file():
                 return _image_properties(Path(reference_images) / name)
     raise InputError(f"{case}: no geometry for the output mask (no {nii.name} or {pkl.name} in {test_dir}"
-                     f"{', no image in ' + str(reference_images) if reference_images else '; give --reference-images'})")
+                     + (f", no image in {reference_images})" if reference_images else "; give --reference-images)"))
 
 
 def apply_wmh_threshold(test: str | os.PathLike, out: str | os.PathLike, *, threshold: float | None = None,

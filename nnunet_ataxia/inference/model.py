@@ -15,9 +15,9 @@ import contextlib
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.cases import load_dataset_labels

@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import html
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -77,7 +77,7 @@ def qc_picture(t1: sitk.Image, seg: sitk.Image, labels: Mapping[str, int], out_p
         if any(np.any(i > 0) for i in imgs) else (0.0, 1.0)
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 5.0), facecolor="black")
     colours = {v: LABEL_COLOURS[i % len(LABEL_COLOURS)] for i, v in enumerate(labels.values())}
-    for ax, img, lab, aspect, name in zip(axes, imgs, labs, aspects, names):
+    for ax, img, lab, aspect, name in zip(axes, imgs, labs, aspects, names, strict=False):
         ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect,
                   interpolation="nearest")
         for value, colour in colours.items():
@@ -119,8 +119,15 @@ def write_index(out_html: str | os.PathLike, rows: Sequence[Mapping], columns: S
             return "" if np.isnan(value) else f"{value:,.1f}"
         return html.escape(str(value))
 
+    def flagged(row: Mapping) -> bool:
+        return str(row.get("qc", "ok")) not in ("ok", "")
+
+    rows = sorted(rows, key=lambda r: not flagged(r))   # flagged subjects first (a stable sort keeps the order)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    body = "".join(("<tr class=\"flagged\">" if flagged(r) else "<tr>")
+                   + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    order = [r["case"] for r in rows if r.get("case") in pictures]
+    pictures = {case: pictures[case] for case in order + [c for c in pictures if c not in order]}
     figures = []
     for case, png in pictures.items():
         data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
@@ -130,11 +137,13 @@ def write_index(out_html: str | os.PathLike, rows: Sequence[Mapping], columns: S
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse;font-size:0.9em}}
 td,th{{border:1px solid #bbb;padding:3px 7px;text-align:right}} td:first-child,th:first-child{{text-align:left}}
-img{{max-width:100%}} figure{{margin:1.5em 0}} figcaption{{font-weight:bold}}</style></head>
+img{{max-width:100%}} figure{{margin:1.5em 0}} figcaption{{font-weight:bold}}
+tr.flagged td{{background:#fde2c4}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <p>Volumes in mm³: <em>native</em> = voxel count × voxel volume of the native masks (the subject's own mm³);
 <em>mni</em> = on the 1 mm MNI crop (scaled by the registration); scale_factor = |det| of the MNI → native
-affine's linear part. Outlines: masks over the native T1, planes through the cerebellum.</p>
+affine's linear part. Outlines: masks over the native T1, planes through the cerebellum. <em>qc</em>: ok, or the
+reasons to look at the subject (highlighted, listed first).</p>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 {''.join(figures)}
 </body></html>

@@ -19,9 +19,10 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.inference.qc import qc_picture
+from nnunet_ataxia.inference.qc_flags import large_pieces, mask_confidence, qc_flags, qc_text
+from nnunet_ataxia.io.images import label_map_like, read_image
 from nnunet_ataxia.preprocessing.mri_pipeline import preprocess_t1_case
 from nnunet_ataxia.preprocessing.native_space import label_volumes_mm3, load_case_transform, map_to_native
-from nnunet_ataxia.io.images import read_image
 
 __all__ = ["SubjectOptions", "load_native_t1", "registration_similarity", "check_registration",
            "predict_probabilities", "probabilities_to_native", "segment_subject", "RECORD_FILE"]
@@ -56,6 +57,9 @@ class SubjectOptions:
 def load_native_t1(path: str | os.PathLike) -> sitk.Image:
     """Read a native T1 (any format :func:`read_image` reads, ``.mgz`` included) and check that it is a 3D volume.
 
+    Refused: not 3D, not scalar, fewer than 16 slices, NaN/Inf, constant, or a label map (at most
+    :data:`~nnunet_ataxia.io.images.MAX_LABEL_MAP_VALUES` distinct whole-number values).
+
     Example:
         >>> t1 = load_native_t1("sub-01_T1w.mgz")  # doctest: +SKIP
     """
@@ -75,6 +79,10 @@ def load_native_t1(path: str | os.PathLike) -> sitk.Image:
         raise InputError(f"{path}: image holds NaN or infinite values")
     if float(arr.max()) <= float(arr.min()):
         raise InputError(f"{path}: image is constant")
+    n_values = label_map_like(arr)
+    if n_values is not None:
+        raise InputError(f"{path}: looks like a label map, not a T1 image (only {n_values} distinct whole-number "
+                         f"values); give the T1 image")
     return image
 
 
@@ -206,7 +214,7 @@ def probabilities_to_native(probabilities: np.ndarray, crop_ref: sitk.Image, mni
         idx = np.argwhere(foreground)
         lo, hi = idx.min(0)[::-1] - 2.0, idx.max(0)[::-1] + 2.0  # (x, y, z), two voxels of margin
         corners = [crop_ref.TransformContinuousIndexToPhysicalPoint([float(c[i]) for i in range(3)])
-                   for c in np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1).T]
+                   for c in np.array(np.meshgrid(*zip(lo, hi, strict=False), indexing="ij")).reshape(3, -1).T]
         native_idx = np.array([native_ref.TransformPhysicalPointToContinuousIndex(mni_to_native.TransformPoint(p))
                                for p in corners])
         size = np.array(native_ref.GetSize())
@@ -243,7 +251,7 @@ def _label_image(seg: np.ndarray, ref: sitk.Image) -> sitk.Image:
 
 
 def segment_subject(image_path: str | os.PathLike, case_id: str, case_dir: str | os.PathLike, predictor,
-                    labels: dict[str, int], options: SubjectOptions = SubjectOptions(),
+                    labels: dict[str, int], options: SubjectOptions | None = None,
                     qc_png: str | os.PathLike | None = None, model_folder: str | os.PathLike | None = None) -> dict:
     """Segment one native T1 and write its folder (``case_dir``, normally a temporary folder renamed afterwards).
 
@@ -258,7 +266,7 @@ def segment_subject(image_path: str | os.PathLike, case_id: str, case_dir: str |
         case_dir: the subject's output folder (created).
         predictor: a loaded ``nnUNetPredictor`` (:func:`nnunet_ataxia.inference.model.load_predictor`).
         labels: the model's labels ``{name: value}`` (background included).
-        options: :class:`SubjectOptions`.
+        options: :class:`SubjectOptions` (default: the documented defaults).
         qc_png: where to write the QC picture (default ``case_dir/<case>_qc.png``).
         model_folder: the model's folder, recorded in ``segment.json``.
 
@@ -269,6 +277,7 @@ def segment_subject(image_path: str | os.PathLike, case_id: str, case_dir: str |
         >>> rec = segment_subject("sub-01.nii.gz", "sub-01", "out/sub-01", predictor,  # doctest: +SKIP
         ...                       {"background": 0, "cerebellum": 1, "brainstem": 2})
     """
+    options = options or SubjectOptions()
     image_path, case_dir = Path(image_path), Path(case_dir)
     case_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -310,17 +319,23 @@ def segment_subject(image_path: str | os.PathLike, case_id: str, case_dir: str |
 
     native_mm3 = label_volumes_mm3(seg_native, list(foreground.values()))
     mni_mm3 = label_volumes_mm3(seg_mni_image, list(foreground.values()))
+    confidence = mask_confidence(probs, seg_mni, foreground)
+    pieces = {n: large_pieces(seg_native == v) for n, v in foreground.items()}
+    flags = qc_flags(similarity=similarity, volumes_mni_mm3={n: mni_mm3[v] for n, v in foreground.items()},
+                     confidence=confidence, pieces=pieces)
     record = {"case": case_id, "input": str(image_path), "status": "ok",
               "scale_factor": float(meta["linear_determinant"]), "registration_similarity": similarity,
               "volumes_native_mm3": {n: native_mm3[v] for n, v in foreground.items()},
               "volumes_mni_mm3": {n: mni_mm3[v] for n, v in foreground.items()},
+              "qc": qc_text(flags), "qc_flags": flags, "mask_confidence": confidence, "large_pieces": pieces,
               "labels": labels, "model_folder": str(model_folder) if model_folder else None,
               "options": asdict(options), "native_geometry": meta["native_geometry"]}
     if options.qc:
         t = time.perf_counter()
         vols = ", ".join(f"{n} {native_mm3[v] / 1000:.1f} cm³" for n, v in foreground.items())
         qc_picture(native, seg_native, foreground, qc_png or case_dir / f"{case_id}_qc.png", title=case_id,
-                   subtitle=f"{vols} (native)  |  scale factor {record['scale_factor']:.3f}")
+                   subtitle=f"{vols} (native)  |  scale factor {record['scale_factor']:.3f}"
+                            + (f"\nQC: {record['qc']}" if flags else ""))
         timings["qc"] = time.perf_counter() - t
     record["timings_s"] = timings
     (case_dir / RECORD_FILE).write_text(json.dumps(record, indent=2))

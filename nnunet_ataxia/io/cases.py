@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.files import read_json, require_folder
 
-__all__ = ["IMAGE_ENDINGS", "NIFTI_ENDINGS", "strip_ending", "case_id_of", "subject_id_of", "find_images", "expand_folders",
-           "list_cases", "parse_named", "load_dataset_labels"]
+__all__ = ["IMAGE_ENDINGS", "NIFTI_ENDINGS", "strip_ending", "case_id_of", "subject_id_of", "find_images",
+           "expand_folders", "list_cases", "parse_named", "load_dataset_labels"]
 
 #: image file endings the commands accept (FreeSurfer .mgz/.mgh are read with nibabel)
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".mgz", ".mgh", ".nrrd", ".mha", ".mhd")

@@ -8,19 +8,31 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from nnunet_ataxia.errors import InputError
 
-__all__ = ["KNOWN_GROUPS", "require_file", "require_folder", "check_finite", "check_case_sets", "read_text",
+__all__ = ["KNOWN_GROUPS", "warn", "require_file", "require_folder", "check_finite", "check_case_sets", "read_text",
            "read_json", "read_npz_array", "read_table",
            "dataframe_markdown"]
 
 #: participant groups the cohort tables may hold (case-insensitive; empty = unknown)
 KNOWN_GROUPS = ("control", "presymptomatic", "sca2", "atlas")
+
+
+def warn(message: str) -> None:
+    """Print one line ``warning: <message>`` on stderr (a result the user should look at; the exit status stays 0).
+
+    Example:
+        >>> warn("volumes.csv: 1 volume outside its plausible range")  # doctest: +SKIP
+    """
+    import sys
+
+    print("warning: " + " ".join(str(message).split()), file=sys.stderr)
 
 
 def _first_line(error: BaseException) -> str:  # the informative (last) line of a library's message

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import SimpleITK as sitk
@@ -30,7 +30,8 @@ __all__ = ["LABEL_TOLERANCE", "MNI_CROP_SIZE_XYZ", "MNI_TEMPLATE_SIZE_XYZ", "MNI
 LABEL_TOLERANCE = 1e-3
 
 
-#: (x, y, z) size of the papers' 1 mm crop around cerebellum and brainstem (the preprocessing's box, the planner's patch)
+#: (x, y, z) size of the papers' 1 mm crop around cerebellum and brainstem (the preprocessing's box and the
+#: planner's patch)
 MNI_CROP_SIZE_XYZ: tuple[int, int, int] = (128, 128, 96)
 #: (x, y, z) size of the 1 mm FSL MNI152 template grid
 MNI_TEMPLATE_SIZE_XYZ: tuple[int, int, int] = (182, 218, 182)
@@ -47,7 +48,7 @@ class Geometry:
     direction: tuple[float, ...]
 
     @classmethod
-    def of(cls, image) -> "Geometry":
+    def of(cls, image) -> Geometry:
         """The geometry of a SimpleITK image (or image file reader)."""
         return cls(tuple(int(s) for s in image.GetSize()), tuple(image.GetSpacing()), tuple(image.GetOrigin()),
                    tuple(image.GetDirection()))
@@ -56,7 +57,7 @@ class Geometry:
     def array_spacing(self) -> tuple[float, ...]:
         return tuple(self.spacing[::-1])
 
-    def differences(self, other: "Geometry", tol: float = 1e-3) -> list[str]:
+    def differences(self, other: Geometry, tol: float = 1e-3) -> list[str]:
         """What differs from ``other`` (empty when the grids match within ``tol``)."""
         if self.size != other.size:
             return [f"size {self.size} vs {other.size}"]
@@ -69,7 +70,7 @@ class Geometry:
             out.append("direction cosines differ")
         return out
 
-    def matches(self, other: "Geometry", tol: float = 1e-3) -> bool:
+    def matches(self, other: Geometry, tol: float = 1e-3) -> bool:
         """Same grid within ``tol`` (relative for spacing, absolute mm for the origin, absolute for direction)."""
         return not self.differences(other, tol)
 
@@ -229,6 +230,28 @@ def check_intensity_image(array: np.ndarray, path, what: str = "image") -> None:
     if a.size == 0 or float(a.max()) <= float(a.min()):
         raise InputError(f"{path}: {what} is constant (every voxel {a.flat[0] if a.size else 'missing'}); "
                          f"expected an MRI with contrast")
+
+
+#: an intensity image with at most this many distinct whole-number values is taken for a label map
+MAX_LABEL_MAP_VALUES = 100
+
+
+def label_map_like(array: np.ndarray, max_values: int = MAX_LABEL_MAP_VALUES) -> int | None:
+    """The number of distinct values when ``array`` looks like a label map (only whole numbers, at most
+    ``max_values`` of them), else None. A T1 holds thousands of intensities; an aseg or atlas label map tens.
+
+    Example:
+        >>> label_map_like(np.array([0, 2, 2, 41, 0], np.float32)), label_map_like(np.linspace(0, 1, 500))
+        (3, None)
+    """
+    a = np.asarray(array).ravel()
+    sample = a[:: max(1, a.size // 200_000)]  # a quick look first: most T1s are told apart here
+    if sample.size == 0 or np.unique(sample).size > max_values:
+        return None
+    if a.dtype.kind == "f" and not np.all(np.rint(a) == a):
+        return None
+    n = int(np.unique(a).size)
+    return n if n <= max_values else None
 
 
 def check_label_values(array: np.ndarray, path, allowed: Iterable[int] | None = None,

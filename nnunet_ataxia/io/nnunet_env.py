@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from nnunet_ataxia.errors import InputError
 
@@ -81,7 +81,7 @@ def nnunet_folder(variable: str) -> Path:
     value = os.environ.get(variable)
     if not value:
         raise InputError(f"environment variable {variable} is not set: nnU-Net needs nnUNet_raw, "
-                         f"nnUNet_preprocessed and nnUNet_results (see the README)")
+                         f"nnUNet_preprocessed and nnUNet_results (see docs/getting-started.md, 'nnU-Net environment')")
     return Path(value)
 
 
@@ -94,8 +94,7 @@ def dataset_name(dataset: str | int) -> str:
         >>> dataset_name("Dataset501_HammersN30R95")
         'Dataset501_HammersN30R95'
     """
-    from nnunetv2.utilities.dataset_name_id_conversion import (find_candidate_datasets,
-                                                               maybe_convert_to_dataset_name)
+    from nnunetv2.utilities.dataset_name_id_conversion import find_candidate_datasets, maybe_convert_to_dataset_name
     text = str(dataset).strip()
     try:
         return str(maybe_convert_to_dataset_name(text))
@@ -140,45 +139,6 @@ def resolve_raw_dataset(dataset: str | int) -> tuple[str, Path]:
     return folder.name, folder
 
 
-def _set_nnunet_paths(values: dict[str, str]) -> dict:
-    """Set nnU-Net's path variables in the environment (nnU-Net 2.8 reads them lazily, as do spawned workers) and,
-    for nnU-Net versions that copy them into plain strings at import time, in every imported module holding one.
-
-    Returns:
-        What to pass to :func:`_restore_nnunet_paths`.
-    """
-    import sys
-
-    saved_env = {k: os.environ.get(k) for k in values}
-    saved_attrs = []
-    for name, module in list(sys.modules.items()):
-        if module is None or not name.startswith(("nnunetv2", "nnunet_ataxia")):
-            continue
-        for key, value in values.items():
-            if isinstance(vars(module).get(key), str):
-                saved_attrs.append((module, key, vars(module)[key]))
-                setattr(module, key, value)
-    os.environ.update(values)
-    return {"env": saved_env, "attrs": saved_attrs, "values": values}
-
-
-def _restore_nnunet_paths(saved: dict, real: dict[str, str]) -> None:
-    import sys
-
-    for module, key, old in saved["attrs"]:
-        setattr(module, key, old)
-    for name, module in list(sys.modules.items()):  # modules first imported inside the block
-        if module is not None and name.startswith(("nnunetv2", "nnunet_ataxia")):
-            for key, value in saved["values"].items():
-                if isinstance(vars(module).get(key), str) and vars(module)[key] == value:
-                    setattr(module, key, real.get(key, value))
-    for key, old in saved["env"].items():
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
-
-
 def _merge_into(staged: Path, final: Path) -> None:
     """Move every top-level item of ``staged`` into ``final``, replacing same-named items one by one (each
     replacement is a rename); items of ``final`` that ``staged`` does not have are kept."""
@@ -200,10 +160,11 @@ def _merge_into(staged: Path, final: Path) -> None:
 def staged_preprocessed_dataset(dataset_name: str, reuse: Sequence[str] = ()) -> Iterator[Path]:
     """Let nnU-Net write one dataset's ``nnUNet_preprocessed`` folder into a staging folder, merged on success.
 
-    Inside the block ``nnUNet_preprocessed`` (environment and nnU-Net's imported modules) points at a hidden staging
-    root next to the real dataset folder, seeded with copies of the ``reuse`` files of the real folder (e.g. the
-    fingerprint). When the block succeeds, the staged items replace their namesakes in
-    ``$nnUNet_preprocessed/<dataset_name>`` (other items there, e.g. other plans or nnU-Net's own
+    The block gets the staging folder ``<staging root>/<dataset_name>`` (a hidden folder next to the real dataset
+    folder), seeded with copies of the ``reuse`` files of the real folder (e.g. the fingerprint); run nnU-Net in a
+    child process whose ``nnUNet_preprocessed`` is the staging root (``staged.parent``); this process's environment
+    and nnU-Net's imported modules are left alone. When the block succeeds, the staged items replace their
+    namesakes in ``$nnUNet_preprocessed/<dataset_name>`` (other items there, e.g. other plans or nnU-Net's own
     ``splits_final.json``, are kept); on an error or Ctrl-C the staging root is deleted and the real folder is
     exactly as before.
 
@@ -212,14 +173,13 @@ def staged_preprocessed_dataset(dataset_name: str, reuse: Sequence[str] = ()) ->
         reuse: file names copied from the real dataset folder into the staging folder first.
 
     Example:
-        >>> with staged_preprocessed_dataset("Dataset501_Hammers", ["dataset_fingerprint.json"]):  # doctest: +SKIP
-        ...     extract_fingerprint_dataset(501)
+        >>> with staged_preprocessed_dataset("Dataset501_Hammers", ["dataset_fingerprint.json"]) as staged:
+        ...     env = dict(os.environ, nnUNet_preprocessed=str(staged.parent))  # doctest: +SKIP
     """
     import shutil
     import tempfile
 
     root = nnunet_folder("nnUNet_preprocessed")
-    real = {"nnUNet_raw": str(nnunet_folder("nnUNet_raw")), "nnUNet_preprocessed": str(root)}
     final = root / dataset_name
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -232,7 +192,6 @@ def staged_preprocessed_dataset(dataset_name: str, reuse: Sequence[str] = ()) ->
         for name in reuse:
             if (final / name).is_file():
                 shutil.copy2(final / name, staged / name)
-        saved = _set_nnunet_paths({"nnUNet_raw": real["nnUNet_raw"], "nnUNet_preprocessed": str(staging_root)})
         try:
             yield staged
         except KeyboardInterrupt as e:
@@ -240,8 +199,6 @@ def staged_preprocessed_dataset(dataset_name: str, reuse: Sequence[str] = ()) ->
                 raise
             raise KeyboardInterrupt(f"{final}: interrupted; nnU-Net's partial output was discarded and the folder is "
                                     f"left as it was") from None
-        finally:
-            _restore_nnunet_paths(saved, real)
         _merge_into(staged, final)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
@@ -262,8 +219,8 @@ def check_raw_dataset_images(raw_folder: str | os.PathLike) -> int:
     """
     import SimpleITK as sitk
 
-    from nnunet_ataxia.io.images import check_intensity_image, read_image
     from nnunet_ataxia.io.files import read_json
+    from nnunet_ataxia.io.images import check_intensity_image, read_image
 
     folder = Path(raw_folder)
     dj = read_json(folder / "dataset.json", "dataset.json")

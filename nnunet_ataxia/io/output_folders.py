@@ -28,9 +28,9 @@ import argparse
 import datetime as _dt
 import json
 import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.atomic import atomic_output_dir

@@ -2,33 +2,51 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
-from typing import Any, Callable, Sequence
+from typing import Any
 
 __all__ = ["run_cases"]
+
 
 def _call(func: Callable, item) -> Any:
     return func(item)
 
 
-def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, desc: str) -> list:
+def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, desc: str, *,
+              initializer: Callable[..., None] | None = None, initargs: tuple = (),
+              on_result: Callable[[Any, Any], None] | None = None,
+              on_error: Callable[[Any, BaseException], Any] | None = None,
+              progress: bool = True, unit: str = "case") -> list:
     """Apply ``func`` to every case, in ``num_processes`` worker processes, with a tqdm progress bar.
 
     Results come back in the order of ``cases``. An :class:`InputError` raised in a worker reaches the caller as an
-    :class:`InputError` with the same message (the remaining cases are cancelled). ``func`` and the cases must be
-    picklable (module-level functions, plain data). Workers are started with ``spawn`` (safe with SimpleITK's
-    threads).
+    :class:`InputError` with the same message (the remaining cases are cancelled). ``func``, the cases, the
+    initializer and its arguments must be picklable (module-level functions, plain data). Workers are started with
+    ``spawn`` (safe with SimpleITK's threads). The progress bar is shown on a terminal only.
 
     Args:
         func: called as ``func(case)``.
         cases: the work items.
-        num_processes: 1 runs everything in this process.
+        num_processes: 1 (or a single case) runs everything in this process.
         desc: label of the progress bar.
+        initializer: called as ``initializer(*initargs)`` once in every worker process before its first case (to
+            load a model once per worker). Not called when everything runs in this process: the caller sets up its
+            own process.
+        initargs: the initializer's arguments.
+        on_result: called in this process as ``on_result(case, result)`` as each case finishes (in the order they
+            finish); an exception it raises cancels the cases not started and reaches the caller.
+        on_error: when given, an exception of ``func`` (or a worker process that died, e.g. killed for memory:
+            ``BrokenProcessPool``) does not stop the run: ``on_error(case, exception)`` gives that case's result.
+        progress: False never shows the bar.
+        unit: the bar's unit.
 
     Example:
         >>> run_cases(abs, [-1, -2], num_processes=1, desc="abs")
         [1, 2]
+        >>> run_cases(int, ["1", "x"], num_processes=1, desc="int", on_error=lambda case, e: type(e).__name__)
+        [1, 'ValueError']
     """
     from tqdm import tqdm
 
@@ -36,18 +54,37 @@ def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, d
     if not cases:
         return []
     results: list = [None] * len(cases)
-    with tqdm(total=len(cases), desc=desc, unit="case", disable=None) as bar:  # shown on a terminal only
+
+    def finish(i: int, result, bar) -> None:
+        results[i] = result
+        if on_result is not None:
+            on_result(cases[i], result)
+        bar.update()
+
+    with tqdm(total=len(cases), desc=desc, unit=unit, disable=None if progress else True) as bar:
         if num_processes <= 1 or len(cases) == 1:
             for i, c in enumerate(cases):
-                results[i] = func(c)
-                bar.update()
+                try:
+                    result = func(c)
+                except Exception as e:
+                    if on_error is None:
+                        raise
+                    result = on_error(c, e)
+                finish(i, result, bar)
             return results
-        with ProcessPoolExecutor(max_workers=min(num_processes, len(cases)), mp_context=get_context("spawn")) as ex:
+        with ProcessPoolExecutor(max_workers=min(num_processes, len(cases)), mp_context=get_context("spawn"),
+                                 initializer=initializer, initargs=initargs) as ex:
             futures = {ex.submit(_call, func, c): i for i, c in enumerate(cases)}
             try:
                 for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
-                    bar.update()
+                    i = futures[fut]
+                    try:
+                        result = fut.result()
+                    except Exception as e:
+                        if on_error is None:
+                            raise
+                        result = on_error(cases[i], e)
+                    finish(i, result, bar)
             except BaseException:
                 for f in futures:
                     f.cancel()

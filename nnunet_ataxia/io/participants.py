@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -41,7 +41,7 @@ def read_participants(path: str | os.PathLike | None, cases: Sequence[str] | Non
     df = read_table(path, what="participants table", sep="\t", required=("case_id", "group"),
                     aliases={"case": "case_id", "participant_id": "case_id"}, id_column="case_id",
                     group_column="group", known_groups=known_groups)
-    groups = dict(zip(df["case_id"], df["group"]))
+    groups = dict(zip(df["case_id"], df["group"], strict=False))
     if cases is None:
         return groups
     return {case: groups.get(case, next((g for pid, g in groups.items() if case.startswith(pid + "_")), ""))

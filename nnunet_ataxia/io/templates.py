@@ -1,4 +1,4 @@
-"""Files that PyPI packages ship and this project reads (nothing is downloaded): the MNI152 template, atlas label maps."""
+"""Files that PyPI packages ship and this project reads (nothing is downloaded): the MNI152 template, atlas labels."""
 from __future__ import annotations
 
 import functools

@@ -1,8 +1,6 @@
 """An nnU-Net experiment planner for the papers' set-up: 1 mm isotropic spacing and a fixed 128×128×96 patch."""
 from __future__ import annotations
 
-from typing import List, Tuple, Union
-
 import numpy as np
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
@@ -10,9 +8,9 @@ from nnunetv2.experiment_planning.experiment_planners.network_topology import ge
 from nnunet_ataxia.io.images import MNI_CROP_SIZE_XYZ
 
 #: the papers' crop, (x, y, z) = 128 × 128 × 96 voxels of 1 mm: the box that ``preprocess-mri`` crops
-PAPER_PATCH_XYZ: Tuple[int, int, int] = MNI_CROP_SIZE_XYZ
+PAPER_PATCH_XYZ: tuple[int, int, int] = MNI_CROP_SIZE_XYZ
 #: the same patch in nnU-Net's array order (z, y, x)
-PAPER_PATCH_ZYX: Tuple[int, int, int] = MNI_CROP_SIZE_XYZ[::-1]
+PAPER_PATCH_ZYX: tuple[int, int, int] = MNI_CROP_SIZE_XYZ[::-1]
 
 
 class FixedPatch128Planner(ExperimentPlanner):
@@ -39,13 +37,13 @@ class FixedPatch128Planner(ExperimentPlanner):
         >>> plan_experiment_dataset(501, FixedPatch128Planner)  # doctest: +SKIP
     """
 
-    target_spacing: Tuple[float, float, float] = (1.0, 1.0, 1.0)
-    patch_size: Tuple[int, int, int] = PAPER_PATCH_ZYX
+    target_spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    patch_size: tuple[int, int, int] = PAPER_PATCH_ZYX
     batch_size: int = 2
 
-    def __init__(self, dataset_name_or_id: Union[str, int], gpu_memory_target_in_gb: float = 8,
+    def __init__(self, dataset_name_or_id: str | int, gpu_memory_target_in_gb: float = 8,
                  preprocessor_name: str = "DefaultPreprocessor", plans_name: str = "nnUNetFixed128Plans",
-                 overwrite_target_spacing: Union[List[float], Tuple[float, ...]] = None,
+                 overwrite_target_spacing: list[float] | tuple[float, ...] = None,
                  suppress_transpose: bool = True):
         super().__init__(dataset_name_or_id, gpu_memory_target_in_gb, preprocessor_name, plans_name,
                          overwrite_target_spacing=None, suppress_transpose=True)

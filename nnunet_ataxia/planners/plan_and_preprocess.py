@@ -1,26 +1,49 @@
 """Fingerprint, plan with :class:`FixedPatch128Planner` and preprocess, through nnU-Net's Python API.
 
 nnU-Net's ``nnUNetv2_plan_and_preprocess -pl`` only searches inside nnunetv2 for planner classes, so
-``nnunet-ataxia plan`` runs the same three steps through ``plan_and_preprocess_api`` with the plugin's planner.
+``nnunet-ataxia plan`` runs the same three steps through ``plan_and_preprocess_api`` with the plugin's planner, in a
+child process whose environment names the folders (``nnUNet_preprocessed`` is a staging folder, see
+:func:`~nnunet_ataxia.io.nnunet_env.staged_preprocessed_dataset`): nothing in this process, nnU-Net's imported
+modules included, is changed.
 """
 from __future__ import annotations
 
+import builtins
+import contextlib
+import io
+import json
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.io.nnunet_env import (check_raw_dataset_images, nnunet_folder, resolve_raw_dataset,
-                                         staged_preprocessed_dataset)
+from nnunet_ataxia.io.nnunet_env import (
+    check_raw_dataset_images,
+    nnunet_folder,
+    resolve_raw_dataset,
+    staged_preprocessed_dataset,
+)
 from nnunet_ataxia.io.output_folders import check_not_overlapping
 from nnunet_ataxia.planners.fixed_patch_planner import FixedPatch128Planner
 
-__all__ = ["PLANS_IDENTIFIER", "plan_and_preprocess_fixed"]
+__all__ = ["PLANS_IDENTIFIER", "plan_and_preprocess_fixed", "child_main"]
 
 PLANS_IDENTIFIER = "nnUNetFixed128Plans"  # FixedPatch128Planner's default plans name
+
+#: what the child process runs: ``child_main(request_json, result_file)``
+_CHILD_SCRIPT = ("import sys\n"
+                 "from nnunet_ataxia.planners.plan_and_preprocess import child_main\n"
+                 "sys.exit(child_main(sys.argv[1:]))\n")
 
 
 def plan_and_preprocess_fixed(dataset: str | int, configurations=("3d_fullres",), num_processes: int = 2,
                               preprocess: bool = True, check_integrity: bool = True, clean: bool = False) -> str:
     """Fingerprint, plan with the fixed 1 mm / 128×128×96 planner, and preprocess one dataset.
+
+    nnU-Net runs in a child process with ``nnUNet_raw`` and a staging ``nnUNet_preprocessed`` in its environment;
+    its output replaces the dataset's files in ``$nnUNet_preprocessed`` only when the child succeeds.
 
     Args:
         dataset: id or name of a dataset in ``$nnUNet_raw``.
@@ -40,40 +63,160 @@ def plan_and_preprocess_fixed(dataset: str | int, configurations=("3d_fullres",)
     name, raw_folder = resolve_raw_dataset(dataset)
     check_not_overlapping(nnunet_folder("nnUNet_preprocessed") / name, [raw_folder], "preprocessed dataset folder")
     dataset_id = int(name[len("Dataset"):len("Dataset") + 3])
-
-    from nnunetv2.experiment_planning import plan_and_preprocess_api as api
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-
     if check_integrity:
         check_raw_dataset_images(raw_folder)  # finite, non-constant images (nnU-Net would read NaN as 0)
-        try:
-            verify_dataset_integrity(str(raw_folder), num_processes)
-        except Exception as e:  # nnU-Net raises RuntimeError/AssertionError with its own explanation
-            raise InputError(f"{raw_folder}: nnU-Net's dataset integrity check failed: {e}") from e
+        _check_integrity(raw_folder, num_processes)
     reuse = [] if clean else ["dataset_fingerprint.json"]
+    request = {"dataset_id": dataset_id, "configurations": list(configurations), "num_processes": num_processes,
+               "preprocess": bool(preprocess)}
     # nnU-Net writes into a staging folder; only a complete run replaces its files in nnUNet_preprocessed/<name>
     with staged_preprocessed_dataset(name, reuse + [f"{PLANS_IDENTIFIER}.json"]) as staged:
-        plans_identifier = _plan_and_preprocess(api, dataset_id, staged, FixedPatch128Planner, configurations,
-                                                num_processes, preprocess)
-    return plans_identifier
+        return _run_child(dict(request, staged=str(staged)), _child_env(staged.parent), staged.parent / "result.json")
 
 
-def _plan_and_preprocess(api, dataset_id: int, staged, planner, configurations, num_processes: int,
+def _child_env(staging_root: Path) -> dict[str, str]:
+    env = dict(os.environ, nnUNet_raw=str(nnunet_folder("nnUNet_raw")), nnUNet_preprocessed=str(staging_root))
+    # nnU-Net's VRAM estimate calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for the value 0 that is
+    # recommended for CPU training: the child plans with at least one thread
+    if env.get("nnUNet_n_proc_DA", "").strip() == "0":
+        env["nnUNet_n_proc_DA"] = "1"
+    return env
+
+
+def _run_child(request: dict, env: dict[str, str], result_file: Path) -> str:
+    """Run :func:`child_main` in a child process; its error becomes the same exception here (one line)."""
+    argv = [sys.executable, "-c", _CHILD_SCRIPT, json.dumps(request), str(result_file)]
+    returncode = subprocess.run(argv, env=env, check=False).returncode
+    if returncode in (130, -signal.SIGINT):
+        raise KeyboardInterrupt
+    try:
+        result = json.loads(result_file.read_text())
+    except (OSError, ValueError):
+        raise RuntimeError(f"nnU-Net's planning process ended with exit status {returncode} and no result") from None
+    if "plans_identifier" in result and returncode == 0:
+        return str(result["plans_identifier"])
+    raise _error_from(result)
+
+
+def _error_from(result: dict) -> BaseException:
+    kind, message = str(result.get("error", "RuntimeError")), str(result.get("message", ""))
+    if kind == "InputError":
+        return InputError(message)
+    if result.get("errno") is not None:
+        return OSError(result["errno"], result.get("strerror") or message, result.get("filename"))
+    cls = getattr(builtins, kind, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        return cls(message)
+    return RuntimeError(f"{kind}: {message}")
+
+
+def child_main(argv: list[str]) -> int:
+    """The child process: fingerprint (unless the staging folder has one), plan and preprocess one dataset.
+
+    Args:
+        argv: the request (JSON: ``dataset_id``, ``staged``, ``configurations``, ``num_processes``, ``preprocess``)
+            and the file to write the result to (``{"plans_identifier": ...}`` or ``{"error": ..., "message": ...}``).
+
+    Returns:
+        The exit status: 0, 1 (an error, described in the result file) or 130 (interrupted).
+
+    Example:
+        >>> child_main(['{"dataset_id": 501, "staged": "/p/.s/Dataset501_H", "configurations": ["3d_fullres"], '
+        ...             '"num_processes": 2, "preprocess": true}', "/p/.s/result.json"])  # doctest: +SKIP
+        0
+    """
+    request, result_file = json.loads(argv[0]), Path(argv[1])
+    try:
+        from nnunetv2.experiment_planning import plan_and_preprocess_api as api
+
+        result = {"plans_identifier": _plan_and_preprocess(
+            api, int(request["dataset_id"]), Path(request["staged"]), FixedPatch128Planner,
+            request["configurations"], int(request["num_processes"]), bool(request["preprocess"]))}
+        code = 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # reported by the parent as one line
+        result = {"error": type(e).__name__, "message": str(e)}
+        if isinstance(e, OSError):
+            result.update(errno=e.errno, strerror=e.strerror, filename=e.filename and str(e.filename))
+        code = 1
+    result_file.write_text(json.dumps(result))
+    return code
+
+
+def _plan_and_preprocess(api, dataset_id: int, staged: Path, planner, configurations, num_processes: int,
                          preprocess: bool) -> str:
     if not (staged / "dataset_fingerprint.json").is_file():
         api.extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False,
                                         clean=True, verbose=False)
-    # nnU-Net's VRAM estimate calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for the value 0 that is
-    # recommended for CPU training; plan with at least one thread and restore the variable afterwards
-    saved = os.environ.get("nnUNet_n_proc_DA")
-    if saved is not None and saved.strip() == "0":
-        os.environ["nnUNet_n_proc_DA"] = "1"
-    try:
-        _, plans_identifier = api.plan_experiment_dataset(dataset_id, planner)
-    finally:
-        if saved is not None:
-            os.environ["nnUNet_n_proc_DA"] = saved
+    _, plans_identifier = api.plan_experiment_dataset(dataset_id, planner)
     if preprocess:
         api.preprocess_dataset(dataset_id, plans_identifier, configurations=list(configurations),
                                num_processes=[num_processes] * len(configurations))
     return plans_identifier
+
+
+def _check_integrity(raw_folder: Path, num_processes: int) -> None:
+    """nnU-Net's dataset integrity check; a failure names the file at fault (nnU-Net prints it, in its workers)."""
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    try:
+        verify_dataset_integrity(str(raw_folder), num_processes)
+    except Exception as e:  # nnU-Net raises RuntimeError/AssertionError with its own explanation
+        culprit, detail = _integrity_culprit(raw_folder, str(e))
+        raise InputError(f"{culprit}: nnU-Net's dataset integrity check failed: {detail}") from e
+
+
+def _integrity_culprit(raw_folder: Path, message: str) -> tuple[Path, str]:
+    """The file (or folder) that nnU-Net's integrity check ``message`` is about, and the explanation to print."""
+    text = " ".join(message.split())
+    lower = text.lower()
+    if "imagestr subfolder" in lower:
+        return raw_folder / "imagesTr", text
+    if "labelstr" in lower:
+        return raw_folder / "labelsTr", text
+    if any(k in lower for k in ("required keys", "number of training cases", "consecutive order")):
+        return raw_folder / "dataset.json", text
+    if "unexpected labels" in lower or "images have errors" in lower:
+        found = _first_bad_case(raw_folder)
+        if found is not None:
+            return found
+    return raw_folder, text
+
+
+def _first_bad_case(raw_folder: Path) -> tuple[Path, str] | None:
+    """Re-run nnU-Net's per-case checks one case at a time (only after a failure) to find the first bad label file."""
+    from nnunetv2.experiment_planning.verify_dataset_integrity import check_cases, verify_labels
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    from nnunet_ataxia.io.files import read_json
+
+    dj = read_json(raw_folder / "dataset.json", "dataset.json")
+    cases = get_filenames_of_train_images_and_targets(str(raw_folder), dj)
+    labels = LabelManager(dj["labels"], regions_class_order=dj.get("regions_class_order"))
+    expected = list(labels.all_labels) + ([labels.ignore_label] if labels.has_ignore_label else [])
+    reader = determine_reader_writer_from_dataset_json(dj, next(iter(cases.values()))["images"][0])
+    n_channels = len(dj.get("channel_names") or dj.get("modality") or {})
+    for case in cases.values():
+        label_file = str(case["label"])
+        for check, args in ((verify_labels, (label_file, reader, expected)),
+                            (check_cases, (case["images"], label_file, n_channels, reader))):
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                ok = check(*args)
+            if not ok:
+                return Path(label_file), _explanation(printed.getvalue(), label_file)
+    return None
+
+
+def _explanation(printed: str, label_file: str) -> str:
+    """nnU-Net's printed error as one line, without the file names that the line already starts with."""
+    lines = []
+    for line in printed.replace(f" in file {label_file}", "").splitlines():
+        line = line.strip().rstrip(".").strip()
+        if not line or line.startswith(("Image files", "Seg file", "Images", "Segmentation:", label_file)):
+            continue
+        lines.append(line.removeprefix("Error: ").removeprefix("Warning: "))
+    return "; ".join(lines) or "see nnU-Net's output above"

@@ -7,22 +7,22 @@ returns the transform mapping fixed-space points to moving-space points. The B-s
 
 ITK's recursive Gaussian smoothing needs at least four voxels along every axis it smooths, and its shrink filters
 halve a 16-slice scan to two slices quickly: :func:`axis_shrink_factors` gives per-axis shrink factors that never go
-below :data:`MIN_VOXELS_PER_AXIS`, so thick-slice clinical scans (e.g. 16 slices of 8 mm) stay registrable.
+below :data:`~nnunet_ataxia.io.constants.MIN_VOXELS_PER_AXIS`, so thick-slice clinical scans (e.g. 16 slices of
+8 mm) stay registrable.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.constants import MIN_VOXELS_PER_AXIS
 
-__all__ = ["MIN_VOXELS_PER_AXIS", "axis_shrink_factors", "bspline_register_to_mni", "displacement_field",
+__all__ = ["axis_shrink_factors", "bspline_register_to_mni", "displacement_field",
            "invert_displacement_field", "field_jacobian_range"]
 
-#: ITK's recursive Gaussian filters refuse axes with fewer voxels than this
-MIN_VOXELS_PER_AXIS = 4
 
 
 def axis_shrink_factors(size: Sequence[int], factor: int, min_voxels: int = MIN_VOXELS_PER_AXIS) -> list[int]:
@@ -46,7 +46,7 @@ def axis_shrink_factors(size: Sequence[int], factor: int, min_voxels: int = MIN_
 
 
 def _mesh_size(image: sitk.Image, spacing_mm: float) -> list[int]:
-    extent = [n * s for n, s in zip(image.GetSize(), image.GetSpacing())]
+    extent = [n * s for n, s in zip(image.GetSize(), image.GetSpacing(), strict=False)]
     return [max(1, int(round(e / float(spacing_mm)))) for e in extent]
 
 

@@ -15,8 +15,14 @@ import SimpleITK as sitk
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.cases import IMAGE_ENDINGS, case_id_of, find_images
 from nnunet_ataxia.io.files import require_folder
-from nnunet_ataxia.io.images import (Geometry, check_intensity_image, check_label_values, check_same_geometry,
-                                     read_image)
+from nnunet_ataxia.io.images import (
+    Geometry,
+    check_intensity_image,
+    check_label_values,
+    check_same_geometry,
+    label_map_like,
+    read_image,
+)
 from nnunet_ataxia.io.output_folders import output_folder
 from nnunet_ataxia.io.parallel import run_cases
 from nnunet_ataxia.preprocessing.mri_pipeline import preprocess_t1_case
@@ -25,12 +31,17 @@ __all__ = ["find_t1_inputs", "preprocess_t1_images"]
 
 
 def _check_inputs(image, label) -> None:
-    """Read and check a T1 (finite, 3D, not constant) and its label map (whole numbers, the T1's grid) up front."""
+    """Read and check a T1 (finite, 3D, not constant, not a label map) and its label map (whole numbers, on the
+    T1's grid) up front."""
     t1 = read_image(image)
     if t1.GetDimension() != 3 or t1.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{image}: expected a 3D scalar T1 image, got {t1.GetDimension()}D with "
                          f"{t1.GetNumberOfComponentsPerPixel()} component(s)")
     check_intensity_image(sitk.GetArrayViewFromImage(t1), image, "T1 image")
+    n_values = label_map_like(sitk.GetArrayViewFromImage(t1))
+    if n_values is not None:
+        raise InputError(f"{image}: looks like a label map, not a T1 image (only {n_values} distinct whole-number "
+                         f"values); give the T1 image")
     if label is not None:
         lab = read_image(label)
         check_same_geometry(Geometry.of(t1), Geometry.of(lab), image, label, "label map")

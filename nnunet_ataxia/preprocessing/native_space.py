@@ -13,8 +13,8 @@ estimate and the volume of the mask mapped back onto the native grid.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -191,7 +191,24 @@ def _prediction_cases(pred_dir: Path, tr_dir: Path) -> list[tuple[str, Path, Pat
         if folder is None:
             raise InputError(f"{p}: no transform folder {tr_dir / case} (preprocess-mri writes transforms/<case>/)")
         cases.append((case, p, folder))
+    others = {subject_id_of(p) for p in preds} | {f.name for f in tr_dir.iterdir() if f.is_dir()}
+    for case, p, folder in cases:
+        source = _recorded_source(folder)
+        if source is not None and source != case and source in others - {case, folder.name}:
+            raise InputError(f"{p}: its transform folder {folder} was made from case '{source}' "
+                             f"({META_FILE} records the source image), not '{case}'; check the transform folders")
     return cases
+
+
+def _recorded_source(folder: Path) -> str | None:
+    """The case id of the source image recorded in ``folder/preprocessing.json`` (None when not recorded)."""
+    import json
+
+    try:
+        source = json.loads((folder / META_FILE).read_text()).get("source_image")
+    except (OSError, ValueError, AttributeError):
+        return None  # load_case_transform reports a missing or malformed file
+    return subject_id_of(source) if isinstance(source, str) and source else None
 
 
 def predictions_to_native(predictions: str | os.PathLike, transforms: str | os.PathLike, output: str | os.PathLike,

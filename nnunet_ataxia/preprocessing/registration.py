@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -33,7 +33,7 @@ def downsample_isotropic(image: sitk.Image, spacing_mm: float, *, is_label: bool
         >>> downsample_isotropic(template, 2.0).GetSize()
         (91, 109, 91)
     """
-    size = [max(1, int(round(n * s / spacing_mm))) for n, s in zip(image.GetSize(), image.GetSpacing())]
+    size = [max(1, int(round(n * s / spacing_mm))) for n, s in zip(image.GetSize(), image.GetSpacing(), strict=False)]
     ref = sitk.Image(size, image.GetPixelID())
     ref.SetSpacing([float(spacing_mm)] * image.GetDimension())
     ref.SetOrigin(image.GetOrigin())
@@ -196,7 +196,8 @@ def rigid_register(fixed: sitk.Image, moving: sitk.Image, *, fixed_mask: sitk.Im
 
 def _exhaustive_rigid_init(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Euler3DTransform, *,
                            fixed_mask: sitk.Image | None, seed: int, shrink: int, angle_step_rad: float,
-                           angle_steps: int, translation_step_mm: float, translation_steps: int) -> sitk.Euler3DTransform:
+                           angle_steps: int, translation_step_mm: float, translation_steps: int
+                           ) -> sitk.Euler3DTransform:
     """Coarse exhaustive search over rotations and translations around ``initial`` (on shrunk, smoothed images)."""
     sigma = 0.5 * shrink * max(fixed.GetSpacing())
     fixed_small, moving_small = (sitk.Shrink(sitk.SmoothingRecursiveGaussian(im, sigma),  # 4+ voxels per axis
@@ -282,7 +283,7 @@ def affine_register_to_mni(image: sitk.Image, *, exhaustive_init: bool = True, s
     affine.SetTranslation(rigid.GetTranslation())
 
     # drop pyramid levels that would shrink the (possibly down-sampled) template below ~12 voxels per axis
-    levels = [(s, g) for s, g in zip(shrink_factors, smoothing_sigmas_mm) if min_size // max(1, s) >= 12]
+    levels = [(s, g) for s, g in zip(shrink_factors, smoothing_sigmas_mm, strict=False) if min_size // max(1, s) >= 12]
     if not levels:
         levels = [(1, 0.0)]
     reg = _mi_method(sampling_fraction=sampling_fraction, seed=seed, fixed_mask=metric_mask)

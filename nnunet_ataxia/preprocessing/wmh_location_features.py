@@ -11,18 +11,17 @@ The raw features (mm, MNI mm) are computed by :func:`inplane_distance_mm`, :func
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["LOCATION_CHANNELS", "slice_axis_for_spacing", "inplane_distance_mm", "distance_to_boundary_mm",
+from nnunet_ataxia.io.constants import WMH_LOCATION_CHANNEL_NAMES
+
+__all__ = ["slice_axis_for_spacing", "inplane_distance_mm", "distance_to_boundary_mm",
            "midline_mask", "compute_location_features", "normalize_features"]
 
-# order of the location channels _0002.._0009 (shared WMH convention)
-LOCATION_CHANNELS = ("x_mni", "y_mni", "z_mni", "dist_left_ventricle", "dist_right_ventricle", "dist_cortex",
-                     "dist_midsagittal", "wmh_prior")
-_COORDINATES = ("x_mni", "y_mni", "z_mni")
+_COORDINATES = WMH_LOCATION_CHANNEL_NAMES[:3]  # x_mni, y_mni, z_mni
 
 
 def slice_axis_for_spacing(spacing_zyx: Sequence[float]) -> int:
@@ -154,7 +153,8 @@ def compute_location_features(mni_ras: np.ndarray, brain: np.ndarray, left_ventr
         spacing_zyx: voxel spacing in mm.
 
     Returns:
-        ``{name: float32 array}`` in :data:`LOCATION_CHANNELS` order (coordinates in mm, distances in mm).
+        ``{name: float32 array}`` in :data:`~nnunet_ataxia.io.constants.WMH_LOCATION_CHANNEL_NAMES` order
+        (coordinates in mm, distances in mm).
 
     Example:
         >>> feats = compute_location_features(mni, brain, lv, rv, None, (5.0, 1.0, 1.2))  # doctest: +SKIP

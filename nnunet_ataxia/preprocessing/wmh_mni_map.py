@@ -101,7 +101,7 @@ class MNIMap:
         return files
 
     @classmethod
-    def load(cls, folder: str | Path) -> "MNIMap":
+    def load(cls, folder: str | Path) -> MNIMap:
         """Read what :meth:`save` wrote (the fields only when both files are there)."""
         folder = Path(folder)
         try:
@@ -122,7 +122,7 @@ class MNIMap:
         return cls(affine, fields[0], fields[1])
 
 
-def as_mni_map(flair_to_mni: "MNIMap | np.ndarray") -> MNIMap:
+def as_mni_map(flair_to_mni: MNIMap | np.ndarray) -> MNIMap:
     """An :class:`MNIMap` from a map or a plain 4x4 FLAIR->MNI matrix (the affine-only case).
 
     Example:

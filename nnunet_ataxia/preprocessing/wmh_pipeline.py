@@ -2,10 +2,11 @@
 
 Steps with a T1: N4 on the T1 -> rigid T1->FLAIR registration (Mattes MI) -> affine T1->MNI registration ->
 B-spline refinement (the paper registers non-linearly; ``registration="affine"`` opts out) -> the FLAIR<->MNI map
-(:class:`nnunet_ataxia.preprocessing.wmh_mni_map.MNIMap`) -> brain mask (the user's, or the MNI template's brain mask carried to
+(:class:`nnunet_ataxia.preprocessing.wmh_mni_map.MNIMap`) -> brain mask (the user's, or the MNI template's brain mask
+carried to
 FLAIR, cut to the image's non-zero region for skull-stripped scans) -> N4 on the FLAIR (inside the brain) -> T1
 resampled onto the FLAIR grid -> both normalized per case to [0, 1] inside the brain, 0 outside -> lateral ventricles
-(user labels, or the atlas's refined on the image) -> the location features.
+(user labels, or the atlas's refined on the subject's CSF-dark FLAIR (and T1) voxels) -> the location features.
 FLAIR-only cases (no T1): the FLAIR itself is registered to MNI and gives the brain mask; thick slices are fine
 (registration pyramids keep four voxels per axis; features are in mm, in-plane in the acquisition plane).
 The registration functions come from :mod:`nnunet_ataxia.preprocessing.registration` and
@@ -24,7 +25,12 @@ from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.preprocessing.affine_matrices import lps_to_ras, matrix_from_transform
 from nnunet_ataxia.preprocessing.wmh_location_features import compute_location_features, normalize_features
 from nnunet_ataxia.preprocessing.wmh_mni_map import MNIMap
-from nnunet_ataxia.preprocessing.wmh_ventricles import refine_ventricles, ventricles_from_labels, warp_atlas_ventricles
+from nnunet_ataxia.preprocessing.wmh_ventricles import (
+    refine_ventricles,
+    ventricles_from_labels,
+    warp_atlas_other_csf,
+    warp_atlas_ventricles,
+)
 
 __all__ = ["WMHCaseFiles", "WMHOptions", "PreprocessedCase", "mni_template", "preprocess_case",
            "normalize_intensity", "register_to_mni", "REGISTRATIONS"]
@@ -56,7 +62,8 @@ class WMHOptions:
         rigid_iterations, rigid_sampling: T1->FLAIR rigid registration effort.
         mni_spacing_mm: the MNI template is resampled to this spacing for the affine registration (1 = as shipped).
         mni_iterations, mni_exhaustive_init: MNI affine registration effort.
-        ventricle_margin_mm: how far from the warped atlas ventricle dark FLAIR voxels may be kept.
+        ventricle_margin_mm: how far (mm) from the warped atlas ventricle the ventricles refined on the subject's
+            CSF-dark voxels may extend (:func:`nnunet_ataxia.preprocessing.wmh_ventricles.refine_ventricles`).
         intensity_percentiles: robust min/max (percentiles inside the brain) mapped to 0 and 1.
         prior_grid_mm, prior_sigma_mm: grid and smoothing of the WMH prior in MNI space.
         seed: random seed of the registration metric sampling.
@@ -74,7 +81,7 @@ class WMHOptions:
     mni_spacing_mm: float = 1.0
     mni_iterations: int = 200
     mni_exhaustive_init: bool = True
-    ventricle_margin_mm: float = 4.0
+    ventricle_margin_mm: float = 10.0
     intensity_percentiles: tuple[float, float] = (0.1, 99.9)
     prior_grid_mm: float = 2.0
     prior_sigma_mm: float = 3.0
@@ -191,8 +198,12 @@ def register_to_mni(image: sitk.Image, options: WMHOptions, flair_to_image: np.n
 
 def _add_bspline(image: sitk.Image, mni_to_image: sitk.Transform, affine: np.ndarray, template: sitk.Image,
                  template_mask: sitk.Image, options: WMHOptions) -> tuple[MNIMap, str]:
-    from nnunet_ataxia.preprocessing.deformable_registration import (bspline_register_to_mni, displacement_field,
-                                                                     field_jacobian_range, invert_displacement_field)
+    from nnunet_ataxia.preprocessing.deformable_registration import (
+        bspline_register_to_mni,
+        displacement_field,
+        field_jacobian_range,
+        invert_displacement_field,
+    )
     from nnunet_ataxia.preprocessing.wmh_prior import mni_grid
 
     spacing = float(min(template.GetSpacing()))
@@ -221,7 +232,8 @@ def preprocess_case(case: WMHCaseFiles, options: WMHOptions) -> PreprocessedCase
     """Run the FLAIR-space preprocessing of one case and compute its location features (without the prior).
 
     Args:
-        case: the case's files (checked with :func:`nnunet_ataxia.dataset_conversion.wmh_layouts.check_case_files`); ``case.t1`` may
+        case: the case's files (checked with :func:`nnunet_ataxia.dataset_conversion.wmh_layouts.check_case_files`);
+            ``case.t1`` may
             be ``None`` (FLAIR-only: the FLAIR is registered to MNI and gives the brain mask).
         options: pipeline settings.
 
@@ -266,6 +278,10 @@ def preprocess_case(case: WMHCaseFiles, options: WMHOptions) -> PreprocessedCase
     flair_arr = sitk.GetArrayFromImage(flair_n).astype(np.float32)
     spacing_zyx = tuple(reversed(flair.GetSpacing()))
 
+    t1_channel = None
+    if t1n is not None:
+        t1_on_flair = resample_to(flair, t1n, flair_to_t1, is_label=False)
+        t1_channel = normalize_intensity(sitk.GetArrayFromImage(t1_on_flair), brain, options.intensity_percentiles)
     if case.ventricles is not None:
         left, right = ventricles_from_labels(sitk.GetArrayFromImage(sitk.ReadImage(case.ventricles)), case.ventricles)
         source = "labels"
@@ -275,18 +291,15 @@ def preprocess_case(case: WMHCaseFiles, options: WMHOptions) -> PreprocessedCase
             raise InputError(f"{case.flair}: the atlas lateral ventricles do not fall into the FLAIR field of view "
                              "(check the MNI registration or give ventricles.nii.gz)")
         left, right = refine_ventricles(flair_arr, brain, atlas_left, atlas_right, spacing_zyx,
-                                        options.ventricle_margin_mm)
-        source = "atlas"
+                                        options.ventricle_margin_mm, t1=t1_channel,
+                                        other_csf=warp_atlas_other_csf(flair, mni_map.to_mni()))
+        source = "atlas+image"
     mni_ras = lps_to_ras(mni_map.mni_points(flair))
     try:
         raw = compute_location_features(mni_ras, brain, left, right, None, spacing_zyx)
     except ValueError as e:
         raise InputError(f"{case.flair}: {e}") from None
     features = normalize_features(raw, brain)
-    t1_channel = None
-    if t1n is not None:
-        t1_on_flair = resample_to(flair, t1n, flair_to_t1, is_label=False)
-        t1_channel = normalize_intensity(sitk.GetArrayFromImage(t1_on_flair), brain, options.intensity_percentiles)
     return PreprocessedCase(
         reference=flair, t1=t1_channel,
         flair=normalize_intensity(flair_arr, brain, options.intensity_percentiles),

@@ -15,12 +15,14 @@ import shutil
 import subprocess
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import torch
 
 from nnunet_ataxia.architectures.common import upgrade_output_keys
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.constants import CEREBELLUM_BRAINSTEM_LABELS as LABELS  # noqa: F401 (the model's labels)
 from nnunet_ataxia.io.nnunet_env import ext_trainer_path
 
 DATASET_ID = 510
@@ -30,7 +32,7 @@ TRAINER = "M2InceptionTrainer_pretrained"
 #: the training stages of ``train-pretrained``'s default run
 TRAINING_STAGES = (TRAINER,)
 #: ``train-pretrained --contrast-finetune``: a second stage with more random contrasts (tried; not the released model,
-#: see the README's "How the pretrained model is made")
+#: see CHANGELOG.md)
 CONTRAST_FINETUNE_STAGES = (TRAINER, "M2InceptionTrainer_pretrainedContrastFinetune")
 #: random-contrast subjects that ``--contrast-finetune`` adds to the dataset
 CONTRAST_FINETUNE_SUBJECTS = 80
@@ -39,10 +41,16 @@ CONTRAST_FINETUNE2_STAGES = CONTRAST_FINETUNE_STAGES + ("M2InceptionTrainer_pret
 CONTRAST_FINETUNE2_SUBJECTS = 160
 #: the trainer of the shipped model (the last stage of the run that made it): it names the model folder in the zip
 RELEASED_TRAINER = CONTRAST_FINETUNE2_STAGES[-1]
+#: the pretrained model v2 (``train-pretrained --label-maps``): its dataset and its one stage, which fine-tunes the
+#: shipped model on pseudo-subjects rendered from real label maps
+LABEL_MAP_DATASET_ID = 511
+LABEL_MAP_DATASET_NAME = "Dataset511_LabelMapCerebellumBrainstem"
+LABEL_MAP_STAGES = ("M2InceptionTrainer_pretrainedLabelMaps",)
+#: where a v2 run finds the network it starts from (``<nnUNet_results>/<dataset>/initial_weights/``)
+INITIAL_WEIGHTS_FOLDER = "initial_weights"
 PLANS = "nnUNetFixed128Plans"
 CONFIGURATION = "3d_fullres"
 FOLD = 0
-LABELS = {"background": 0, "cerebellum": 1, "brainstem": 2}
 ZIP_NAME = "M2_cerebellum_brainstem_pretrained.zip"
 #: what is known about the shipped model (training progress, held-out accuracy), next to the zip
 RELEASE_INFO_NAME = "release.json"
@@ -66,7 +74,7 @@ def pretrained_zip_path() -> Path:
     path = Path(__file__).resolve().parent.parent / "data" / "pretrained" / ZIP_NAME
     if not path.is_file():
         raise InputError(f"{path}: this version ships no pretrained model yet (its training is still running, see the "
-                         f"README's 'Pretrained model'); give your own model with -m <nnU-Net model folder> or "
+                         f"model card, docs/model-card.md); give your own model with -m <nnU-Net model folder> or "
                          f"-d/-tr/-p, or build one with 'nnunet-ataxia train-pretrained'")
     return path
 
@@ -93,7 +101,8 @@ def release_note() -> str | None:
     heldout = info.get("heldout", {})
     figures = ", ".join(f"{k} {v}" for k, v in heldout.items()) if heldout else "not yet measured"
     return (f"note: the shipped pretrained model is an interim release (epoch {info.get('epochs_done', '?')} of "
-            f"{info.get('epochs_planned', '?')}; held-out: {figures}); check the QC pictures and see the README")
+            f"{info.get('epochs_planned', '?')}; held-out: {figures}); check the QC pictures and see the model card "
+            f"(docs/model-card.md)")
 
 
 def training_run_in(model_folder: str | os.PathLike) -> str | None:
@@ -143,7 +152,8 @@ def _nnunet(args: list[str], results: Path) -> None:
 
 def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, *,
                    checkpoint: str = "checkpoint_best.pth", validate: bool = True,
-                   trainer: str = RELEASED_TRAINER) -> Path:
+                   trainer: str = RELEASED_TRAINER, dataset_id: int = DATASET_ID,
+                   dataset_name: str = DATASET_NAME) -> Path:
     """Export a trained (or partly trained) model folder as the shippable nnU-Net zip.
 
     A staging copy of ``model_folder`` gets ``checkpoint`` as its ``checkpoint_final.pth``; nnU-Net's own
@@ -158,6 +168,7 @@ def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, 
         validate: run nnU-Net's validation (needed for the ``summary.json`` that the export requires; without it a
             placeholder summary is written).
         trainer: the trainer class of the model (tests export short-schedule variants).
+        dataset_id, dataset_name: the model's nnU-Net dataset (the v2 model: :data:`LABEL_MAP_DATASET_ID`).
 
     Example:
         >>> export_release("$nnUNet_results/Dataset510_SynthCerebellumBrainstem/"  # doctest: +SKIP
@@ -169,7 +180,7 @@ def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, 
         raise InputError(f"{fold_dir / checkpoint}: no such checkpoint to export")
     with tempfile.TemporaryDirectory(prefix="nnunet_ataxia_export_") as tmp:
         staging = Path(tmp) / "results"
-        target = staging / DATASET_NAME / model_dir_name(trainer)
+        target = staging / dataset_name / model_dir_name(trainer)
         (target / f"fold_{FOLD}").mkdir(parents=True)
         for name in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
             shutil.copy2(model_folder / name, target / name)
@@ -180,7 +191,7 @@ def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, 
         final = target / f"fold_{FOLD}" / "checkpoint_final.pth"
         shutil.copy2(fold_dir / checkpoint, final)
         if validate:
-            _nnunet(["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, str(FOLD), "-tr", trainer, "-p", PLANS,
+            _nnunet(["nnUNetv2_train", str(dataset_id), CONFIGURATION, str(FOLD), "-tr", trainer, "-p", PLANS,
                      "--val", "-device", "cuda" if torch.cuda.is_available() else "cpu"], staging)
         else:
             summary = target / f"fold_{FOLD}" / "validation" / "summary.json"
@@ -188,25 +199,56 @@ def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, 
             summary.write_text('{"note": "exported without validation"}\n')
         strip_checkpoint(final, final)
         partial = Path(tmp) / ZIP_NAME
-        _nnunet(["nnUNetv2_export_model_to_zip", "-d", str(DATASET_ID), "-o", str(partial), "-c", CONFIGURATION,
+        _nnunet(["nnUNetv2_export_model_to_zip", "-d", str(dataset_id), "-o", str(partial), "-c", CONFIGURATION,
                  "-tr", trainer, "-p", PLANS, "-f", str(FOLD)], staging)
         with zipfile.ZipFile(partial, "a", zipfile.ZIP_DEFLATED) as zf:
             for log in logs:
-                zf.write(log, f"{DATASET_NAME}/{model_dir_name(trainer)}/fold_{FOLD}/{log.name}")
+                zf.write(log, f"{dataset_name}/{model_dir_name(trainer)}/fold_{FOLD}/{log.name}")
         out_zip.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(partial), str(out_zip.with_suffix(".zip.tmp")))
         os.replace(out_zip.with_suffix(".zip.tmp"), out_zip)
     return out_zip
 
 
-def install_pretrained(results: str | os.PathLike | None = None, zip_file: str | os.PathLike | None = None) -> Path:
+def changed_installed_files(results: str | os.PathLike, zip_file: str | os.PathLike) -> list[Path]:
+    """Files under ``results`` that unpacking ``zip_file`` there would replace with other content.
+
+    Compares each member's size and CRC-32 (stored in the zip) with the installed file.
+
+    Example:
+        >>> changed_installed_files("/data/nnUNet_results", pretrained_zip_path())  # doctest: +SKIP
+        [PosixPath('/data/nnUNet_results/Dataset510_.../fold_0/checkpoint_final.pth')]
+    """
+    changed = []
+    with zipfile.ZipFile(zip_file) as zf:
+        for member in zf.infolist():
+            target = Path(results) / member.filename
+            if member.is_dir() or not target.is_file():
+                continue
+            if target.stat().st_size != member.file_size or _crc32(target) != member.CRC:
+                changed.append(target)
+    return changed
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def install_pretrained(results: str | os.PathLike | None = None, zip_file: str | os.PathLike | None = None,
+                       overwrite: bool = False) -> Path:
     """Install the shipped model into ``nnUNet_results`` with nnU-Net's ``nnUNetv2_install_pretrained_model_from_zip``.
 
-    Re-running is safe: nnU-Net unpacks the same files over the same folder.
+    Re-running is safe: nnU-Net unpacks the same files over the same folder. An installed file that differs from
+    the zip's (a fine-tuned checkpoint, edited plans) is not replaced unless ``overwrite``.
 
     Args:
         results: the ``nnUNet_results`` folder (default: the environment variable).
         zip_file: another exported zip (default: the one shipped in the package).
+        overwrite: replace installed files that differ from the zip's.
 
     Returns:
         The installed model folder (give it to ``nnUNetPredictor`` or use ``nnUNetv2_predict -d 510 -tr ... -p ...``).
@@ -217,7 +259,9 @@ def install_pretrained(results: str | os.PathLike | None = None, zip_file: str |
     """
     results = installed_model_folder(results).parent.parent
     zip_file = Path(zip_file) if zip_file is not None else pretrained_zip_path()
-    if not zipfile.is_zipfile(zip_file):
+    if not zip_file.exists():
+        raise InputError(f"{zip_file}: no such file")
+    if not zip_file.is_file() or not zipfile.is_zipfile(zip_file):
         raise InputError(f"{zip_file}: not a zip file")
     marker = f"/fold_{FOLD}/checkpoint_final.pth"
     models = sorted({n[: -len(marker)] for n in zipfile.ZipFile(zip_file).namelist() if n.endswith(marker)})
@@ -230,6 +274,12 @@ def install_pretrained(results: str | os.PathLike | None = None, zip_file: str |
         raise InputError(f"{folder}: holds a training run of this model ({training}); installing the shipped model "
                          "would overwrite it. Install into another nnUNet_results folder (--results), or give "
                          "segment the model folder (-m)")
+    changed = [] if overwrite else changed_installed_files(results, zip_file)
+    if changed:
+        more = f" and {len(changed) - 1} more file(s)" if len(changed) > 1 else ""
+        raise InputError(f"{changed[0]}{more}: differ(s) from the model in {zip_file.name} (modified, or another "
+                         f"model); installing would replace it: to replace it run 'nnunet-ataxia install-pretrained "
+                         f"--overwrite', or install into another nnUNet_results folder")
     results.mkdir(parents=True, exist_ok=True)
     _nnunet(["nnUNetv2_install_pretrained_model_from_zip", str(zip_file)], results)
     if not (folder / f"fold_{FOLD}" / "checkpoint_final.pth").is_file():

@@ -14,14 +14,14 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from nnunet_ataxia.errors import InputError
-from nnunet_ataxia.pretrained import release
 from nnunet_ataxia.io.nnunet_env import ext_trainer_path
 from nnunet_ataxia.io.output_folders import check_output_folder, read_marker, write_marker
+from nnunet_ataxia.pretrained import release
 
 COMMAND = "train-pretrained"
 STATE_COMMAND = "train-pretrained --save-state"
@@ -35,6 +35,7 @@ class TrainingRunPaths:
     """The nnU-Net folders of a work folder and the model folder inside them."""
     work: Path
     trainer: str = release.TRAINER
+    dataset_name: str = release.DATASET_NAME
 
     @property
     def raw(self) -> Path:
@@ -50,7 +51,7 @@ class TrainingRunPaths:
 
     @property
     def model(self) -> Path:
-        return self.results / release.DATASET_NAME / release.model_dir_name(self.trainer)
+        return self.results / self.dataset_name / release.model_dir_name(self.trainer)
 
     @property
     def fold(self) -> Path:
@@ -77,7 +78,8 @@ def _stage_files(fold: Path, with_checkpoints: bool = True) -> list[Path]:
                   if f.is_file() and (f.name in names or f.name.startswith("training_log_")))
 
 
-def restore_state(state_dir: Path, work: Path, stages: Sequence[str]) -> list[str]:
+def restore_state(state_dir: Path, work: Path, stages: Sequence[str],
+                  dataset_name: str = release.DATASET_NAME) -> list[str]:
     """Copy a saved training state (one subfolder per stage) into the stages' fold folders that have no checkpoint.
 
     Returns:
@@ -99,7 +101,7 @@ def restore_state(state_dir: Path, work: Path, stages: Sequence[str]) -> list[st
                          f"{', '.join(stages)})")
     restored = []
     for trainer, folder in saved.items():
-        fold = TrainingRunPaths(work, trainer).fold
+        fold = TrainingRunPaths(work, trainer, dataset_name).fold
         if any((fold / name).is_file() for name in ("checkpoint_latest.pth", "checkpoint_final.pth")):
             continue
         fold.mkdir(parents=True, exist_ok=True)
@@ -109,7 +111,8 @@ def restore_state(state_dir: Path, work: Path, stages: Sequence[str]) -> list[st
     return restored
 
 
-def save_state(work: Path, stages: Sequence[str], state_dir: Path, overwrite: bool = False) -> None:
+def save_state(work: Path, stages: Sequence[str], state_dir: Path, overwrite: bool = False,
+               dataset_name: str = release.DATASET_NAME) -> None:
     """Copy the resumable state of every stage (checkpoint, logs, progress.png) to ``state_dir/<trainer>/``.
 
     When the last stage has finished, only the logs and ``progress.png`` are kept (the model is the exported zip).
@@ -117,13 +120,13 @@ def save_state(work: Path, stages: Sequence[str], state_dir: Path, overwrite: bo
     """
     check_output_folder(state_dir, STATE_COMMAND, inputs=[work], overwrite=overwrite,
                         recognize=("checkpoint_latest.pth",))
-    finished = (TrainingRunPaths(work, stages[-1]).fold / "checkpoint_final.pth").is_file()
+    finished = (TrainingRunPaths(work, stages[-1], dataset_name).fold / "checkpoint_final.pth").is_file()
     tmp = state_dir.with_name(state_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     done = {}
     for trainer in stages:
-        fold = TrainingRunPaths(work, trainer).fold
+        fold = TrainingRunPaths(work, trainer, dataset_name).fold
         if not fold.is_dir():
             continue
         (tmp / trainer).mkdir()
@@ -140,21 +143,22 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
                      hours: float | None = None, device: str = "cpu", num_processes: int = 2,
                      resume_state: str | os.PathLike | None = None, save_state_to: str | os.PathLike | None = None,
                      export_to: str | os.PathLike | None = None, export_checkpoint: str | None = None,
-                     stages: Sequence[str] = release.TRAINING_STAGES, overwrite: bool = False) -> dict:
-    """Reproduce the released model: data -> plan -> train (stages, in chunks) -> export. Each step skips finished work.
+                     stages: Sequence[str] | None = None, overwrite: bool = False,
+                     label_maps: str | os.PathLike | None = None,
+                     initial_weights: str | os.PathLike | None = None) -> dict:
+    """Reproduce a released model: data -> plan -> train (stages, in chunks) -> export. Each step skips finished work.
 
-    The stages are stock ``nnUNetv2_train`` runs on the same dataset, one after the other (the released model: one
-    stage, :data:`~nnunet_ataxia.pretrained.release.TRAINING_STAGES`; ``--contrast-finetune``:
-    :data:`~nnunet_ataxia.pretrained.release.CONTRAST_FINETUNE_STAGES`, whose second stage loads the first one's
-    ``checkpoint_final.pth`` itself); the last stage's model is exported.
+    The stages are stock ``nnUNetv2_train`` runs on the same dataset, one after the other (model v1:
+    :data:`~nnunet_ataxia.pretrained.release.TRAINING_STAGES`, with ``--contrast-finetune`` the contrast stages;
+    model v2, ``label_maps``: :data:`~nnunet_ataxia.pretrained.release.LABEL_MAP_STAGES` on
+    ``Dataset511_LabelMapCerebellumBrainstem``, starting from ``initial_weights``); the last stage's model is exported.
+    Every argument is checked before any work starts.
 
     Args:
         work: work folder (holds the three nnU-Net folders).
         n_train: generated training subjects (seeds 0 .. n_train-1).
         n_val: generated validation subjects (fold 0's validation split).
-        n_contrast: generated random-contrast subjects for the fine-tuning stage (in no split; 80 with
-            ``CONTRAST_FINETUNE_STAGES``, see
-            :class:`~nnunet_ataxia.trainers.pretrained_trainers.M2InceptionTrainer_pretrainedContrastFinetune`).
+        n_contrast: generated random-contrast subjects for the fine-tuning stage (v1 only; in no split).
         hours: stop training at the first epoch end after this many hours (resume later with the same command); a
             stage that finishes after that time does not start the next one.
         device: ``cpu`` or ``cuda``.
@@ -162,53 +166,71 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
         resume_state: a folder written by ``save_state_to`` in an earlier session (copied in where the work folder
             has no checkpoint yet).
         save_state_to: after training, copy the resumable state (checkpoints, logs, progress.png) here.
-        export_to: write the nnU-Net zip of the last stage's model here (the released one is
-            ``nnunet_ataxia/data/pretrained/M2_cerebellum_brainstem_pretrained.zip``).
+        export_to: write the nnU-Net zip of the last stage's model here.
         export_checkpoint: checkpoint to export (default: ``checkpoint_final.pth`` when training finished, else
             ``checkpoint_latest.pth``).
-        stages: the trainer classes, in order (tests use short-schedule variants).
+        stages: the trainer classes, in order (default: the model's; tests use short-schedule variants).
         overwrite: allow a non-empty work / state folder that is not an earlier output of this run.
+        label_maps: folder of real whole-head label maps (SynthSeg's ``data/training_label_maps``): train model v2.
+        initial_weights: v2 only: the nnU-Net zip or checkpoint the fine-tuning starts from (default: the shipped
+            model v1).
 
     Returns:
         ``{"finished": bool, "epochs_done": {trainer: int}, "exported": path or None}``.
 
     Example:
-        >>> train_pretrained("/scratch/m2_release", hours=2.5)  # doctest: +SKIP
+        >>> train_pretrained("/scratch/m2_v2", label_maps="SynthSeg/data/training_label_maps",  # doctest: +SKIP
+        ...                  n_train=180, n_val=15, hours=2.5)
     """
-    from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import build_synthetic_dataset
-
+    v2 = label_maps is not None
+    dataset_id = release.LABEL_MAP_DATASET_ID if v2 else release.DATASET_ID
+    dataset_name = release.LABEL_MAP_DATASET_NAME if v2 else release.DATASET_NAME
+    stages = tuple(stages or (release.LABEL_MAP_STAGES if v2 else release.TRAINING_STAGES))
     work = Path(work).resolve()
+    _check_arguments(work, n_train=n_train, n_val=n_val, n_contrast=n_contrast, hours=hours,
+                     num_processes=num_processes, save_state_to=save_state_to, export_to=export_to,
+                     overwrite=overwrite, label_maps=label_maps, resume_state=resume_state)
+    start_weights = _initial_weights_file(initial_weights) if v2 else None
     check_output_folder(work, COMMAND, overwrite=overwrite, recognize=("nnUNet_raw", "nnUNet_preprocessed"))
-    if export_to is not None and Path(export_to).exists() and not zipfile.is_zipfile(export_to):
-        raise InputError(f"{export_to}: exists and is not a model zip; refusing to replace it")
     work.mkdir(parents=True, exist_ok=True)
     write_marker(work, COMMAND)
-    first = TrainingRunPaths(work, stages[0])
+    first = TrainingRunPaths(work, stages[0], dataset_name)
     env = first.environment(device)
     os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
-    raw_dataset = first.raw / release.DATASET_NAME
+    raw_dataset = first.raw / dataset_name
     n_cases = len(list((raw_dataset / "labelsTr").glob("*.nii.gz"))) if raw_dataset.is_dir() else 0
     n_wanted = n_train + n_val + n_contrast
     if n_cases != n_wanted:
         t0 = time.time()
-        build_synthetic_dataset(n_train, n_val, n_contrast, output=raw_dataset, num_processes=num_processes)
+        if v2:
+            from nnunet_ataxia.dataset_conversion.Dataset511_LabelMapCerebellumBrainstem import build_label_map_dataset
+            build_label_map_dataset(label_maps, n_train, n_val, output=raw_dataset, num_processes=num_processes)
+        else:
+            from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import build_synthetic_dataset
+            build_synthetic_dataset(n_train, n_val, n_contrast, output=raw_dataset, num_processes=num_processes)
         print(f"data: {n_wanted} subjects in {raw_dataset} ({time.time() - t0:.0f} s)", flush=True)
-    plans = first.preprocessed / release.DATASET_NAME / f"{release.PLANS}.json"
+    plans = first.preprocessed / dataset_name / f"{release.PLANS}.json"
     if not plans.is_file() or n_cases != n_wanted:
         exe = [sys.executable, "-m", "nnunet_ataxia.cli"]
-        if _run(exe + ["plan", "-d", str(release.DATASET_ID), "-np", str(num_processes)], env) != 0:
-            raise InputError(f"{raw_dataset}: planning failed")
+        if _run(exe + ["plan", "-d", str(dataset_id), "-np", str(num_processes)], env) != 0:
+            raise InputError(f"{raw_dataset}: planning failed (see nnU-Net's output above)")
+    if start_weights is not None:
+        target = first.results / dataset_name / release.INITIAL_WEIGHTS_FOLDER / "checkpoint_final.pth"
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(start_weights, target.with_suffix(".tmp"))
+            os.replace(target.with_suffix(".tmp"), target)
     if resume_state is not None:
-        for trainer in restore_state(Path(resume_state), work, stages):
+        for trainer in restore_state(Path(resume_state), work, stages, dataset_name):
             print(f"resumed the training state of {trainer} from {resume_state}", flush=True)
     deadline = None if hours is None else time.time() + hours * 3600.0
     trained = False
     for trainer in stages:
-        paths = TrainingRunPaths(work, trainer)
+        paths = TrainingRunPaths(work, trainer, dataset_name)
         if not (paths.fold / "checkpoint_final.pth").is_file():
             if trained and deadline is not None and time.time() >= deadline:
                 break   # the chunk's time is up: the next call starts this stage
-            cmd = ["nnUNetv2_train", str(release.DATASET_ID), release.CONFIGURATION, str(release.FOLD),
+            cmd = ["nnUNetv2_train", str(dataset_id), release.CONFIGURATION, str(release.FOLD),
                    "-tr", trainer, "-p", release.PLANS, "-device", device]
             if (paths.fold / "checkpoint_latest.pth").is_file():
                 cmd.append("--c")
@@ -219,16 +241,66 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
             trained = True
             if not (paths.fold / "checkpoint_final.pth").is_file():
                 break   # stopped at the deadline: resumable with the same command
-    last = TrainingRunPaths(work, stages[-1])
+    last = TrainingRunPaths(work, stages[-1], dataset_name)
     finished = (last.fold / "checkpoint_final.pth").is_file()
     if save_state_to is not None:
-        save_state(work, stages, Path(save_state_to), overwrite=overwrite)
+        save_state(work, stages, Path(save_state_to), overwrite=overwrite, dataset_name=dataset_name)
     exported = None
     if export_to is not None:
         chk = export_checkpoint or ("checkpoint_final.pth" if finished else "checkpoint_latest.pth")
-        exported = release.export_release(last.model, export_to, checkpoint=chk, trainer=stages[-1])
-    done = {t: epochs_done(TrainingRunPaths(work, t).fold) for t in stages}
+        exported = release.export_release(last.model, export_to, checkpoint=chk, trainer=stages[-1],
+                                          dataset_id=dataset_id, dataset_name=dataset_name)
+    done = {t: epochs_done(TrainingRunPaths(work, t, dataset_name).fold) for t in stages}
     return {"finished": finished, "epochs_done": done, "exported": exported}
+
+
+def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, hours: float | None,
+                     num_processes: int, save_state_to, export_to, overwrite: bool, label_maps, resume_state) -> None:
+    """Every check that can be made before the long work (data generation, training) starts."""
+    if n_train < 1 or n_val < 1 or n_contrast < 0:
+        raise InputError(f"--n-train {n_train} / --n-val {n_val}: need at least one training and one validation "
+                         f"subject")
+    if hours is not None and not hours > 0:
+        raise InputError(f"--hours {hours}: must be a positive number of hours")
+    if num_processes < 1:
+        raise InputError(f"-np {num_processes}: must be at least 1")
+    if label_maps is not None:
+        from nnunet_ataxia.synthesis.label_map_subjects import list_label_maps
+
+        training_maps, _ = list_label_maps(label_maps)   # InputError naming the folder
+        if n_contrast:
+            raise InputError("--contrast-finetune is a stage of model v1; it cannot be combined with --label-maps")
+    if resume_state is not None and not Path(resume_state).is_dir():
+        raise InputError(f"{resume_state}: no such folder (--resume-state: a folder written by --save-state)")
+    if save_state_to is not None:
+        state = Path(save_state_to).resolve()
+        if state == work or work in state.parents or state in work.parents:
+            raise InputError(f"{save_state_to}: the saved state must lie outside the work folder {work}")
+        check_output_folder(state, STATE_COMMAND, inputs=[work], overwrite=overwrite,
+                            recognize=("checkpoint_latest.pth",))
+    if export_to is not None and Path(export_to).exists() and not zipfile.is_zipfile(export_to):
+        raise InputError(f"{export_to}: exists and is not a model zip; refusing to replace it")
+
+
+def _initial_weights_file(initial_weights: str | os.PathLike | None) -> Path:
+    """The checkpoint a v2 run starts from: ``initial_weights`` (a checkpoint or an nnU-Net zip) or the shipped v1
+    model, extracted into a temporary file when it is a zip."""
+    import tempfile
+
+    path = Path(initial_weights) if initial_weights is not None else release.pretrained_zip_path()
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (--initial-weights: an nnU-Net model zip or checkpoint)")
+    if not zipfile.is_zipfile(path):
+        return path
+    with zipfile.ZipFile(path) as zf:
+        names = [n for n in zf.namelist() if n.endswith(f"fold_{release.FOLD}/checkpoint_final.pth")]
+        if len(names) != 1:
+            raise InputError(f"{path}: expected one fold_{release.FOLD}/checkpoint_final.pth in this zip, "
+                             f"found {len(names)}")
+        out = Path(tempfile.mkdtemp(prefix="nnunet_ataxia_initial_")) / "checkpoint_final.pth"
+        with zf.open(names[0]) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return out
 
 
 def epochs_done(fold_dir: Path) -> int:

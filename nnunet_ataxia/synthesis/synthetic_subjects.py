@@ -16,6 +16,9 @@ Two forms:
   tested, with the ground truth in native space.
 
 Output labels: 0 background, 1 cerebellum (aseg 7, 8, 46, 47), 2 brainstem (aseg 16).
+
+The demo's pseudo-subjects (:mod:`nnunet_ataxia.demo.anatomy`) are drawn by the same functions
+(:func:`draw_subject` with the demo's atrophy table and anatomy grid, :func:`random_affine` for the pose).
 """
 from __future__ import annotations
 
@@ -26,18 +29,17 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from nnunet_ataxia.io.constants import BRAINSTEM_LABEL_ASEG, CEREBELLUM_BRAINSTEM_LABELS, CEREBELLUM_LABELS_ASEG
 from nnunet_ataxia.io.templates import desikan_killiany_atlas
-from nnunet_ataxia.preprocessing.mri_pipeline import (
-    BRAINSTEM_LABEL_DK, CEREBELLUM_LABELS_DK, brain_mask_mni, crop_to_box, rescale_and_equalize)
+from nnunet_ataxia.preprocessing.mri_pipeline import brain_mask_mni, crop_to_box, rescale_and_equalize
 from nnunet_ataxia.preprocessing.registration import load_mni_template
 from nnunet_ataxia.synthesis.tissue_contrast import RANDOM_CONTRAST_PROBABILITY, smooth_random_field, synthesize_t1
 
-LABELS = {"background": 0, "cerebellum": 1, "brainstem": 2}
 #: group -> (cerebellum scale range, brainstem scale range) of the SCA-like atrophy (linear scale factors)
 ATROPHY = {"control": ((1.0, 1.0), (1.0, 1.0)), "presymptomatic": ((0.93, 0.98), (0.96, 1.0)),
            "sca2": ((0.78, 0.9), (0.8, 0.92))}
 GROUP_PROBABILITIES = {"control": 0.5, "presymptomatic": 0.2, "sca2": 0.3}
-_WM_TEMPLATE_INTENSITY = 7133.0  # mean template intensity in cerebral white matter (DESIGN.md section 5)
+_WM_TEMPLATE_INTENSITY = 7133.0  # mean template intensity in cerebral white matter (docs/explanation/design.md)
 #: native grid orientations (ITK direction matrices, columns = physical direction of each index axis, LPS)
 ORIENTATIONS = {
     "LPS": (1, 0, 0, 0, 1, 0, 0, 0, 1),
@@ -60,11 +62,30 @@ class SubjectParameters:
 
 
 @lru_cache(maxsize=1)
-def _anatomy() -> tuple[sitk.Image, sitk.Image, sitk.Image, np.ndarray]:
-    """Template T1 (white matter ≈ 1), aseg on its grid, brain mask, and the distance (mm) outside the brain."""
+def _template_and_aseg() -> tuple[sitk.Image, sitk.Image, sitk.Image]:
     template, mask = load_mni_template(with_brain_mask=True)
     aseg = sitk.Resample(desikan_killiany_atlas(), template, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
                          sitk.sitkUInt16)
+    return template, aseg, mask
+
+
+def template_anatomy() -> tuple[sitk.Image, sitk.Image]:
+    """The anatomy every generated subject is drawn from: the 1 mm MNI152 template (float32, the template's own
+    intensities) and the Desikan-Killiany aseg labels (uint16) on its grid; fresh copies of a cached read.
+
+    Example:
+        >>> template, aseg = template_anatomy()
+        >>> template.GetSize() == aseg.GetSize()
+        True
+    """
+    template, aseg, _ = _template_and_aseg()
+    return sitk.Image(template), sitk.Image(aseg)
+
+
+@lru_cache(maxsize=1)
+def _anatomy() -> tuple[sitk.Image, sitk.Image, sitk.Image, np.ndarray]:
+    """Template T1 (white matter ≈ 1), aseg on its grid, brain mask, and the distance (mm) outside the brain."""
+    template, aseg, mask = _template_and_aseg()
     outside = ndimage.distance_transform_edt(sitk.GetArrayViewFromImage(mask) == 0).astype(np.float32)
     return template / _WM_TEMPLATE_INTENSITY, aseg, mask, outside
 
@@ -88,18 +109,31 @@ def _centre(mask: np.ndarray, ref: sitk.Image) -> np.ndarray:
 
 
 def random_deformation(rs: np.random.RandomState, cerebellum_scale: float, brainstem_scale: float,
-                       amplitude_mm: float, grid_mm: float = 4.0) -> sitk.Transform:
-    """Smooth random displacement + local scaling of cerebellum and brainstem, on a coarse grid over the template.
+                       amplitude_mm: float, grid_mm: float = 4.0, aseg: sitk.Image | None = None) -> sitk.Transform:
+    """Smooth random displacement + local scaling of cerebellum and brainstem, on a coarse grid over the anatomy.
 
     The transform maps subject points to template points (what ``sitk.Resample`` needs); a scale below 1 makes the
     structure smaller in the subject.
+
+    Args:
+        rs: the subject's random generator.
+        cerebellum_scale: linear scale of the cerebellum (1: unchanged).
+        brainstem_scale: linear scale of the brainstem.
+        amplitude_mm: largest displacement of the random part.
+        grid_mm: spacing of the coarse grid the displacements are defined on.
+        aseg: aseg labels of the anatomy, whose extent the grid covers (default: the 1 mm template's,
+            :func:`template_anatomy`); any MNI-space grid, e.g. the demo's 2 mm one.
+
+    Example:
+        >>> deform = random_deformation(np.random.RandomState(0), 0.85, 1.0, 2.5)  # doctest: +SKIP
     """
-    template, aseg, _, _ = _anatomy()
-    size = [int(np.ceil(n * s / grid_mm)) + 1 for n, s in zip(template.GetSize(), template.GetSpacing())]
+    if aseg is None:
+        aseg = _anatomy()[1]
+    size = [int(np.ceil(n * s / grid_mm)) + 1 for n, s in zip(aseg.GetSize(), aseg.GetSpacing(), strict=True)]
     grid = sitk.Image(size, sitk.sitkVectorFloat64, 3)
     grid.SetSpacing([grid_mm] * 3)
-    grid.SetOrigin(template.GetOrigin())
-    grid.SetDirection(template.GetDirection())
+    grid.SetOrigin(aseg.GetOrigin())
+    grid.SetDirection(aseg.GetDirection())
     shape = tuple(size[::-1])
     disp = np.stack([smooth_random_field(shape, rs, 6, amplitude_mm) for _ in range(3)], -1).astype(np.float64)
     coarse_aseg = sitk.GetArrayFromImage(sitk.Resample(aseg, _scalar_like(grid), sitk.Transform(),
@@ -107,7 +141,7 @@ def random_deformation(rs: np.random.RandomState, cerebellum_scale: float, brain
     zz, yy, xx = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
     direction = np.array(grid.GetDirection()).reshape(3, 3)
     points = (np.stack([xx, yy, zz], -1) * grid_mm) @ direction.T + np.array(grid.GetOrigin())
-    for labels, scale in ((CEREBELLUM_LABELS_DK, cerebellum_scale), ((BRAINSTEM_LABEL_DK,), brainstem_scale)):
+    for labels, scale in ((CEREBELLUM_LABELS_ASEG, cerebellum_scale), ((BRAINSTEM_LABEL_ASEG,), brainstem_scale)):
         if abs(scale - 1.0) < 1e-6:
             continue
         structure = np.isin(coarse_aseg, labels)
@@ -139,18 +173,44 @@ def random_affine(centre: np.ndarray, rs: np.random.RandomState, rotation_deg: f
     return aff
 
 
-def draw_subject(seed: int, group: str | None = None) -> tuple[np.random.RandomState, SubjectParameters,
-                                                                 sitk.Transform]:
-    """Draw a subject's group, sizes, skull and deformation (deterministic for a seed)."""
+def draw_subject(seed: int, group: str | None = None, *,
+                 atrophy: dict[str, tuple[tuple[float, float], tuple[float, float]]] | None = None,
+                 size_range: tuple[float, float] = (0.9, 1.1), amplitude_range: tuple[float, float] = (1.0, 5.0),
+                 aseg: sitk.Image | None = None) -> tuple[np.random.RandomState, SubjectParameters, sitk.Transform]:
+    """Draw a subject's group, sizes, skull and deformation (deterministic for a seed).
+
+    A structure's scale is a healthy relative size (``size_range``) times the group's atrophy; the same seed draws
+    the same numbers whatever the group, so two groups of one seed differ by the atrophy only.
+
+    Args:
+        seed: the subject's seed (also seeds the returned generator, for what the caller draws next).
+        group: a key of ``atrophy`` (default: drawn with :data:`GROUP_PROBABILITIES`).
+        atrophy: group -> (cerebellum scale range, brainstem scale range) (default :data:`ATROPHY`; the demo
+            passes its own table).
+        size_range: range of the healthy relative size of each structure.
+        amplitude_range: range of the largest random displacement (mm).
+        aseg: the anatomy's aseg labels (see :func:`random_deformation`).
+
+    Returns:
+        The generator (to draw the rest of the subject), the parameters and the deformation (subject -> template).
+
+    Example:
+        >>> rs, params, deform = draw_subject(3, "sca2")  # doctest: +SKIP
+        >>> params.cerebellum_scale < 1.0  # doctest: +SKIP
+        True
+    """
+    atrophy = ATROPHY if atrophy is None else atrophy
     rs = np.random.RandomState(seed)
     if group is None:
         group = str(rs.choice(list(GROUP_PROBABILITIES), p=list(GROUP_PROBABILITIES.values())))
-    (c_lo, c_hi), (b_lo, b_hi) = ATROPHY[group]
-    cerebellum_scale = rs.uniform(0.9, 1.1) * rs.uniform(c_lo, c_hi)
-    brainstem_scale = rs.uniform(0.9, 1.1) * rs.uniform(b_lo, b_hi)
-    amplitude = rs.uniform(1.0, 5.0)
+    if group not in atrophy:
+        raise ValueError(f"group {group!r}: use one of {', '.join(atrophy)}")
+    (c_lo, c_hi), (b_lo, b_hi) = atrophy[group]
+    cerebellum_scale = rs.uniform(*size_range) * rs.uniform(c_lo, c_hi)
+    brainstem_scale = rs.uniform(*size_range) * rs.uniform(b_lo, b_hi)
+    amplitude = rs.uniform(*amplitude_range)
     skull = bool(rs.uniform() < 0.5)
-    deform = random_deformation(rs, cerebellum_scale, brainstem_scale, amplitude)
+    deform = random_deformation(rs, cerebellum_scale, brainstem_scale, amplitude, aseg=aseg)
     return rs, SubjectParameters(seed, group, cerebellum_scale, brainstem_scale, amplitude, skull), deform
 
 
@@ -169,8 +229,8 @@ def _resample_anatomy(reference: sitk.Image, transform: sitk.Transform, rs: np.r
 def aseg_to_targets(aseg: np.ndarray) -> np.ndarray:
     """0 background, 1 cerebellum, 2 brainstem from aseg values."""
     out = np.zeros(aseg.shape, np.uint8)
-    out[np.isin(aseg, CEREBELLUM_LABELS_DK)] = LABELS["cerebellum"]
-    out[aseg == BRAINSTEM_LABEL_DK] = LABELS["brainstem"]
+    out[np.isin(aseg, CEREBELLUM_LABELS_ASEG)] = CEREBELLUM_BRAINSTEM_LABELS["cerebellum"]
+    out[aseg == BRAINSTEM_LABEL_ASEG] = CEREBELLUM_BRAINSTEM_LABELS["brainstem"]
     return out
 
 
@@ -192,7 +252,7 @@ def make_registered_case(seed: int, group: str | None = None,
     """
     rs, params, deform = draw_subject(seed, group)
     template, aseg, mask, _ = _anatomy()
-    cereb_centre = _centre(np.isin(sitk.GetArrayViewFromImage(aseg), CEREBELLUM_LABELS_DK), aseg)
+    cereb_centre = _centre(np.isin(sitk.GetArrayViewFromImage(aseg), CEREBELLUM_LABELS_ASEG), aseg)
     residual = random_affine(cereb_centre, rs, 4.0, 4.0, (0.96, 1.04), anisotropy=0.02)
     transform = sitk.CompositeTransform([deform, residual])
     labels, layers, template_arr = _resample_anatomy(template, transform, rs, params.skull)
@@ -214,7 +274,7 @@ def native_grid(centre: np.ndarray, rs: np.random.RandomState, fov_mm: tuple[flo
     direction = np.array(ORIENTATIONS[name], float).reshape(3, 3)
     spacing = np.array([(1.0, 1.0, 1.0), (0.9375, 0.9375, 1.0), (1.0, 1.0, 1.2)][rs.randint(0, 3)])
     axis_of = np.abs(direction).argmax(0)  # physical axis (x, y, z) of each index axis
-    size = [int(np.ceil(fov_mm[a] / s)) for a, s in zip(axis_of, spacing)]
+    size = [int(np.ceil(fov_mm[a] / s)) for a, s in zip(axis_of, spacing, strict=False)]
     ref = sitk.Image(size, sitk.sitkFloat32)
     ref.SetSpacing(spacing.tolist())
     ref.SetDirection(direction.ravel().tolist())

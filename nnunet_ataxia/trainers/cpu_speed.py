@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional, Set, Tuple
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 _ON, _OFF = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> Set[str]:
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     """The CPU feature flags listed in ``/proc/cpuinfo`` (``flags`` on x86, ``Features`` on ARM); empty elsewhere.
 
     Example:
@@ -34,7 +34,7 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> Set[str]:
         text = cpuinfo.read_text()
     except OSError:
         return set()
-    flags: Set[str] = set()
+    flags: set[str] = set()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip().lower() in ("flags", "features"):
@@ -42,7 +42,7 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> Set[str]:
     return flags
 
 
-def cpu_has_native_bf16(flags: Optional[Set[str]] = None) -> bool:
+def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
     """Whether the CPU has native bf16 instructions (``flags`` defaults to :func:`cpu_flags`).
 
     Example:
@@ -53,7 +53,7 @@ def cpu_has_native_bf16(flags: Optional[Set[str]] = None) -> bool:
 
 
 def decide_cpu_bf16(device: torch.device, environ: Mapping[str, str] = os.environ,
-                    flags: Optional[Set[str]] = None) -> Tuple[bool, str]:
+                    flags: set[str] | None = None) -> tuple[bool, str]:
     """Whether the trainers use bf16 autocast on ``device``, and why (one line for the training log).
 
     Args:

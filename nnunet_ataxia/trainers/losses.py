@@ -1,8 +1,6 @@
 """The soft-Dice loss of Cabeza-Ruiz et al. (eq. 1), for nnU-Net's softmax outputs."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -26,7 +24,7 @@ class PaperSoftDiceLoss(nn.Module):
         0.0
     """
 
-    def __init__(self, ignore_label: Optional[int] = None, smooth: float = 1e-5) -> None:
+    def __init__(self, ignore_label: int | None = None, smooth: float = 1e-5) -> None:
         super().__init__()
         self.ignore_label = ignore_label
         self.smooth = smooth

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from typing import Tuple
 
 import numpy as np
 import torch
@@ -14,13 +13,20 @@ class RandomAxisRotationShiftTransform(BasicTransform):
     """Rotate about one randomly chosen axis by an angle in ``rotation_degrees`` and shift every axis by a random
     number of voxels in ``shift_voxels`` (the paper: ±45°, ±20 voxels). Rotation and shift are composed into one affine
     map and each sample is resampled once, through one sampling grid shared by image (linear) and segmentation
-    (nearest neighbour); voxels coming from outside the patch are 0 (background).
+    (nearest neighbour).
+
+    Voxels coming from outside the patch get the background: label 0 in the segmentation and, in each image channel,
+    the background intensity. The paper pads with 0, which is background in its raw intensities; in nnU-Net's
+    z-scored arrays 0 is the mean intensity (grey matter, roughly), so the default here pads each channel with the
+    patch's own minimum, which is the background (or the darkest tissue of a patch that lies wholly inside the head).
 
     Works on nnU-Net's per-sample tensors of shape (C, X, Y, Z).
 
     Args:
         rotation_degrees: range of the rotation angle in degrees.
         shift_voxels: range of the shift, in voxels, for each axis.
+        image_fill: ``"minimum"`` (each channel's minimum over the patch, default) or a number (the same value for
+            every channel, e.g. nnU-Net's normalized background when it is known).
 
     Example:
         >>> t = RandomAxisRotationShiftTransform()
@@ -29,11 +35,14 @@ class RandomAxisRotationShiftTransform(BasicTransform):
         torch.Size([1, 32, 32, 16])
     """
 
-    def __init__(self, rotation_degrees: Tuple[float, float] = (-45.0, 45.0),
-                 shift_voxels: Tuple[float, float] = (-20.0, 20.0)) -> None:
+    def __init__(self, rotation_degrees: tuple[float, float] = (-45.0, 45.0),
+                 shift_voxels: tuple[float, float] = (-20.0, 20.0), image_fill: str | float = "minimum") -> None:
         super().__init__()
+        if not (image_fill == "minimum" or isinstance(image_fill, (int, float))):
+            raise ValueError(f"image_fill must be 'minimum' or a number, got {image_fill!r}")
         self.rotation_degrees = rotation_degrees
         self.shift_voxels = shift_voxels
+        self.image_fill = image_fill
 
     def get_parameters(self, **data_dict) -> dict:
         shape = data_dict["image"].shape[1:]
@@ -57,7 +66,13 @@ class RandomAxisRotationShiftTransform(BasicTransform):
         return F.grid_sample(x[None].float(), grid, mode=mode, padding_mode="zeros", align_corners=True)[0]
 
     def _apply_to_image(self, img: torch.Tensor, **params) -> torch.Tensor:
-        return self._warp(img, params["grid"], "bilinear").to(img.dtype)
+        x = img.float()
+        if self.image_fill == "minimum":
+            fill = x.reshape(x.shape[0], -1).amin(1).reshape(-1, *([1] * (x.ndim - 1)))
+        else:
+            fill = torch.full([x.shape[0]] + [1] * (x.ndim - 1), float(self.image_fill))
+        # warp (image - fill) with zero padding: voxels from outside the patch come out as exactly ``fill``
+        return (self._warp(x - fill, params["grid"], "bilinear") + fill).to(img.dtype)
 
     def _apply_to_segmentation(self, segmentation: torch.Tensor, **params) -> torch.Tensor:
         return self._warp(segmentation, params["grid"], "nearest").to(segmentation.dtype)

