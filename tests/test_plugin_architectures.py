@@ -47,7 +47,7 @@ def test_bad_size_is_refused_with_the_size_and_divisor(network_class, bad, divis
 
 def test_deep_supervision_is_rejected_clearly():
     for cls in (M1UNet, M2InceptionUNet):
-        with pytest.raises(AssertionError, match="no deep supervision"):
+        with pytest.raises(ValueError, match="no deep supervision"):
             cls(input_channels=1, num_classes=2, deep_supervision=True)
 
 

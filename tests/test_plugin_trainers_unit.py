@@ -132,7 +132,7 @@ def test_trainer_variants_use_one_mechanism_single_inheritance_and_class_attribu
 
 def test_a_schedule_is_checked():
     from nnunet_ataxia.trainers.schedules import TrainingSchedule
-    with pytest.raises(AssertionError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         TrainingSchedule(num_epochs=1, batch_size=0)
 
 

@@ -36,7 +36,7 @@ def test_implausible_volume_is_flagged(structure, side):
     low, high = PLAUSIBLE_MNI_VOLUME_CM3[structure]
     outside = (low * 0.9, high * 1.1)[side] * 1000.0
     flags = _flags(volumes_mni_mm3={structure: outside})
-    assert flags == [f"{structure} volume implausible ({outside / 1000:.0f} cm³ on the MNI crop; plausible "
+    assert flags == [f"{structure} volume implausible ({outside / 1000:.0f} cm³ on the MNI crop, plausible "
                      f"{low:g}-{high:g})"]
     inside = (low * 1.01, high * 0.99)[side] * 1000.0
     assert _flags(volumes_mni_mm3={structure: inside}) == []

@@ -47,7 +47,7 @@ def test_channel_layout_helpers():
     assert [image_channel_count(n) for n in (10, 9, 3, 2, 1)] == [2, 1, 2, 2, 1]
     assert image_channels(9) == (0,) and location_channels(9) == slice(1, 9)
     assert image_channels(10) == (0, 1) and location_channels(10) == slice(2, 10)
-    with pytest.raises(AssertionError, match="11 channels"):
+    with pytest.raises(ValueError, match="11 channels"):
         image_channel_count(11)
     data = np.zeros((9, 1, 3), np.float32)
     data[0] = 5.0                      # a bright FLAIR must not count as brain

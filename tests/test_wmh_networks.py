@@ -140,7 +140,7 @@ def test_patch_extraction_conventions():
 
 
 def test_bad_input_channel_count_is_rejected():
-    with pytest.raises(AssertionError, match="needs >= 10 input channels"):
+    with pytest.raises(ValueError, match="needs >= 10 input channels"):
         WMHLocationNet("SS", use_location=True, input_channels=2)
     net = WMHLocationNet("SS", use_location=False, input_channels=2).eval()
     with torch.no_grad():

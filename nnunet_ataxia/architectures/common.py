@@ -311,11 +311,13 @@ def check_unet_arguments(network: str, trainer: str, input_channels: int, num_cl
     Example:
         >>> check_unet_arguments("M2InceptionUNet", "M2InceptionTrainer", 1, 3, False)
     """
-    assert input_channels >= 1, f"input_channels must be >= 1, got {input_channels}"
-    assert num_classes >= 1, f"num_classes must be >= 1, got {num_classes}"
-    assert not deep_supervision, (
-        f"{network} has no deep supervision outputs: build it with deep_supervision=False "
-        f"(use {trainer}, which switches nnU-Net's deep supervision off)")
+    if input_channels < 1:
+        raise ValueError(f"input_channels must be >= 1, got {input_channels}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if deep_supervision:
+        raise ValueError(f"{network} has no deep supervision outputs: build it with deep_supervision=False "
+                         f"(use {trainer}, which switches nnU-Net's deep supervision off)")
 
 
 #: state-dict prefix of the M1/M2 output convolution. nnU-Net's ``load_pretrained_weights`` transfers every weight

@@ -38,7 +38,8 @@ class InceptionBlock3d(nn.Module):
 
     def __init__(self, in_channels: int, n: int) -> None:
         super().__init__()
-        assert in_channels >= 1 and n >= 1, f"in_channels and n must be >= 1, got {in_channels}, {n}"
+        if in_channels < 1 or n < 1:
+            raise ValueError(f"in_channels and n must be >= 1, got {in_channels}, {n}")
         self.t1 = nn.Conv3d(in_channels, n, kernel_size=1)
         self.t2 = nn.Conv3d(n, n, kernel_size=3, padding=1)
         self.t3 = nn.Conv3d(n, n, kernel_size=3, padding=1)

@@ -288,10 +288,12 @@ def conv2d_fft(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         True
     """
     k = weight.shape[-1]
-    assert weight.shape[-2] == k, "square kernels only"
+    if weight.shape[-2] != k:
+        raise ValueError("square kernels only")
     s = dilation
     ho, wo = x.shape[2] - s * (k - 1), x.shape[3] - s * (k - 1)
-    assert ho > 0 and wo > 0, f"input {tuple(x.shape[2:])} smaller than the dilated kernel"
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"input {tuple(x.shape[2:])} smaller than the dilated kernel")
     phases = polyphase_split(x, s, (ho, wo), k) if s > 1 else x
     tile = fft_tile((math.ceil(ho / s), math.ceil(wo / s)), k, max_tile)
     fft_size = (tile[0] + k - 1, tile[1] + k - 1)

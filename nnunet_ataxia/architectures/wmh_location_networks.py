@@ -56,9 +56,9 @@ def image_channel_count(num_input_channels: int) -> int:
         >>> image_channel_count(10), image_channel_count(9), image_channel_count(2), image_channel_count(1)
         (2, 1, 2, 1)
     """
-    assert 1 <= num_input_channels <= NUM_IMAGE_CHANNELS + NUM_LOCATION_FEATURES, \
-        f"a WMH input has 1-2 image channels + up to {NUM_LOCATION_FEATURES} location features, " \
-        f"got {num_input_channels} channels"
+    if not (1 <= num_input_channels <= NUM_IMAGE_CHANNELS + NUM_LOCATION_FEATURES):
+        raise ValueError(f"a WMH input has 1-2 image channels + up to {NUM_LOCATION_FEATURES} location features, "
+                         f"got {num_input_channels} channels")
     if num_input_channels > NUM_LOCATION_FEATURES:
         return num_input_channels - NUM_LOCATION_FEATURES
     return min(num_input_channels, NUM_IMAGE_CHANNELS)
@@ -115,14 +115,18 @@ class WMHLocationNet(nn.Module):
                  location_injection: str = "first_fc", num_classes: int = 2, dropout: float = 0.3,
                  input_channels: int | None = None, num_image_channels: int = NUM_IMAGE_CHANNELS):
         super().__init__()
-        assert variant in VARIANTS, f"variant must be one of {VARIANTS}, got {variant!r}"
-        assert location_injection in INJECTIONS, f"location_injection must be one of {INJECTIONS}"
-        assert num_image_channels in (1, 2), f"num_image_channels must be 1 (FLAIR) or 2 (T1, FLAIR), " \
-                                             f"got {num_image_channels}"
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        if location_injection not in INJECTIONS:
+            raise ValueError(f"location_injection must be one of {INJECTIONS}")
+        if num_image_channels not in (1, 2):
+            raise ValueError(f"num_image_channels must be 1 (FLAIR) or 2 (T1, FLAIR), "
+                             f"got {num_image_channels}")
         self.num_image_channels = num_image_channels
         needed = num_image_channels + (NUM_LOCATION_FEATURES if use_location else 0)
-        assert input_channels is None or input_channels >= needed, \
-            f"{variant}{'+Loc' if use_location else ''} needs >= {needed} input channels, got {input_channels}"
+        if not (input_channels is None or input_channels >= needed):
+            raise ValueError(f"{variant}{'+Loc' if use_location else ''} needs >= {needed} input channels, "
+                             f"got {input_channels}")
         self.variant, self.use_location, self.location_injection = variant, use_location, location_injection
         self.num_classes = num_classes
         self.scale_factors: tuple[int, ...] = (1,) if variant == "SS" else SCALE_FACTORS
@@ -149,7 +153,8 @@ class WMHLocationNet(nn.Module):
     # ------------------------------------------------------------------ shared head
     def _inject(self, h: torch.Tensor, where: str, location: torch.Tensor | None, dim: int) -> torch.Tensor:
         if self.use_location and self.location_injection == where:
-            assert location is not None, f"{self.variant}+Loc needs the location features"
+            if location is None:
+                raise ValueError(f"{self.variant}+Loc needs the location features")
             return torch.cat([h, location * self.location_alpha.to(h.dtype)], dim)
         return h
 
@@ -182,10 +187,11 @@ class WMHLocationNet(nn.Module):
             >>> net.forward_patches([torch.rand(4, 2, 32, 32)]).shape
             torch.Size([4, 2])
         """
-        assert len(patches) == len(self.scale_factors), \
-            f"{self.variant} takes {len(self.scale_factors)} scale(s), got {len(patches)}"
+        if len(patches) != len(self.scale_factors):
+            raise ValueError(f"{self.variant} takes {len(self.scale_factors)} scale(s), got {len(patches)}")
         for p in patches:
-            assert p.shape[1:] == (self.num_image_channels, PATCH_SIZE, PATCH_SIZE), f"bad patch shape {tuple(p.shape)}"
+            if not (p.shape[1:] == (self.num_image_channels, PATCH_SIZE, PATCH_SIZE)):
+                raise ValueError(f"bad patch shape {tuple(p.shape)}")
         if self.variant == "MSEF":
             features = [self.conv_stacks[0](torch.cat(list(patches), 1))]
         elif self.variant == "MSIW":
@@ -219,10 +225,12 @@ class WMHLocationNet(nn.Module):
         The output at pixel (i, j) equals ``forward_patches`` on the patches centred at (i, j) with the location
         vector ``location[:, :, i, j]`` (eval mode; zero padding outside the slice).
         """
-        assert images.ndim == 4 and images.shape[1] == self.num_image_channels, f"bad image shape {tuple(images.shape)}"
+        if not (images.ndim == 4 and images.shape[1] == self.num_image_channels):
+            raise ValueError(f"bad image shape {tuple(images.shape)}")
         if self.use_location:
-            assert location is not None and location.shape[1] == NUM_LOCATION_FEATURES and \
-                location.shape[2:] == images.shape[2:], "location maps must be (B, 8, H, W) like the images"
+            if not (location is not None and location.shape[1] == NUM_LOCATION_FEATURES
+                    and location.shape[2:] == images.shape[2:]):
+                raise ValueError("location maps must be (B, 8, H, W) like the images")
         if self.variant == "MSEF":
             return self.forward_patchwise(images, location)
         fc1_out = []
@@ -273,7 +281,8 @@ class WMHLocationNet(nn.Module):
         when no gradient is needed (the cached kernel spectrum is detached) and each of the ``s x s`` phase grids has
         >= ``fft_min_outputs`` output pixels."""
         method = self.dense_fc1_method
-        assert method in ("auto", "fft", "direct"), f"dense_fc1_method must be auto/fft/direct, got {method!r}"
+        if method not in ("auto", "fft", "direct"):
+            raise ValueError(f"dense_fc1_method must be auto/fft/direct, got {method!r}")
         if method != "auto":
             return method == "fft"
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.fc1.parameters()):
@@ -346,10 +355,12 @@ class WMHLocationNet(nn.Module):
         return self._patch_head_from_features(flat, loc)
 
     def _split_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        assert x.ndim == 4, f"expected (B, C, H, W) input, got shape {tuple(x.shape)}"
+        if x.ndim != 4:
+            raise ValueError(f"expected (B, C, H, W) input, got shape {tuple(x.shape)}")
         n_img = self.num_image_channels
         needed = n_img + (NUM_LOCATION_FEATURES if self.use_location else 0)
-        assert x.shape[1] >= needed, f"input has {x.shape[1]} channels, this network needs {needed}"
+        if x.shape[1] < needed:
+            raise ValueError(f"input has {x.shape[1]} channels, this network needs {needed}")
         images = x[:, :n_img]
         location = x[:, n_img:n_img + NUM_LOCATION_FEATURES] if self.use_location else None
         return images, location

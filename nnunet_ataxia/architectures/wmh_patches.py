@@ -46,8 +46,10 @@ def extract_multiscale_patches(image: torch.Tensor, rows: torch.Tensor, cols: to
         >>> [p.shape for p in extract_multiscale_patches(img, torch.tensor([0, 39]), torch.tensor([5, 49]))]
         [torch.Size([2, 2, 32, 32]), torch.Size([2, 2, 32, 32]), torch.Size([2, 2, 32, 32])]
     """
-    assert image.ndim == 3, f"expected a (C, H, W) slice, got shape {tuple(image.shape)}"
-    assert rows.shape == cols.shape and rows.ndim == 1, "rows and cols must be 1-D and of equal length"
+    if image.ndim != 3:
+        raise ValueError(f"expected a (C, H, W) slice, got shape {tuple(image.shape)}")
+    if not (rows.shape == cols.shape and rows.ndim == 1):
+        raise ValueError("rows and cols must be 1-D and of equal length")
     max_half = PATCH_SIZE * max(scale_factors) // 2
     padded = F.pad(image, (max_half, max_half, max_half, max_half))
     patches = []

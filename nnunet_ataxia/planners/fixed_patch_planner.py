@@ -61,8 +61,8 @@ class FixedPatch128Planner(ExperimentPlanner):
             return plan
         _, strides, kernels, patch_size, _ = get_pool_and_conv_props(
             spacing, list(self.patch_size), self.UNet_featuremap_min_edge_length, 999999)
-        assert list(patch_size) == list(self.patch_size), \
-            f"nnU-Net's topology changed the fixed patch {self.patch_size} to {patch_size}"
+        if list(patch_size) != list(self.patch_size):
+            raise ValueError(f"nnU-Net's topology changed the fixed patch {self.patch_size} to {patch_size}")
         num_stages = len(strides)
         arch = plan["architecture"]["arch_kwargs"]
         arch.update({

@@ -67,7 +67,9 @@ def paper_epoch_iterations(num_cases: int, copies_per_case: int, samples_per_ite
         >>> paper_epoch_iterations(18, 11, 1), paper_epoch_iterations(18, 1, 2)
         (198, 9)
     """
-    assert num_cases >= 1 and copies_per_case >= 1 and samples_per_iteration >= 1
+    if not (num_cases >= 1 and copies_per_case >= 1 and samples_per_iteration >= 1):
+        raise ValueError(f"need at least one case, copy and sample per iteration, got {num_cases}, {copies_per_case}, "
+                         f"{samples_per_iteration}")
     return math.ceil(num_cases * copies_per_case / samples_per_iteration)
 
 

@@ -30,7 +30,8 @@ class PaperSoftDiceLoss(nn.Module):
         self.smooth = smooth
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        assert target.shape[1] == 1, f"expected a (B, 1, ...) label map, got shape {tuple(target.shape)}"
+        if target.shape[1] != 1:
+            raise ValueError(f"expected a (B, 1, ...) label map, got shape {tuple(target.shape)}")
         num_classes = logits.shape[1]
         probabilities = torch.softmax(logits.float(), dim=1)
         target = target.long()

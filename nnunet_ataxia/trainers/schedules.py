@@ -53,8 +53,8 @@ class TrainingSchedule:
         for name in ("num_epochs", "iterations_per_epoch", "val_iterations_per_epoch", "batch_size",
                      "max_lesion_samples"):
             value = getattr(self, name)
-            assert value is None or (isinstance(value, int) and value >= 1), \
-                f"TrainingSchedule.{name} must be a positive integer or None, got {value!r}"
+            if not (value is None or (isinstance(value, int) and value >= 1)):
+                raise ValueError(f"TrainingSchedule.{name} must be a positive integer or None, got {value!r}")
 
 
 #: one epoch of two training iterations and one validation iteration, no test-time mirroring (tests)

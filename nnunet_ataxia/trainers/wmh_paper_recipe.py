@@ -170,7 +170,8 @@ class WMHPaperRecipeTrainer(WMHLocationTrainer):
     # ------------------------------------------------------------------ steps
     def _patch_classifier(self) -> WMHLocationNet:
         net = self.network._orig_mod if isinstance(self.network, OptimizedModule) else self.network
-        assert isinstance(net, WMHLocationNet), f"expected a WMHLocationNet, got {type(net).__name__}"
+        if not isinstance(net, WMHLocationNet):
+            raise ValueError(f"expected a WMHLocationNet, got {type(net).__name__}")
         return net
 
     def _logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -220,7 +220,8 @@ class WMHLocationTrainer(ScheduledTrainer):
         mod = self.network.module if self.is_ddp else self.network
         if isinstance(mod, OptimizedModule):
             mod = mod._orig_mod
-        assert isinstance(mod, WMHLocationNet), f"expected a WMHLocationNet, got {type(mod).__name__}"
+        if not isinstance(mod, WMHLocationNet):
+            raise ValueError(f"expected a WMHLocationNet, got {type(mod).__name__}")
         # the network has a single output; nothing to switch
 
     def _build_loss(self):
