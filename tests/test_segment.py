@@ -139,7 +139,7 @@ def test_segment_writes_native_masks_volumes_and_qc(segmented, subject):
     # --participants adds the group (BIDS ids match the case sub-01_T1w)
     tsv = out.parent / "participants.tsv"
     tsv.write_text("participant_id\tgroup\nsub-01\tsca2\nsub-02\tcontrol\n")
-    _run(["nnunet-ataxia", "segment", "-i", t1_path, "-o", out, "--participants", tsv, *model], env)
+    _run(["nnunet-ataxia", "segment", "-i", t1_path, "-o", out, "--participants", tsv, *FAST, *model], env)
     grouped = pd.read_csv(out / "volumes.csv")
     assert list(grouped["group"]) == ["sca2"] and grouped.drop(columns="group").equals(table)
 

@@ -170,8 +170,12 @@ def test_tuning_again_keeps_the_trained_alpha_and_errors_are_one_line(run, monke
     assert [r["auc"] for r in second["sweep"]] == pytest.approx([r["auc"] for r in first["sweep"]], abs=1e-9)
     capsys.readouterr()
     for argv, message in ((["-f", "3"], "fold_3/checkpoint_best.pth: no such checkpoint"),
-                          (["-f", "all"], "fold all: trained on every case"),
-                          (["-f", "0", "--alphas", "-1"], "give finite values >= 0")):
+                          (["-f", "all"], "fold all: trained on every case")):
         rc = main(["wmh-tune-alpha", "-d", str(DATASET_ID), "-tr", TRAINER, "-chk", "checkpoint_best.pth", *argv])
         err = capsys.readouterr().err.strip()
         assert rc == 1 and message in err and len(err.splitlines()) == 1, err
+    # a negative alpha is a usage error: argparse's exit status 2 and its message, before any work
+    with pytest.raises(SystemExit) as usage:
+        main(["wmh-tune-alpha", "-d", str(DATASET_ID), "-tr", TRAINER, "-f", "0", "--alphas", "-1"])
+    err = capsys.readouterr().err.strip()
+    assert usage.value.code == 2 and "-1 must be >= 0" in err.splitlines()[-1], err

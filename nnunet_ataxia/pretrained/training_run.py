@@ -260,7 +260,7 @@ def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, h
     if n_train < 1 or n_val < 1 or n_contrast < 0:
         raise InputError(f"--n-train {n_train} / --n-val {n_val}: need at least one training and one validation "
                          f"subject")
-    if hours is not None and not hours > 0:
+    if hours is not None and not hours >= 0:   # 0: stop at the first epoch end (the command line asks for > 0)
         raise InputError(f"--hours {hours}: must be a positive number of hours")
     if num_processes < 1:
         raise InputError(f"-np {num_processes}: must be at least 1")
@@ -291,9 +291,11 @@ def _initial_weights_file(initial_weights: str | os.PathLike | None) -> Path:
     if not path.is_file():
         raise InputError(f"{path}: no such file (--initial-weights: an nnU-Net model zip or checkpoint)")
     if not zipfile.is_zipfile(path):
-        return path
+        raise InputError(f"{path}: neither an nnU-Net model zip nor a PyTorch checkpoint")
     with zipfile.ZipFile(path) as zf:
         names = [n for n in zf.namelist() if n.endswith(f"fold_{release.FOLD}/checkpoint_final.pth")]
+        if not names:   # a checkpoint (torch.save writes a zip archive too)
+            return path
         if len(names) != 1:
             raise InputError(f"{path}: expected one fold_{release.FOLD}/checkpoint_final.pth in this zip, "
                              f"found {len(names)}")
