@@ -18,7 +18,6 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.dataset_conversion.conversion_utils import (
@@ -26,6 +25,7 @@ from nnunet_ataxia.dataset_conversion.conversion_utils import (
     convert_cases,
     dataset_folder,
     finish_dataset,
+    write_generated_case,
     write_raw_dataset,
 )
 from nnunet_ataxia.io.constants import CEREBELLUM_BRAINSTEM_LABELS as LABELS
@@ -54,15 +54,7 @@ def _generate_case(job: dict) -> dict:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     image, labels, params = make_registered_case(int(job["seed"]),
                                                  random_contrast_probability=job["random_contrast_probability"])
-    out = Path(job["out_dir"])
-    image_rel, label_rel = job["outputs"]
-    for rel in (image_rel, label_rel):
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(out / image_rel), useCompression=True)
-    sitk.WriteImage(labels, str(out / label_rel), useCompression=True)
-    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=3)
-    return {"voxels": {str(v): int(counts[v]) for v in LABELS.values()}, "voxel_volume_mm3": 1.0,
-            "parameters": asdict(params)}
+    return write_generated_case(job, image, labels, asdict(params))
 
 
 def _job(seed: int, random_contrast_probability: float) -> dict:

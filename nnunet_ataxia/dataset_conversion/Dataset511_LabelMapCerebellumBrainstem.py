@@ -18,7 +18,6 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.dataset_conversion.conversion_utils import (
@@ -27,6 +26,7 @@ from nnunet_ataxia.dataset_conversion.conversion_utils import (
     dataset_folder,
     file_fingerprint,
     finish_dataset,
+    write_generated_case,
     write_raw_dataset,
 )
 from nnunet_ataxia.errors import InputError
@@ -59,15 +59,7 @@ def _generate_case(job: dict) -> dict:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     image, labels, subject = make_registered_label_map_case(job["label_map"], affine_from_list(job["mni_to_map"]),
                                                             int(job["seed"]))
-    out = Path(job["out_dir"])
-    image_rel, label_rel = job["outputs"]
-    for rel in (image_rel, label_rel):
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(out / image_rel), useCompression=True)
-    sitk.WriteImage(labels, str(out / label_rel), useCompression=True)
-    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=3)
-    return {"voxels": {str(v): int(counts[v]) for v in CEREBELLUM_BRAINSTEM_LABELS.values()},
-            "voxel_volume_mm3": 1.0, "parameters": asdict(subject)}
+    return write_generated_case(job, image, labels, asdict(subject))
 
 
 def build_label_map_dataset(label_maps: str | os.PathLike, n_train: int = 180, n_val: int = 15, *,

@@ -27,6 +27,7 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.atomic import atomic_output_dir
+from nnunet_ataxia.io.constants import CEREBELLUM_BRAINSTEM_LABELS
 from nnunet_ataxia.io.fingerprints import file_fingerprint as content_fingerprint
 from nnunet_ataxia.io.images import (
     Geometry,
@@ -299,3 +300,25 @@ def finish_dataset(out_dir: Path, jobs: Sequence[dict], infos: Sequence[dict], l
                 for v in sorted(inv) if v != 0},
              "voxel_volume_mm3": i.get("voxel_volume_mm3")} for j, i in zip(jobs, infos, strict=False)]
     pd.DataFrame(rows).to_csv(out_dir / "label_voxel_counts.tsv", sep="\t", index=False)
+
+
+def write_generated_case(job: dict, image: sitk.Image, labels: sitk.Image, parameters: dict) -> dict:
+    """Write a generated case (image and labels, 1 mm) to the job's two outputs; return its manifest info.
+
+    Args:
+        job: a :func:`convert_cases` job (``out_dir``, ``outputs`` = [image, labels] relative paths).
+        image, labels: the case on the preprocessed grid.
+        parameters: what the generator drew (kept in the manifest).
+
+    Example:
+        >>> write_generated_case(job, image, labels, {"seed": 0})["voxel_volume_mm3"]  # doctest: +SKIP
+        1.0
+    """
+    out = Path(job["out_dir"])
+    for rel, img in zip(job["outputs"], (image, labels), strict=True):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(img, str(out / rel), useCompression=True)
+    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=3)
+    return {"voxels": {str(v): int(counts[v]) for v in CEREBELLUM_BRAINSTEM_LABELS.values()},
+            "voxel_volume_mm3": 1.0, "parameters": parameters}
+
