@@ -89,11 +89,15 @@ def test_rerun_skips_converted_cases(tmp_path, capsys):
     sitk.WriteImage(new, str(atlas / "a03-seg.nii.gz"))
     capsys.readouterr()
     convert_hammers(atlas, out, split="none", num_processes=2)
-    assert "3 case(s) already converted, 1 to do" in capsys.readouterr().out
+    assert "3 case(s) already converted, 1 to do (1 with changed inputs or options)" in capsys.readouterr().out
     assert os.stat(out / "labelsTr" / "hammers_a02.nii.gz").st_ino == inode
     a03 = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTr" / "hammers_a03.nii.gz")))
     assert (a03 == 2).sum() == 0 and (a03 == 1).sum() == 84
     assert [p.name for p in out.parent.iterdir()] == [out.name]
+    (out / "labelsTr" / "hammers_a02.nii.gz").unlink()   # a deleted output: that case is converted again
+    convert_hammers(atlas, out, split="none")
+    assert "3 case(s) already converted, 1 to do (1 with outputs missing)" in capsys.readouterr().out
+    assert (out / "labelsTr" / "hammers_a02.nii.gz").is_file()
 
 
 def _expect_failure(tmp_path, atlas, match, capsys):

@@ -108,4 +108,5 @@ def test_quick_demo_runs_every_step_and_rerun_skips_finished_steps(tmp_path, req
 
     rerun = subprocess.run(demo, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert rerun.stdout.count("already done") == 5
+    assert rerun.stdout.count("already done") == 6  # data, pretrained, convert, plan, train, predict
+    assert "6 step(s) done before with the same options, skipped" in rerun.stdout

@@ -128,6 +128,14 @@ def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs
     assert f"started from the whole network of {base_fold / 'checkpoint_final.pth'}" in finetune_log
     assert "except the 1 validation cases: 3 training cases" in finetune_log  # fold 0's 2 + the random-contrast one
 
+    # the same work folder with other data options: refused before any generation, the trained folds untouched
+    labels = sorted((second / "nnUNet_raw" / release.DATASET_NAME / "labelsTr").iterdir())
+    checkpoints = {p: p.stat().st_mtime_ns for p in (second / "nnUNet_results").rglob("checkpoint_*.pth")}
+    with pytest.raises(InputError, match=r"done with other settings \(options changed \(n_train 2 -> 3\)\)"):
+        train_pretrained(second, n_train=3, n_val=1, n_contrast=1, num_processes=1, stages=stages)
+    assert sorted((second / "nnUNet_raw" / release.DATASET_NAME / "labelsTr").iterdir()) == labels
+    assert {p: p.stat().st_mtime_ns for p in (second / "nnUNet_results").rglob("checkpoint_*.pth")} == checkpoints
+
     # the finished run's saved state keeps logs and progress.png only (the model is the zip)
     save_state(second, stages, state)
     assert not list(state.rglob("checkpoint_*.pth")) and (state / TEST_TRAINER / "progress.png").is_file()

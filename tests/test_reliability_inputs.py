@@ -92,6 +92,19 @@ def test_a_label_map_given_as_t1_is_refused(tmp_path, capsys):
     load_native_t1(tmp_path / "t1.nii.gz")  # a real intensity image passes
 
 
+def test_pure_noise_given_as_t1_is_refused_after_registration(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    noise = rng.normal(100.0, 30.0, (48, 56, 48)).astype(np.float32)
+    write(noise, tmp_path / "in" / "sub01.nii.gz", spacing=(4.0, 4.0, 4.0))
+    before = snapshot(tmp_path)
+    rc, err, _ = _run(capsys, ["preprocess-mri", "-i", tmp_path / "in", "-o", tmp_path / "out",
+                               "--registration-template-mm", "4"])
+    assert rc == 1 and len(err) == 1, err
+    assert err[0].startswith(f"error: {tmp_path / 'in' / 'sub01.nii.gz'}: registration to MNI failed"), err
+    assert "is this a T1 image of a head?" in err[0]
+    assert snapshot(tmp_path) == before           # no output folder, nothing half-written
+
+
 def test_to_native_refuses_another_cases_transform_folder(tmp_path, capsys):
     for case in ("sub01", "sub02"):
         prediction_on_preprocessed_grid(tmp_path / "pred" / f"{case}.nii.gz")

@@ -21,17 +21,14 @@ from nnunet_helpers import run_checked as _run
 from nnunet_ataxia.architectures.common import SEG_LAYERS_PREFIX, upgrade_output_keys
 from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import HELD_OUT_SEED_OFFSET
 from nnunet_ataxia.inference.qc_flags import qc_flags
-from nnunet_ataxia.inference.subject import (
-    MIN_REGISTRATION_SIMILARITY,
-    probabilities_to_native,
-    registration_similarity,
-)
+from nnunet_ataxia.inference.subject import probabilities_to_native
 from nnunet_ataxia.io.cases import subject_id_of
 from nnunet_ataxia.io.images import read_image
 from nnunet_ataxia.io.participants import read_participants
 from nnunet_ataxia.preprocessing.mri_pipeline import crop_reference, preprocess_t1_case
 from nnunet_ataxia.preprocessing.native_space import load_case_transform, map_to_native
 from nnunet_ataxia.preprocessing.registration import downsample_isotropic, load_mni_template
+from nnunet_ataxia.preprocessing.registration_check import MIN_REGISTRATION_SIMILARITY, registration_similarity
 from nnunet_ataxia.pretrained import release
 from nnunet_ataxia.synthesis.synthetic_subjects import make_native_subject
 

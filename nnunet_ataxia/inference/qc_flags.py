@@ -2,7 +2,7 @@
 
 A subject's ``qc`` is ``ok`` or the reasons, joined by ``"; "``:
 
-* ``registration uncertain``: :func:`~nnunet_ataxia.inference.subject.registration_similarity` below
+* ``registration uncertain``: :func:`~nnunet_ataxia.preprocessing.registration_check.registration_similarity` below
   :data:`MIN_CONFIDENT_SIMILARITY` (the subject passed the refusal threshold, but its registration is weak);
 * ``<structure> volume implausible``: the volume on the 1 mm MNI crop (the native volume divided by the registration's
   scale factor, so the head size is taken out) outside :data:`~nnunet_ataxia.io.plausibility.PLAUSIBLE_MNI_VOLUME_CM3`;

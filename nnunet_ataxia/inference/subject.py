@@ -7,7 +7,6 @@ the default). ``"labels"`` maps the crop's label map with nearest neighbour (as 
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -23,9 +22,10 @@ from nnunet_ataxia.inference.qc_flags import large_pieces, mask_confidence, qc_f
 from nnunet_ataxia.io.images import label_map_like, read_image
 from nnunet_ataxia.preprocessing.mri_pipeline import preprocess_t1_case
 from nnunet_ataxia.preprocessing.native_space import label_volumes_mm3, load_case_transform, map_to_native
+from nnunet_ataxia.preprocessing.registration_check import check_registration
 
-__all__ = ["SubjectOptions", "load_native_t1", "registration_similarity", "check_registration",
-           "predict_probabilities", "probabilities_to_native", "segment_subject", "RECORD_FILE"]
+__all__ = ["SubjectOptions", "load_native_t1", "predict_probabilities", "probabilities_to_native", "segment_subject",
+           "RECORD_FILE"]
 
 RECORD_FILE = "segment.json"  # written last in a subject folder: the subject is done
 
@@ -84,93 +84,6 @@ def load_native_t1(path: str | os.PathLike) -> sitk.Image:
         raise InputError(f"{path}: looks like a label map, not a T1 image (only {n_values} distinct whole-number "
                          f"values); give the T1 image")
     return image
-
-
-@functools.lru_cache(maxsize=1)
-def _template_crop() -> tuple[np.ndarray, np.ndarray]:
-    from nnunet_ataxia.preprocessing.mri_pipeline import brain_mask_mni, crop_to_box
-    from nnunet_ataxia.preprocessing.registration import load_mni_template
-
-    template, _ = load_mni_template(with_brain_mask=False)
-    brain = sitk.GetArrayFromImage(crop_to_box(brain_mask_mni(0))) > 0
-    return sitk.GetArrayFromImage(crop_to_box(template))[brain], brain
-
-
-def registration_similarity(preprocessed: sitk.Image, bins: int = 8, step: int = 5) -> float:
-    """How much the registered image tells about the MNI template inside the crop's brain region, in [0, 1].
-
-    Mutual information of the rank-binned intensities (``bins`` equal-count bins each, tied values in one bin)
-    divided by the template's entropy, on every ``step``-th brain voxel of the crop. Contrast-agnostic (an inverted
-    or random contrast scores like a T1). Measured after registration with a 2 mm template: a real FreeSurfer T1 0.10,
-    generated subjects with random contrast 0.16, a box phantom 0.016, random noise 0.000, smooth noise 0.001.
-
-    Args:
-        preprocessed: an image on the crop grid (what ``preprocess_t1_case`` writes).
-        bins: equal-count intensity bins per image.
-        step: use every ``step``-th voxel of the brain region.
-
-    Example:
-        >>> registration_similarity(sitk.ReadImage("out/sub-01/mni/sub-01_t1_mni.nii.gz"))  # doctest: +SKIP
-        0.101
-    """
-    template, brain = _template_crop()
-    image = sitk.GetArrayViewFromImage(preprocessed)[brain]
-    a, b = image[::step], template[::step]
-
-    def ranks(x: np.ndarray) -> np.ndarray:  # equal-count bins; tied values share a bin
-        from scipy.stats import rankdata
-
-        return np.minimum(((rankdata(x, method="average") - 1) * bins // len(x)).astype(int), bins - 1)
-
-    joint = np.histogram2d(ranks(a), ranks(b), bins=bins, range=[[0, bins], [0, bins]])[0]
-    p = joint / max(joint.sum(), 1.0)
-
-    def entropy(q: np.ndarray) -> float:
-        q = q[q > 0]
-        return float(-np.sum(q * np.log(q)))
-
-    ha, hb = entropy(p.sum(1)), entropy(p.sum(0))
-    return (ha + hb - entropy(p)) / hb if hb > 0 else 0.0  # / the template's entropy: a flat image scores 0
-
-
-#: below this :func:`registration_similarity` the image is not taken for a registered head
-MIN_REGISTRATION_SIMILARITY = 0.04
-
-
-def check_registration(path: str | os.PathLike, preprocessed: sitk.Image, linear_determinant: float,
-                       matrix: np.ndarray) -> float:
-    """Refuse registrations that cannot be a head: implausible scale or shear, or no anatomy where the brain is.
-
-    Checks: the MNI -> native linear part has singular values in [0.6, 1.6] and |det| in [0.35, 2.5] (generous:
-    children's and large adult heads, any pose); :func:`registration_similarity` of the preprocessed crop is at least
-    :data:`MIN_REGISTRATION_SIMILARITY`. A non-brain image (noise, a phantom, a box) fails the second check.
-
-    Args:
-        path: the input file (named in the error).
-        preprocessed: the preprocessed crop.
-        linear_determinant: |det| of the MNI -> native affine's linear part.
-        matrix: that linear part (3 x 3).
-
-    Returns:
-        The similarity.
-
-    Raises:
-        InputError: naming ``path`` and the failed check.
-
-    Example:
-        >>> check_registration("sub-01.nii.gz", crop, 0.95, tfm.GetMatrix())  # doctest: +SKIP
-        0.101
-    """
-    sv = np.linalg.svd(np.asarray(matrix, float).reshape(3, 3), compute_uv=False)
-    if not (0.35 <= linear_determinant <= 2.5) or sv.min() < 0.6 or sv.max() > 1.6:
-        raise InputError(f"{path}: registration to MNI failed (implausible scaling {np.round(sv, 2).tolist()}); "
-                         f"is this a T1 image of a head?")
-    similarity = registration_similarity(preprocessed)
-    if similarity < MIN_REGISTRATION_SIMILARITY:
-        raise InputError(f"{path}: registration to MNI failed: no brain anatomy where the template has the "
-                         f"cerebellum and brainstem (similarity {similarity:.3f} < {MIN_REGISTRATION_SIMILARITY}); "
-                         f"is this a T1 image of a head?")
-    return similarity
 
 
 def predict_probabilities(predictor, image_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

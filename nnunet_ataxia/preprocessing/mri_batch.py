@@ -3,13 +3,16 @@
 Writes ``<output>/<case>_0000.nii.gz`` (nnU-Net's input naming, so ``nnUNetv2_predict -i <output>`` works), with label
 maps ``<output>/labels/<case>.nii.gz``, and ``<output>/transforms/<case>/`` (what ``to-native`` needs). The case id is
 the file name without its ending and without a ``_0000`` channel suffix: ``sub01.nii.gz`` and ``sub01_0000.nii.gz``
-both give ``sub01``.
+both give ``sub01``. Every registered scan must pass the registration check
+(:func:`~nnunet_ataxia.preprocessing.registration_check.check_registration`): noise, a phantom or anything that is
+not a head is refused with one line naming the file, and nothing is written.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
@@ -25,7 +28,9 @@ from nnunet_ataxia.io.images import (
 )
 from nnunet_ataxia.io.output_folders import output_folder
 from nnunet_ataxia.io.parallel import run_cases
-from nnunet_ataxia.preprocessing.mri_pipeline import preprocess_t1_case
+from nnunet_ataxia.preprocessing.mri_pipeline import crop_to_box, preprocess_t1_case
+from nnunet_ataxia.preprocessing.native_space import load_case_transform
+from nnunet_ataxia.preprocessing.registration_check import check_registration
 
 __all__ = ["find_t1_inputs", "preprocess_t1_images"]
 
@@ -87,10 +92,15 @@ def find_t1_inputs(input_path: str | os.PathLike, labels_dir: str | os.PathLike 
 
 def _one_case(job: dict) -> dict:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(job["threads"])
-    return preprocess_t1_case(job["image"], job["out_image"], label_paths=job["labels"],
+    info = preprocess_t1_case(job["image"], job["out_image"], label_paths=job["labels"],
                               out_label_paths=job["out_labels"], transform_dir=job["transform_dir"],
                               skull_strip=job["skull_strip"], crop=job["crop"], seed=job["seed"],
                               registration_template_spacing_mm=job["template_mm"])
+    tfm, meta = load_case_transform(job["transform_dir"])
+    registered = sitk.ReadImage(job["out_image"])
+    check_registration(job["image"], registered if job["crop"] else crop_to_box(registered),
+                       float(meta["linear_determinant"]), np.array(tfm.GetMatrix()))
+    return info
 
 
 def preprocess_t1_images(input_path: str | os.PathLike, output: str | os.PathLike, *,

@@ -21,6 +21,7 @@ from pathlib import Path
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.nnunet_env import ext_trainer_path
 from nnunet_ataxia.io.output_folders import check_output_folder, read_marker, write_marker
+from nnunet_ataxia.io.step_records import StepRecords
 from nnunet_ataxia.pretrained import release
 
 COMMAND = "train-pretrained"
@@ -198,9 +199,15 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
     env = first.environment(device)
     os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
     raw_dataset = first.raw / dataset_name
+    records = StepRecords(work, _run_identity(v2, n_train, n_val, n_contrast, label_maps, start_weights, stages))
+    for trainer in stages:  # a fold trained with other settings is neither continued nor thrown away: one line, now
+        records.check(f"train {trainer}", [TrainingRunPaths(work, trainer, dataset_name).fold], refuse=True,
+                      quiet=True)
     n_cases = len(list((raw_dataset / "labelsTr").glob("*.nii.gz"))) if raw_dataset.is_dir() else 0
     n_wanted = n_train + n_val + n_contrast
-    if n_cases != n_wanted:
+    # the generators re-use every case whose fingerprint (seed, generator, map file) is unchanged: nothing to clear
+    generated = not records.check("data", [raw_dataset / "dataset.json"], clear=[], adopt=n_cases == n_wanted)
+    if generated:
         t0 = time.time()
         if v2:
             from nnunet_ataxia.dataset_conversion.Dataset511_LabelMapCerebellumBrainstem import build_label_map_dataset
@@ -209,11 +216,13 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
             from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import build_synthetic_dataset
             build_synthetic_dataset(n_train, n_val, n_contrast, output=raw_dataset, num_processes=num_processes)
         print(f"data: {n_wanted} subjects in {raw_dataset} ({time.time() - t0:.0f} s)", flush=True)
+        records.done("data")
     plans = first.preprocessed / dataset_name / f"{release.PLANS}.json"
-    if not plans.is_file() or n_cases != n_wanted:
+    if not records.check("plan", [plans], after=["data"], clear=[], adopt=not generated):
         exe = [sys.executable, "-m", "nnunet_ataxia.cli"]
         if _run(exe + ["plan", "-d", str(dataset_id), "-np", str(num_processes)], env) != 0:
             raise InputError(f"{raw_dataset}: planning failed (see nnU-Net's output above)")
+        records.done("plan", after=["data"])
     if start_weights is not None:
         target = first.results / dataset_name / release.INITIAL_WEIGHTS_FOLDER / "checkpoint_final.pth"
         if not target.is_file():
@@ -236,6 +245,7 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
                 cmd.append("--c")
             if deadline is not None:
                 env["NNUNET_ATAXIA_STOP_AT"] = str(deadline)  # read by the trainers (pretrained_trainers)
+            records.done(f"train {trainer}")   # the settings this fold is trained with, before it starts
             if _run(cmd, env) != 0:
                 raise InputError(f"{paths.fold}: nnUNetv2_train failed (see its output above)")
             trained = True
@@ -252,6 +262,21 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
                                           dataset_id=dataset_id, dataset_name=dataset_name)
     done = {t: epochs_done(TrainingRunPaths(work, t, dataset_name).fold) for t in stages}
     return {"finished": finished, "epochs_done": done, "exported": exported}
+
+
+def _run_identity(v2: bool, n_train: int, n_val: int, n_contrast: int, label_maps: str | os.PathLike | None,
+                  start_weights: Path | None, stages: Sequence[str]) -> dict:
+    """What a training run's model depends on: the data options, the label maps' and initial weights' contents."""
+    from nnunet_ataxia.io.fingerprints import file_fingerprint
+    from nnunet_ataxia.io.step_records import identity_digest
+
+    maps = None
+    if label_maps is not None:
+        maps = identity_digest({p.name: file_fingerprint(p)["sha256"]
+                                for p in sorted(Path(label_maps).glob("*.nii*")) if p.is_file()})
+    return {"model": "v2" if v2 else "v1", "n_train": n_train, "n_val": n_val, "n_contrast": n_contrast,
+            "label_maps": maps, "initial_weights": file_fingerprint(start_weights)["sha256"] if start_weights else None,
+            "stages": list(stages)}
 
 
 def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, hours: float | None,

