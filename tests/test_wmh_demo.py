@@ -5,7 +5,6 @@ recomputed here from the written files with NumPy."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 
@@ -175,19 +174,19 @@ def test_rerun_skips_finished_steps(demo):
 @pytest.mark.e2e
 def test_a_deleted_output_redoes_its_step_and_those_after_it(demo):
     out, _ = demo
-    shutil.rmtree(out / "predictions" / DemoSize.folder("SS", 0))
-    kept = out / "predictions" / DemoSize.folder("SS+Loc", 0)
-    before = {p: p.stat().st_mtime_ns for p in kept.rglob("*")}
+    (out / "masks" / DemoSize.folder("SS", 0) / "threshold.json").unlink()
+    kept = [out / "masks" / DemoSize.folder("SS+Loc", 0), out / "predictions"]
+    before = {p: p.stat().st_mtime_ns for folder in kept for p in folder.rglob("*")}
     result = _demo(out)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    redone = ["predict SS s0", "threshold SS s0", "wmh-stats", "report"]
-    for key in redone:
-        assert f"redoing {key}: " in result.stdout, result.stdout
-    assert "redoing predict SS s0: " + DemoSize.folder("SS", 0).split("/")[-1] + " missing" in result.stdout
-    assert f"{len(redone)} redone" in result.stdout
-    assert result.stdout.count("already done") == 13 - len(redone)
-    assert {p: p.stat().st_mtime_ns for p in kept.rglob("*")} == before
-    assert (out / "predictions" / DemoSize.folder("SS", 0)).is_dir()
+    assert "redoing threshold SS s0: threshold.json missing" in result.stdout
+    for key in ("wmh-stats", "report"):   # they use the redone step's results
+        assert f"redoing {key}: an earlier step was redone" in result.stdout, result.stdout
+    assert "3 redone: threshold.json missing: threshold SS s0; an earlier step was redone: wmh-stats, report" \
+        in result.stdout
+    assert result.stdout.count("already done") == 13 - 3
+    assert {p: p.stat().st_mtime_ns for folder in kept for p in folder.rglob("*")} == before
+    assert (out / "masks" / DemoSize.folder("SS", 0) / "threshold.json").is_file()
 
 
 def test_a_foreign_folder_is_refused(tmp_path):
