@@ -2,8 +2,9 @@
 the process pool) in seconds (used by test_segment_parts.py and test_bids_segment.py).
 
 :func:`fake_segment_subject` replaces :func:`nnunet_ataxia.inference.subject.segment_subject`: its "cerebellum" is
-every voxel above the image's mean and its "brainstem" the voxels above half the maximum, so the volumes follow the
-input; an image whose voxels are all equal fails as a real scan would (one-line ``InputError``).
+every voxel above the image's mean and its "brainstem" (when the model has one) the voxels above half the maximum,
+so the volumes follow the input; an image whose voxels are all equal fails as a real scan would (one-line
+``InputError``).
 """
 from __future__ import annotations
 
@@ -29,12 +30,13 @@ def write_t1(path, n_bright: int, size: int = 8):
     return path
 
 
-def fake_model(root):
-    """A model folder that ``resolve_model`` accepts (the predictor itself is replaced)."""
+def fake_model(root, labels: dict | None = None):
+    """A model folder that ``resolve_model`` accepts (the predictor itself is replaced); ``labels`` as in its
+    ``dataset.json`` (default :data:`LABELS`)."""
     folder = root / "model"
     (folder / "fold_0").mkdir(parents=True)
     (folder / "plans.json").write_text("{}")
-    (folder / "dataset.json").write_text(json.dumps({"labels": LABELS, "channel_names": {"0": "T1"},
+    (folder / "dataset.json").write_text(json.dumps({"labels": labels or LABELS, "channel_names": {"0": "T1"},
                                                      "file_ending": ".nii.gz", "numTraining": 1}))
     (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"weights v1")
     return folder
@@ -47,7 +49,9 @@ def fake_segment_subject(image_path, case_id, case_dir, predictor, labels, optio
     if float(values.max()) <= float(values.min()):
         raise InputError(f"{image_path}: image is constant (every voxel {float(values.min()):g})")
     mean = float(values.mean())
-    seg = sitk.Cast(image > mean, sitk.sitkUInt8) + sitk.Cast(image > float(values.max()) / 2, sitk.sitkUInt8)
+    seg = sitk.Cast(image > mean, sitk.sitkUInt8)
+    if "brainstem" in labels:
+        seg = seg + sitk.Cast(image > float(values.max()) / 2, sitk.sitkUInt8)
     seg.CopyInformation(image)
     sitk.WriteImage(seg, str(case_dir / f"{case_id}_seg.nii.gz"))
     volumes = {}

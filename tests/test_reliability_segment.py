@@ -8,57 +8,22 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
-import SimpleITK as sitk
 from bad_input_data import snapshot
+from segment_fakes import fake_model, install_fakes
+from segment_fakes import write_t1 as _t1
 
 from nnunet_ataxia.cli import main
-from nnunet_ataxia.inference import segment as library
 from nnunet_ataxia.inference.subject import RECORD_FILE
 
 LABELS = {"background": 0, "cerebellum": 1}
 
 
-def _t1(path, n_bright: int):
-    a = np.zeros((8, 8, 8), np.float32)
-    a.reshape(-1)[:n_bright] = 100.0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(sitk.GetImageFromArray(a), str(path))
-    return path
-
-
-def _model(root):
-    folder = root / "model"
-    (folder / "fold_0").mkdir(parents=True)
-    (folder / "plans.json").write_text("{}")
-    (folder / "dataset.json").write_text(json.dumps({"labels": LABELS, "channel_names": {"0": "T1"},
-                                                     "file_ending": ".nii.gz", "numTraining": 1}))
-    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"weights v1")
-    return folder
-
-
-def _fake_segment_subject(image_path, case_id, case_dir, predictor, labels, options, qc_png=None,
-                          model_folder=None):
-    image = sitk.ReadImage(str(image_path))
-    seg = sitk.Cast(image > float(sitk.GetArrayViewFromImage(image).mean()), sitk.sitkUInt8)
-    sitk.WriteImage(seg, str(case_dir / f"{case_id}_seg.nii.gz"))
-    sitk.WriteImage(seg, str(case_dir / f"{case_id}_cerebellum.nii.gz"))
-    if options.qc:
-        qc_png.write_bytes(b"\x89PNG fake")
-    record = {"case": case_id, "input": str(image_path), "status": "ok", "scale_factor": 1.0,
-              "volumes_native_mm3": {"cerebellum": float(sitk.GetArrayViewFromImage(seg).sum())},
-              "volumes_mni_mm3": {"cerebellum": 0.0}, "options": {"native_mapping": options.native_mapping}}
-    (case_dir / RECORD_FILE).write_text(json.dumps(record))
-    return record
-
-
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    monkeypatch.setattr(library, "load_predictor", lambda spec, mirror=False, device=None: object())
-    monkeypatch.setattr(library, "segment_subject", _fake_segment_subject)
-    return _model(tmp_path)
+    install_fakes(monkeypatch)
+    return fake_model(tmp_path, LABELS)
 
 
 def _run(capsys, source, out, model, *extra):
