@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     _wrap(mri_pipeline, "bias_correct", "n4", log)
     _wrap(mri_pipeline, "register_to_mni", "registration", log)
     _wrap(subj, "preprocess_t1_case", "preprocessing", log)
-    _wrap(subj, "check_registration", "check", log)
+    _wrap(subj, "check_case_registration", "check", log)
     _wrap(subj, "predict_probabilities", "prediction", log)
     _wrap(subj, "probabilities_to_native", "mapping", log)
     _wrap(subj, "qc_picture", "qc", log)

@@ -89,7 +89,7 @@ def convert_cases(worker: Callable[[dict], dict], jobs: Sequence[dict], out_dir:
     Returns:
         The per-case info dicts, in job order.
     """
-    previous = _read_manifest(previous_dir) if previous_dir is not None else {}
+    previous = _read_manifest(previous_dir)
     todo, infos, why = [], {}, {"new": 0, "with changed inputs or options": 0, "with outputs missing": 0}
     for job in jobs:
         job = dict(job, out_dir=str(out_dir))
@@ -328,4 +328,3 @@ def write_generated_case(job: dict, image: sitk.Image, labels: sitk.Image, param
     counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=3)
     return {"voxels": {str(v): int(counts[v]) for v in CEREBELLUM_BRAINSTEM_LABELS.values()},
             "voxel_volume_mm3": 1.0, "parameters": parameters}
-

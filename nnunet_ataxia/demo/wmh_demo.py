@@ -159,35 +159,32 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
 
     records = StepRecords(out, {"quick": quick, "seed": seed, "n_bootstrap": n_bootstrap, "version": __version__})
 
-    def done(key: str, after: list[str]) -> None:
-        records.done(key, after=after)
-
     data = out / "demo_data"
     if not step(f"1/10 generate {size.n_train} training + {size.n_test} test cases (MNI152 anatomy, FLAIR 1 x 1 x 5 "
                 f"mm; periventricular WMH behind MNI y = 0, same-looking frontal caps in front, septum, "
                 f"juxtacortical spots)", data, records=records, key="generate"):
         timed("generate", _generate, data, size, seed, num_processes)
-        done("generate", [])
+        records.done("generate")
 
     if not step("2/10 convert-wmh: T1 + FLAIR + the eight location features (affine MNI registration)",
                 raw / "dataset.json", records=records, key="convert", after=["generate"], clear=[raw]):
         timed("convert", _run, ataxia_command("convert-wmh", "-i", data / "train", "-t", data / "test", "-d",
                                               DATASET_ID, "--name", DATASET_NAME.split("_", 1)[1],
                                               *CONVERT_OPTIONS, "-np", np_), env)
-        done("convert", ["generate"])
+        records.done("convert", after=["generate"])
 
     preprocessed = out / "nnUNet_preprocessed" / DATASET_NAME
     if not step("3/10 nnU-Net fingerprint, plan and preprocess (2d)", preprocessed / "nnUNetPlans_2d",
                 records=records, key="plan", after=["convert"], clear=[preprocessed]):
         plan_env = dict(env, nnUNet_n_proc_DA="1")  # nnU-Net 2.8.1's planner calls torch.set_num_threads(n_proc_DA)
         timed("plan", _plan, plan_env, np_)
-        done("plan", ["convert"])
+        records.done("plan", after=["convert"])
 
     location = out / "location_only.json"
     if not step("4/10 what location alone can tell: a location-only classifier, trained on the training cases, "
                 "AUC on the test cases", location, records=records, key="location-only", after=["convert"]):
         timed("location-only", _location_only, raw, data, location, seed)
-        done("location-only", ["convert"])
+        records.done("location-only", after=["convert"])
 
     envs = {s: _seed_env(env, out, s) for s in size.seeds}
     folds = {(m, s): out / "nnUNet_results" / f"seed{s}" / DATASET_NAME / f"{size.trainer(m)}__nnUNetPlans__2d"
@@ -202,7 +199,7 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
                 timed(trained[method, s], _run, ["nnUNetv2_train", DATASET_ID, "2d", 0, "-tr",
                                                  size.trainer(method), "--npz", "--val_best", "--c", "-device",
                                                  "cpu"], envs[s])
-                done(trained[method, s], ["plan"])
+                records.done(trained[method, s], after=["plan"])
 
     # the model a method's predictions and validation come from: SS+Loc's is the alpha-tuned one
     model_step = {(m, s): (f"alpha s{s}" if m == "SS+Loc" else trained[m, s]) for m in METHODS for s in size.seeds}
@@ -213,7 +210,7 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
                     "validation again with it", tuned, records=records, key=f"alpha s{s}",
                     after=[trained["SS+Loc", s]]):
             timed(f"alpha s{s}", _tune_alpha, size, envs[s], folds["SS+Loc", s], tuned)
-            done(f"alpha s{s}", [trained["SS+Loc", s]])
+            records.done(f"alpha s{s}", after=[trained["SS+Loc", s]])
 
     step("8/10 nnUNetv2_predict the test cases with probabilities (--save_probabilities, checkpoint_best.pth)")
     predictions = {(m, s): out / "predictions" / DemoSize.folder(m, s) for m in METHODS for s in size.seeds}
@@ -227,7 +224,7 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
             size.trainer(method), "-f", 0, "-chk", "checkpoint_best.pth", "--save_probabilities", "-device", "cpu",
             "-npp", 1, "-nps", 1, "--continue_prediction"], envs[s])
         partial.rename(folder)
-        done(key, [model_step[method, s]])
+        records.done(key, after=[model_step[method, s]])
 
     step("9/10 wmh-threshold (Dice-maximizing threshold on the validation cases) and wmh-stats (Dice, ROC/AUC, "
          f"patient-level bootstrap, {n_bootstrap} resamples)")
@@ -240,14 +237,14 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
             timed(key, _run, ataxia_command(
                 "wmh-threshold", "--val", folds[method, s] / "validation", *ref, "--test", folder, "--out", masks),
                 env)
-            done(key, [f"predict {method} s{s}"])
+            records.done(key, after=[f"predict {method} s{s}"])
     stats = out / "wmh_stats"
     if not records.check("wmh-stats", [stats / "wmh_summary.json"], after=thresholds, clear=[stats]):
         specs = [a for (m, s) in predictions for a in ("--val", f"{DemoSize.name(m, s)}={folds[m, s] / 'validation'}",
                                                        "--test", f"{DemoSize.name(m, s)}={predictions[m, s]}")]
         timed("wmh-stats", _run, ataxia_command("wmh-stats", *specs, *ref, "--n-bootstrap", n_bootstrap, "--seed",
                                                 seed, "--max-roc-voxels", 50_000_000, "--out", stats), env)
-        done("wmh-stats", thresholds)
+        records.done("wmh-stats", after=thresholds)
 
     report = out / "report"
     summary = json.loads((stats / "wmh_summary.json").read_text())
@@ -257,7 +254,7 @@ def run_wmh_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes:
         timed("report", _run, ataxia_command("report", "--out", report, "--title",
                                              "nnunet-ataxia WMH demo: does location help? SS vs SS+Loc",
                                              "--wmh", stats, "--notes", notes), env)
-        done("report", ["wmh-stats", "location-only"])
+        records.done("report", after=["wmh-stats", "location-only"])
     _record_timings(out, timings)
     print(f"\n{seed_verdicts(summary, size.seeds).replace('**', '')}")
     resumed = records.summary()

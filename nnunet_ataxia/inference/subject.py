@@ -21,8 +21,8 @@ from nnunet_ataxia.inference.qc import qc_picture
 from nnunet_ataxia.inference.qc_flags import large_pieces, mask_confidence, qc_flags, qc_text
 from nnunet_ataxia.io.images import label_map_like, read_image
 from nnunet_ataxia.preprocessing.mri_pipeline import preprocess_t1_case
-from nnunet_ataxia.preprocessing.native_space import label_volumes_mm3, load_case_transform, map_to_native
-from nnunet_ataxia.preprocessing.registration_check import check_registration
+from nnunet_ataxia.preprocessing.native_space import label_volumes_mm3, map_to_native
+from nnunet_ataxia.preprocessing.registration_check import check_case_registration
 
 __all__ = ["SubjectOptions", "load_native_t1", "predict_probabilities", "probabilities_to_native", "segment_subject",
            "RECORD_FILE"]
@@ -205,10 +205,7 @@ def segment_subject(image_path: str | os.PathLike, case_id: str, case_dir: str |
                               registration_template_spacing_mm=options.registration_template_spacing_mm,
                               registration_options={"moving_spacing_mm": options.moving_spacing_mm})
     timings.update({k: float(v) for k, v in info["timings_s"].items()})
-    tfm, meta = load_case_transform(transform_dir)
-    preprocessed = sitk.ReadImage(str(mni_image))
-    similarity = check_registration(image_path, preprocessed, float(meta["linear_determinant"]),
-                                    np.array(tfm.GetMatrix()))
+    similarity, preprocessed, tfm, meta = check_case_registration(image_path, mni_image, transform_dir)
 
     t = time.perf_counter()
     seg_mni, probs = predict_probabilities(predictor, mni_image)

@@ -4,7 +4,7 @@ Writes ``<output>/<case>_0000.nii.gz`` (nnU-Net's input naming, so ``nnUNetv2_pr
 maps ``<output>/labels/<case>.nii.gz``, and ``<output>/transforms/<case>/`` (what ``to-native`` needs). The case id is
 the file name without its ending and without a ``_0000`` channel suffix: ``sub01.nii.gz`` and ``sub01_0000.nii.gz``
 both give ``sub01``. Every registered scan must pass the registration check
-(:func:`~nnunet_ataxia.preprocessing.registration_check.check_registration`): noise, a phantom or anything that is
+(:func:`~nnunet_ataxia.preprocessing.registration_check.check_case_registration`): noise, a phantom or anything that is
 not a head is refused with one line naming the file, and nothing is written.
 """
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
@@ -28,9 +27,8 @@ from nnunet_ataxia.io.images import (
 )
 from nnunet_ataxia.io.output_folders import output_folder
 from nnunet_ataxia.io.parallel import run_cases
-from nnunet_ataxia.preprocessing.mri_pipeline import crop_to_box, preprocess_t1_case
-from nnunet_ataxia.preprocessing.native_space import load_case_transform
-from nnunet_ataxia.preprocessing.registration_check import check_registration
+from nnunet_ataxia.preprocessing.mri_pipeline import preprocess_t1_case
+from nnunet_ataxia.preprocessing.registration_check import check_case_registration
 
 __all__ = ["find_t1_inputs", "preprocess_t1_images"]
 
@@ -96,10 +94,7 @@ def _one_case(job: dict) -> dict:
                               out_label_paths=job["out_labels"], transform_dir=job["transform_dir"],
                               skull_strip=job["skull_strip"], crop=job["crop"], seed=job["seed"],
                               registration_template_spacing_mm=job["template_mm"])
-    tfm, meta = load_case_transform(job["transform_dir"])
-    registered = sitk.ReadImage(job["out_image"])
-    check_registration(job["image"], registered if job["crop"] else crop_to_box(registered),
-                       float(meta["linear_determinant"]), np.array(tfm.GetMatrix()))
+    check_case_registration(job["image"], job["out_image"], job["transform_dir"])
     return info
 
 

@@ -12,7 +12,8 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
 
-__all__ = ["MIN_REGISTRATION_SIMILARITY", "registration_similarity", "check_registration"]
+__all__ = ["MIN_REGISTRATION_SIMILARITY", "registration_similarity", "check_registration",
+           "check_case_registration"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -100,3 +101,27 @@ def check_registration(path: str | os.PathLike, preprocessed: sitk.Image, linear
                          f"cerebellum and brainstem (similarity {similarity:.3f} < {MIN_REGISTRATION_SIMILARITY}); "
                          f"is this a T1 image of a head?")
     return similarity
+
+
+def check_case_registration(path: str | os.PathLike, preprocessed: str | os.PathLike,
+                            transform_dir: str | os.PathLike) -> tuple[float, sitk.Image, sitk.Transform, dict]:
+    """:func:`check_registration` of a case as ``preprocess_t1_case`` wrote it (the MNI image, cropped or on the
+    full MNI grid, and its transform folder).
+
+    Returns:
+        The similarity, and what was read for it: the preprocessed image, the MNI -> native transform and the
+        folder's ``preprocessing.json`` (:func:`~nnunet_ataxia.preprocessing.native_space.load_case_transform`).
+
+    Example:
+        >>> check_case_registration("sub-01.nii.gz", "out/sub-01_0000.nii.gz",  # doctest: +SKIP
+        ...                         "out/transforms/sub-01")
+        (0.101, <SimpleITK.SimpleITK.Image ...>, <SimpleITK.SimpleITK.Transform ...>, {...})
+    """
+    from nnunet_ataxia.preprocessing.mri_pipeline import crop_to_box
+    from nnunet_ataxia.preprocessing.native_space import load_case_transform
+
+    tfm, meta = load_case_transform(transform_dir)
+    image = sitk.ReadImage(str(preprocessed))
+    similarity = check_registration(path, crop_to_box(image), float(meta["linear_determinant"]),
+                                    np.array(tfm.GetMatrix()))
+    return similarity, image, tfm, meta

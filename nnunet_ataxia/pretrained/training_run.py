@@ -223,12 +223,13 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
         if _run(exe + ["plan", "-d", str(dataset_id), "-np", str(num_processes)], env) != 0:
             raise InputError(f"{raw_dataset}: planning failed (see nnU-Net's output above)")
         records.done("plan", after=["data"])
-    if start_weights is not None:
+    if start_weights is not None:  # copied again when --initial-weights names other content
         target = first.results / dataset_name / release.INITIAL_WEIGHTS_FOLDER / "checkpoint_final.pth"
-        if not target.is_file():
+        if not records.check("initial weights", [target], adopt=True, quiet=True):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(start_weights, target.with_suffix(".tmp"))
             os.replace(target.with_suffix(".tmp"), target)
+            records.done("initial weights")
     if resume_state is not None:
         for trainer in restore_state(Path(resume_state), work, stages, dataset_name):
             print(f"resumed the training state of {trainer} from {resume_state}", flush=True)
