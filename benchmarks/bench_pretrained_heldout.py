@@ -8,7 +8,9 @@ Two kinds of held-out anatomy:
 * ``--anatomy label-maps --label-maps DIR``: real anatomy that no model has seen: subjects rendered from the five
   held-out label maps (``label_map_subjects.HELD_OUT_MAPS``), cycling over the maps, the atrophy levels (none, mild,
   moderate, strong), skull on/off, T1-like and random contrast (every fourth subject) and 1 mm or thick-slice
-  acquisitions (every third subject), each with a random pose, orientation and voxel size.
+  acquisitions (every third subject), each with a random pose, orientation and voxel size. With ``--cortex-rim``
+  the same subjects with the outer voxel layers of the cortex darker (partial volume with CSF, as in a real 1 mm
+  scan; every other draw unchanged).
 
 Each native T1 goes through the whole ``nnunet-ataxia segment`` pipeline (N4, MNI registration, prediction with
 segment's default left-right test-time mirroring unless ``--disable-tta``, mapping back); the native masks are
@@ -55,8 +57,11 @@ def write_subjects(folder: Path, n: int, offset: int) -> list[dict]:
     return rows
 
 
-def write_label_map_subjects(folder: Path, label_maps: str, n: int, offset: int) -> list[dict]:
-    """The real-anatomy held-out subjects (see the module docstring for the design)."""
+def write_label_map_subjects(folder: Path, label_maps: str, n: int, offset: int, cortex_rim: bool = False
+                             ) -> list[dict]:
+    """The real-anatomy held-out subjects (see the module docstring for the design); ``cortex_rim``: the outer voxel
+    layers of the cortex blended towards CSF, as in the training data of ``train-pretrained --cortex-rim`` (every
+    other draw is the same as without)."""
     from nnunet_ataxia.synthesis.label_map_subjects import (
         ATROPHY_LEVELS,
         list_label_maps,
@@ -74,7 +79,8 @@ def write_label_map_subjects(folder: Path, label_maps: str, n: int, offset: int)
         path = held_out[i % len(held_out)]
         t1, truth, subject = make_native_label_map_subject(
             path, seed, atrophy=levels[(i // len(held_out)) % len(levels)], skull=(i // 2) % 2 == 0,
-            random_contrast_probability=1.0 if i % 4 == 3 else 0.0, thick_slice_probability=1.0 if i % 3 == 2 else 0.0)
+            random_contrast_probability=1.0 if i % 4 == 3 else 0.0, thick_slice_probability=1.0 if i % 3 == 2 else 0.0,
+            cortex_rim=cortex_rim)
         sitk.WriteImage(t1, str(folder / "t1" / f"{case}.nii.gz"), useCompression=True)
         sitk.WriteImage(truth, str(folder / "truth" / f"{case}.nii.gz"), useCompression=True)
         rows.append({"case": case, "seed": seed, "label_map": subject.label_map, "group": subject.atrophy,
@@ -146,6 +152,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the per-subject table (CSV) here")
     parser.add_argument("--disable-tta", action="store_true",
                         help="no test-time mirroring (segment --disable_tta) instead of segment's default")
+    parser.add_argument("--cortex-rim", action="store_true",
+                        help="with --anatomy label-maps: the cortex's outer voxel layers darker (partial volume)")
     parser.add_argument("--segment-name", default=None, help="subfolder of --work for the segmentations")
     args = parser.parse_args()
     if args.anatomy == "label-maps" and not args.label_maps:
@@ -159,8 +167,8 @@ def main() -> None:
         if listing.is_file():   # the same --work: re-use the generated subjects
             subjects = pd.read_csv(listing).to_dict("records")
         else:
-            subjects = (write_label_map_subjects(work, args.label_maps, n, args.offset) if args.anatomy == "label-maps"
-                        else write_subjects(work, n, args.offset))
+            subjects = (write_label_map_subjects(work, args.label_maps, n, args.offset, args.cortex_rim)
+                        if args.anatomy == "label-maps" else write_subjects(work, n, args.offset))
             pd.DataFrame(subjects).to_csv(listing, index=False)
         t1 = time.time()
         seg_dir = work / (args.segment_name or ("segment_no_tta" if args.disable_tta else "segment"))

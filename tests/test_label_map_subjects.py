@@ -99,6 +99,57 @@ def test_labels_survive_the_rendering_and_the_deformation(cropped_map):
     assert img[lab == 7].mean() > img[lab == 8].mean() > img[np.isin(lab, (4, 24))].mean()
 
 
+def test_cortex_rim_darkens_only_the_outer_cortex_layers_and_keeps_every_other_draw(cropped_map):
+    from scipy import ndimage
+
+    from nnunet_ataxia.synthesis.tissue_contrast import CORTEX_RIM_LAYERS, TISSUE_CLASSES
+
+    rendered = {}
+    for rim in (False, True):
+        rs, subject = L.draw_label_map_subject(11, "map.nii.gz", atrophy="mild", skull=True)
+        labels, intensity = L.render_subject_map(cropped_map, subject, rs, 0.0, cortex_rim=rim)
+        rendered[rim] = (sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(intensity), subject, rs.uniform())
+    (lab0, img0, _, next0), (lab1, img1, subject, next1) = rendered[False], rendered[True]
+    assert (lab0 == lab1).all() and next0 == next1    # same labels, and the subject's own stream is untouched
+    depth = subject.appearance["cortex_rim"]["depth"]
+    assert 0.15 <= depth <= 0.5                       # seed 11 draws a rim (probability 0.8)
+    cortex = np.isin(lab1, TISSUE_CLASSES["cortex"] + TISSUE_CLASSES["cerebellum_cortex"])
+    outside = np.isin(lab1, TISSUE_CLASSES["csf"]) | (lab1 >= L.EXTRA_CEREBRAL_MIN_LABEL)
+    rim = cortex & ~ndimage.binary_erosion(~outside, iterations=CORTEX_RIM_LAYERS)
+    changed = ~np.isclose(img0, img1)
+    assert changed.any() and not (changed & ~rim).any()   # only the cortex's outer layers change
+    # the first layer moves ``depth`` of the way towards the CSF intensity
+    first = cortex & ndimage.binary_dilation(outside) & ~outside
+    csf = img0[lab0 == L.CSF_LABEL].mean()
+    moved = (img0[first] - img1[first]) / (img0[first] - csf)
+    assert np.median(moved) == pytest.approx(depth, rel=0.02)
+
+
+def test_a_dataset_case_has_the_cortex_rim_only_when_the_dataset_asks_for_it(tmp_path):
+    """``build_label_map_dataset(cortex_rim=...)`` reaches the renderer through each case's job: same labels, other
+    intensities, and the draw recorded in the case's parameters."""
+    from nnunet_ataxia.dataset_conversion import Dataset511_LabelMapCerebellumBrainstem as dataset511
+
+    path = tmp_path / "training_seg_01.nii.gz"
+    sitk.WriteImage(_cropped(_atlas_map()), str(path))   # the atlas is in MNI space: the identity registers it
+    identity = L.affine_to_list(sitk.AffineTransform(3))
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    written = {}
+    try:
+        for rim in (False, True):
+            job = {"out_dir": str(tmp_path / str(rim)), "seed": 11, "label_map": str(path), "mni_to_map": identity,
+                   "cortex_rim": rim, "outputs": ["image.nii.gz", "labels.nii.gz"]}
+            info = dataset511._generate_case(job)
+            arrays = [sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / str(rim) / o))) for o in job["outputs"]]
+            written[rim] = (*arrays, info["parameters"]["appearance"])
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    (img0, lab0, drawn0), (img1, lab1, drawn1) = written[False], written[True]
+    assert (lab0 == lab1).all() and (lab1 == 1).sum() > 50_000
+    assert not np.allclose(img0, img1)
+    assert "cortex_rim" not in drawn0 and 0.15 <= drawn1["cortex_rim"]["depth"] <= 0.5
+
+
 def test_skull_off_removes_every_extra_cerebral_label():
     arr = np.zeros((30, 30, 30), np.uint16)
     arr[5:25, 5:25, 5:25] = 507

@@ -136,6 +136,11 @@ def test_chunked_training_resumes_in_a_new_work_folder_then_exports_and_installs
     assert sorted((second / "nnUNet_raw" / release.DATASET_NAME / "labelsTr").iterdir()) == labels
     assert {p: p.stat().st_mtime_ns for p in (second / "nnUNet_results").rglob("checkpoint_*.pth")} == checkpoints
 
+    # another list of stages (here the first alone) keeps the stages already trained: nothing refused, nothing redone
+    out = train_pretrained(second, n_train=2, n_val=1, n_contrast=1, num_processes=1, stages=stages[:1])
+    assert out["finished"] is True and out["epochs_done"] == {BASE_TEST_TRAINER: 2}
+    assert {p: p.stat().st_mtime_ns for p in (second / "nnUNet_results").rglob("checkpoint_*.pth")} == checkpoints
+
     # the finished run's saved state keeps logs and progress.png only (the model is the zip)
     save_state(second, stages, state)
     assert not list(state.rglob("checkpoint_*.pth")) and (state / TEST_TRAINER / "progress.png").is_file()
@@ -264,7 +269,9 @@ def test_each_finetuning_stage_starts_from_the_stage_before_it_and_trains_on_its
     ([], release.TRAINING_STAGES, 0),
     (["--contrast-finetune"], release.CONTRAST_FINETUNE_STAGES, 80),
     (["--contrast-finetune", "2"], release.CONTRAST_FINETUNE2_STAGES, 160),
-    (["--label-maps", "maps"], release.LABEL_MAP_STAGES, 0)])
+    (["--label-maps", "maps"], None, 0),
+    (["--label-maps", "maps", "--cortex-rim"], None, 0),
+    (["--label-maps", "maps", "--from-scratch"], None, 0)])
 def test_train_pretrained_command_picks_the_stages_and_the_random_contrast_subjects(monkeypatch, tmp_path, argv,
                                                                                      stages, n_contrast):
     import argparse
@@ -285,3 +292,37 @@ def test_train_pretrained_command_picks_the_stages_and_the_random_contrast_subje
     assert seen["stages"] == stages and seen["n_contrast"] == n_contrast
     assert seen["label_maps"] == ("maps" if "--label-maps" in argv else None)
     assert (seen["n_train"], seen["n_val"]) == ((180, 15) if "--label-maps" in argv else (160, 12))
+    assert seen["cortex_rim"] is ("--cortex-rim" in argv) and seen["from_scratch"] is ("--from-scratch" in argv)
+
+
+def test_the_model_v2_options_pick_its_stages():
+    from nnunet_ataxia.pretrained.training_run import default_stages
+
+    assert default_stages(False) == default_stages(True, from_scratch=True) == release.TRAINING_STAGES
+    assert default_stages(True) == release.LABEL_MAP_STAGES
+    assert default_stages(True, cortex_rim=True) == release.LABEL_MAP_RIM_STAGES
+
+
+@pytest.mark.parametrize("option", ["cortex_rim", "from_scratch"])
+def test_a_model_v2_option_without_label_maps_is_refused_before_any_work(tmp_path, option):
+    with pytest.raises(InputError, match=f"--{option.replace('_', '-')} is an option of model v2; it needs"):
+        train_pretrained(tmp_path / "work", **{option: True})
+    assert not (tmp_path / "work").exists()
+
+
+def test_from_scratch_with_initial_weights_is_refused_before_any_work(tmp_path):
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for i in range(1, 21):
+        (maps / f"training_seg_{i:02d}.nii.gz").write_bytes(b"")
+    with pytest.raises(InputError, match="--from-scratch .* cannot be combined with --initial-weights"):
+        train_pretrained(tmp_path / "work", label_maps=maps, from_scratch=True, initial_weights=tmp_path / "w.pth")
+    assert not (tmp_path / "work").exists()
+
+
+def test_the_rim_stage_fine_tunes_like_the_model_v2_stage_with_its_own_schedule():
+    from nnunet_ataxia import trainers
+
+    rim, v2 = (getattr(trainers, s[0]) for s in (release.LABEL_MAP_RIM_STAGES, release.LABEL_MAP_STAGES))
+    assert issubclass(rim, v2) and (rim.finetune_lr, rim.finetune_epochs) == (2e-4, 24)
+    assert (v2.finetune_lr, v2.finetune_epochs) == (3e-4, 40)

@@ -82,3 +82,29 @@ def test_index_lists_flagged_subjects_first_and_highlights_them(tmp_path):
     assert page.index("<td>b</td>") < page.index("<td>a</td>") < page.index("<td>c</td>")
     assert page.count('class="flagged"') == 1 and '<tr class="flagged"><td>b</td>' in page
     assert page.index('id="b"') < page.index('id="a"')
+
+
+def test_qc_picture_zooms_its_second_row_on_the_cerebellum(tmp_path):
+    import matplotlib.image as mpimg
+    import SimpleITK as sitk
+
+    from nnunet_ataxia.inference.qc import LABEL_COLOURS, qc_picture
+
+    t1 = np.zeros((120, 160, 160), np.float32)
+    t1[10:110, 20:140, 20:140] = 100.0                       # a head
+    seg = np.zeros(t1.shape, np.uint8)
+    seg[20:40, 100:125, 60:100] = 1                          # a small cerebellum
+    images = [sitk.GetImageFromArray(a) for a in (t1, seg)]
+    png = qc_picture(images[0], images[1], {"cerebellum": 1}, tmp_path / "qc.png", title="case")
+    picture = mpimg.imread(png)[..., :3]
+    orange = np.array([int(LABEL_COLOURS[0][i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    outline = np.abs(picture - orange).max(-1) < 0.08
+    outline = outline[: int(picture.shape[0] * 0.93)]        # the legend's orange patch is below
+    half = picture.shape[0] // 2
+
+    def height(part: np.ndarray) -> int:
+        rows = np.flatnonzero(part.any(1))
+        return int(rows.max() - rows.min()) if rows.size else 0
+
+    # the zoomed row draws the same outlines several times taller
+    assert height(outline[half:]) > 2 * height(outline[:half]) > 0

@@ -7,7 +7,11 @@ Generates the domain-randomized subjects, plans them with the fixed 1 mm / 128x1
 ``M2InceptionTrainer_pretrainedContrastFinetune2`` (the shipped model); the last stage is exported.
 ``--label-maps DIR`` trains the pretrained model v2 instead: pseudo-subjects rendered from the real whole-head label
 maps in DIR (SynthSeg's ``data/training_label_maps``; five of them are held out), one stage,
-``M2InceptionTrainer_pretrainedLabelMaps``, that fine-tunes the shipped model (or ``--initial-weights``).
+``M2InceptionTrainer_pretrainedLabelMaps``, that fine-tunes the shipped model (or ``--initial-weights``);
+with ``--cortex-rim`` the subjects are rendered with a partial-volume rim on the cortex and the stage is
+``M2InceptionTrainer_pretrainedLabelMapsRim``, a shorter fine-tuning meant to start from a trained model v2;
+with ``--from-scratch`` the model v2 is trained from random weights with the first stage of model v1
+(``M2InceptionTrainer_pretrained``, 120 epochs) instead.
 Run it again with the same ``--work`` to continue: finished steps are skipped and training resumes with ``--c``.
 """
 from __future__ import annotations
@@ -25,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-maps", default=None, metavar="DIR",
                         help="train the model v2 on subjects rendered from the label maps in DIR (SynthSeg's "
                              "data/training_label_maps, training_seg_01..20.nii.gz)")
+    parser.add_argument("--cortex-rim", action="store_true",
+                        help="with --label-maps: render the subjects with the outer cortex layers blended towards "
+                             "CSF and fine-tune with M2InceptionTrainer_pretrainedLabelMapsRim (24 epochs; start it "
+                             "from a model v2 with --initial-weights)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="with --label-maps: train from random weights (M2InceptionTrainer_pretrained, 120 "
+                             "epochs) instead of fine-tuning the shipped model")
     parser.add_argument("--initial-weights", default=None,
                         help="with --label-maps: the model zip or checkpoint to fine-tune (default: the shipped model)")
     parser.add_argument("--n-train", type=positive_int, default=None,
@@ -56,14 +67,15 @@ def run(args: argparse.Namespace) -> int:
                           1: (release.CONTRAST_FINETUNE_STAGES, release.CONTRAST_FINETUNE_SUBJECTS),
                           2: (release.CONTRAST_FINETUNE2_STAGES, release.CONTRAST_FINETUNE2_SUBJECTS)}[
         args.contrast_finetune]
-    if args.label_maps is not None:
-        stages = release.LABEL_MAP_STAGES
+    if args.label_maps is not None:   # the model v2's stages follow from its options (training_run.default_stages)
+        stages = None
     defaults = (180, 15) if args.label_maps is not None else (160, 12)
     n_train = defaults[0] if args.n_train is None else args.n_train
     n_val = defaults[1] if args.n_val is None else args.n_val
     result = train_pretrained(args.work, n_train=n_train, n_val=n_val, n_contrast=n_contrast,
                               stages=stages, hours=args.hours, label_maps=args.label_maps,
-                              initial_weights=args.initial_weights,
+                              initial_weights=args.initial_weights, cortex_rim=args.cortex_rim,
+                              from_scratch=args.from_scratch,
                               device=args.device, num_processes=args.num_processes, resume_state=args.resume_state,
                               save_state_to=args.save_state, export_to=args.export,
                               export_checkpoint=args.export_checkpoint, overwrite=args.overwrite)

@@ -1,5 +1,9 @@
 """Quality-control pictures (native T1 with mask outlines, three planes) and the run's HTML index.
 
+The picture has two rows: the three planes over the whole head (outlines and a light fill), and below them the same
+planes zoomed on the first label (the cerebellum) with outlines only, large enough to see single voxels, so that one
+can judge whether the outline follows the outer edge of the cortex.
+
 The native image and its label map are reoriented to LPS (``sitk.DICOMOrient``; a permutation and flips of the axes,
 no resampling), so every picture shows the anatomy upright whatever the scanner orientation: axial and coronal
 views in radiological convention (the subject's left on the picture's right), sagittal with anterior on the left.
@@ -16,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["qc_picture", "write_index", "LABEL_COLOURS"]
+__all__ = ["qc_picture", "write_index", "zoom_window", "LABEL_COLOURS"]
 
 #: outline colours, in the order of the model's foreground labels (cerebellum, brainstem, ...)
 LABEL_COLOURS: tuple[str, ...] = ("#ffb000", "#00d5ff", "#ff40ff", "#60ff60", "#ff5050")
@@ -49,9 +53,28 @@ def _upright_planes(t1: sitk.Image, seg: sitk.Image, centre_label: int
     return slices_img, slices_lab, aspects, ["axial", "coronal", "sagittal"]
 
 
+def zoom_window(mask: np.ndarray, margin: int = 8) -> tuple[slice, slice]:
+    """Rows and columns of a 2D ``mask``'s bounding box widened by ``margin`` voxels, clipped to the slice.
+
+    The whole slice when the mask is empty.
+
+    Example:
+        >>> m = np.zeros((50, 60), bool); m[20:30, 10:15] = True
+        >>> zoom_window(m, margin=5)
+        (slice(15, 35, None), slice(5, 20, None))
+    """
+    if not mask.any():
+        return slice(0, mask.shape[0]), slice(0, mask.shape[1])
+    idx = np.argwhere(mask)
+    lo = np.maximum(idx.min(0) - margin, 0)
+    hi = np.minimum(idx.max(0) + 1 + margin, mask.shape)
+    return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
+
+
 def qc_picture(t1: sitk.Image, seg: sitk.Image, labels: Mapping[str, int], out_png: str | os.PathLike, *,
                title: str = "", subtitle: str = "") -> Path:
-    """Write a PNG with the label outlines (and a light fill) over the native T1 in three orthogonal planes.
+    """Write a PNG with the label outlines over the native T1 in three orthogonal planes: whole head (outlines and a
+    light fill), then zoomed on the first label (outlines only).
 
     Args:
         t1: the native T1.
@@ -75,24 +98,30 @@ def qc_picture(t1: sitk.Image, seg: sitk.Image, labels: Mapping[str, int], out_p
     imgs, labs, aspects, names = _upright_planes(t1, seg, first)
     lo, hi = np.percentile(np.concatenate([i[i > 0].ravel() for i in imgs] or [np.zeros(1)]), [0.5, 99.5]) \
         if any(np.any(i > 0) for i in imgs) else (0.0, 1.0)
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 5.0), facecolor="black")
+    fig, axes = plt.subplots(2, 3, figsize=(13.5, 10.0), facecolor="black",
+                             gridspec_kw={"height_ratios": (1.0, 1.25)})
     colours = {v: LABEL_COLOURS[i % len(LABEL_COLOURS)] for i, v in enumerate(labels.values())}
-    for ax, img, lab, aspect, name in zip(axes, imgs, labs, aspects, names, strict=False):
-        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect,
-                  interpolation="nearest")
-        for value, colour in colours.items():
-            mask = lab == value
-            if not mask.any():
-                continue
-            ax.imshow(np.ma.masked_where(~mask, mask), cmap=ListedColormap([colour]), alpha=0.25, aspect=aspect,
+    for row, zoomed in ((axes[0], False), (axes[1], True)):
+        for ax, img, lab, aspect, name in zip(row, imgs, labs, aspects, names, strict=False):
+            if zoomed:
+                window = zoom_window(lab == first)
+                img, lab = img[window], lab[window]
+            ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect,
                       interpolation="nearest")
-            ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=0.9)
-        ax.set_title(name, color="white", fontsize=10)
-        ax.axis("off")
+            for value, colour in colours.items():
+                mask = lab == value
+                if not mask.any():
+                    continue
+                if not zoomed:
+                    ax.imshow(np.ma.masked_where(~mask, mask), cmap=ListedColormap([colour]), alpha=0.25,
+                              aspect=aspect, interpolation="nearest")
+                ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1.1 if zoomed else 0.9)
+            ax.set_title(f"{name}, zoomed" if zoomed else name, color="white", fontsize=10)
+            ax.axis("off")
     handles = [Patch(facecolor=colours[v], label=n) for n, v in labels.items()]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, labelcolor="white")
     fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, color="white", fontsize=11)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.92))
+    fig.tight_layout(rect=(0, 0.04, 1, 0.94))
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=90, facecolor="black")

@@ -146,7 +146,8 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
                      export_to: str | os.PathLike | None = None, export_checkpoint: str | None = None,
                      stages: Sequence[str] | None = None, overwrite: bool = False,
                      label_maps: str | os.PathLike | None = None,
-                     initial_weights: str | os.PathLike | None = None) -> dict:
+                     initial_weights: str | os.PathLike | None = None, cortex_rim: bool = False,
+                     from_scratch: bool = False) -> dict:
     """Reproduce a released model: data -> plan -> train (stages, in chunks) -> export. Each step skips finished work.
 
     The stages are stock ``nnUNetv2_train`` runs on the same dataset, one after the other (model v1:
@@ -175,6 +176,11 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
         label_maps: folder of real whole-head label maps (SynthSeg's ``data/training_label_maps``): train model v2.
         initial_weights: v2 only: the nnU-Net zip or checkpoint the fine-tuning starts from (default: the shipped
             model v1).
+        cortex_rim: v2 only: render the training subjects with the outer cortex layers blended towards CSF
+            (:func:`~nnunet_ataxia.dataset_conversion.Dataset511_LabelMapCerebellumBrainstem.build_label_map_dataset`);
+            the default stages are then :data:`~nnunet_ataxia.pretrained.release.LABEL_MAP_RIM_STAGES`.
+        from_scratch: v2 only: train from randomly initialized weights with the first stage of model v1
+            (:data:`~nnunet_ataxia.pretrained.release.TRAINING_STAGES`: 120 epochs at 1e-3) instead of fine-tuning.
 
     Returns:
         ``{"finished": bool, "epochs_done": {trainer: int}, "exported": path or None}``.
@@ -186,12 +192,13 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
     v2 = label_maps is not None
     dataset_id = release.LABEL_MAP_DATASET_ID if v2 else release.DATASET_ID
     dataset_name = release.LABEL_MAP_DATASET_NAME if v2 else release.DATASET_NAME
-    stages = tuple(stages or (release.LABEL_MAP_STAGES if v2 else release.TRAINING_STAGES))
+    stages = tuple(stages or default_stages(v2, cortex_rim=cortex_rim, from_scratch=from_scratch))
     work = Path(work).resolve()
     _check_arguments(work, n_train=n_train, n_val=n_val, n_contrast=n_contrast, hours=hours,
                      num_processes=num_processes, save_state_to=save_state_to, export_to=export_to,
-                     overwrite=overwrite, label_maps=label_maps, resume_state=resume_state)
-    start_weights = _initial_weights_file(initial_weights) if v2 else None
+                     overwrite=overwrite, label_maps=label_maps, resume_state=resume_state, cortex_rim=cortex_rim,
+                     from_scratch=from_scratch, initial_weights=initial_weights)
+    start_weights = _initial_weights_file(initial_weights) if v2 and not from_scratch else None
     check_output_folder(work, COMMAND, overwrite=overwrite, recognize=("nnUNet_raw", "nnUNet_preprocessed"))
     work.mkdir(parents=True, exist_ok=True)
     write_marker(work, COMMAND)
@@ -199,10 +206,12 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
     env = first.environment(device)
     os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
     raw_dataset = first.raw / dataset_name
-    records = StepRecords(work, _run_identity(v2, n_train, n_val, n_contrast, label_maps, start_weights, stages))
-    for trainer in stages:  # a fold trained with other settings is neither continued nor thrown away: one line, now
-        records.check(f"train {trainer}", [TrainingRunPaths(work, trainer, dataset_name).fold], refuse=True,
-                      quiet=True)
+    records = StepRecords(work, _run_identity(v2, n_train, n_val, n_contrast, label_maps, start_weights,
+                                               cortex_rim))
+    for trainer, before in zip(stages, _stage_before(stages), strict=True):
+        # a fold trained with other settings is neither continued nor thrown away: one line, now
+        records.check(f"train {trainer}", [TrainingRunPaths(work, trainer, dataset_name).fold], after=before,
+                      refuse=True, quiet=True)
     n_cases = len(list((raw_dataset / "labelsTr").glob("*.nii.gz"))) if raw_dataset.is_dir() else 0
     n_wanted = n_train + n_val + n_contrast
     # the generators re-use every case whose fingerprint (seed, generator, map file) is unchanged: nothing to clear
@@ -211,7 +220,8 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
         t0 = time.time()
         if v2:
             from nnunet_ataxia.dataset_conversion.Dataset511_LabelMapCerebellumBrainstem import build_label_map_dataset
-            build_label_map_dataset(label_maps, n_train, n_val, output=raw_dataset, num_processes=num_processes)
+            build_label_map_dataset(label_maps, n_train, n_val, output=raw_dataset, num_processes=num_processes,
+                                    cortex_rim=cortex_rim)
         else:
             from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import build_synthetic_dataset
             build_synthetic_dataset(n_train, n_val, n_contrast, output=raw_dataset, num_processes=num_processes)
@@ -235,7 +245,7 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
             print(f"resumed the training state of {trainer} from {resume_state}", flush=True)
     deadline = None if hours is None else time.time() + hours * 3600.0
     trained = False
-    for trainer in stages:
+    for trainer, before in zip(stages, _stage_before(stages), strict=True):
         paths = TrainingRunPaths(work, trainer, dataset_name)
         if not (paths.fold / "checkpoint_final.pth").is_file():
             if trained and deadline is not None and time.time() >= deadline:
@@ -246,7 +256,7 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
                 cmd.append("--c")
             if deadline is not None:
                 env["NNUNET_ATAXIA_STOP_AT"] = str(deadline)  # read by the trainers (pretrained_trainers)
-            records.done(f"train {trainer}")   # the settings this fold is trained with, before it starts
+            records.done(f"train {trainer}", after=before)   # the settings this fold is trained with, before it starts
             if _run(cmd, env) != 0:
                 raise InputError(f"{paths.fold}: nnUNetv2_train failed (see its output above)")
             trained = True
@@ -265,9 +275,32 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
     return {"finished": finished, "epochs_done": done, "exported": exported}
 
 
+def default_stages(label_maps: bool, *, cortex_rim: bool = False, from_scratch: bool = False) -> tuple[str, ...]:
+    """The trainer stages of a run: model v1's first stage, or with ``label_maps`` the model v2's stage (the rim stage
+    with ``cortex_rim``; model v1's first stage, from random weights, with ``from_scratch``).
+
+    Example:
+        >>> default_stages(True)
+        ('M2InceptionTrainer_pretrainedLabelMaps',)
+    """
+    if not label_maps or from_scratch:
+        return release.TRAINING_STAGES
+    return release.LABEL_MAP_RIM_STAGES if cortex_rim else release.LABEL_MAP_STAGES
+
+
+def _stage_before(stages: Sequence[str]) -> list[list[str]]:
+    """For each stage, the record keys of the stage it starts from (none for the first): a stage is trained after the
+    one before it, so a later stage trained from another run of an earlier one is refused, while adding a stage after
+    finished ones keeps them."""
+    return [[]] + [[f"train {previous}"] for previous in stages[:-1]]
+
+
 def _run_identity(v2: bool, n_train: int, n_val: int, n_contrast: int, label_maps: str | os.PathLike | None,
-                  start_weights: Path | None, stages: Sequence[str]) -> dict:
-    """What a training run's model depends on: the data options, the label maps' and initial weights' contents."""
+                  start_weights: Path | None, cortex_rim: bool) -> dict:
+    """What a training run's model depends on: the data options, the label maps' and initial weights' contents
+    (which stages follow one another is recorded with each stage, :func:`_stage_before`)."""
+    from nnunet_ataxia.dataset_conversion import Dataset510_SynthCerebellumBrainstem as v1_data
+    from nnunet_ataxia.dataset_conversion import Dataset511_LabelMapCerebellumBrainstem as v2_data
     from nnunet_ataxia.io.fingerprints import file_fingerprint
     from nnunet_ataxia.io.step_records import identity_digest
 
@@ -275,13 +308,15 @@ def _run_identity(v2: bool, n_train: int, n_val: int, n_contrast: int, label_map
     if label_maps is not None:
         maps = identity_digest({p.name: file_fingerprint(p)["sha256"]
                                 for p in sorted(Path(label_maps).glob("*.nii*")) if p.is_file()})
-    return {"model": "v2" if v2 else "v1", "n_train": n_train, "n_val": n_val, "n_contrast": n_contrast,
-            "label_maps": maps, "initial_weights": file_fingerprint(start_weights)["sha256"] if start_weights else None,
-            "stages": list(stages)}
+    return {"model": "v2" if v2 else "v1", "generator": (v2_data if v2 else v1_data).GENERATOR_VERSION,
+            "n_train": n_train, "n_val": n_val, "n_contrast": n_contrast, "label_maps": maps,
+            "initial_weights": file_fingerprint(start_weights)["sha256"] if start_weights else None,
+            "cortex_rim": cortex_rim}
 
 
 def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, hours: float | None,
-                     num_processes: int, save_state_to, export_to, overwrite: bool, label_maps, resume_state) -> None:
+                     num_processes: int, save_state_to, export_to, overwrite: bool, label_maps, resume_state,
+                     cortex_rim: bool, from_scratch: bool, initial_weights) -> None:
     """Every check that can be made before the long work (data generation, training) starts."""
     if n_train < 1 or n_val < 1 or n_contrast < 0:
         raise InputError(f"--n-train {n_train} / --n-val {n_val}: need at least one training and one validation "
@@ -296,6 +331,11 @@ def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, h
         training_maps, _ = list_label_maps(label_maps)   # InputError naming the folder
         if n_contrast:
             raise InputError("--contrast-finetune is a stage of model v1; it cannot be combined with --label-maps")
+        if from_scratch and initial_weights is not None:
+            raise InputError("--from-scratch starts from random weights; it cannot be combined with --initial-weights")
+    elif cortex_rim or from_scratch:
+        option = "--cortex-rim" if cortex_rim else "--from-scratch"
+        raise InputError(f"{option} is an option of model v2; it needs --label-maps")
     if resume_state is not None and not Path(resume_state).is_dir():
         raise InputError(f"{resume_state}: no such folder (--resume-state: a folder written by --save-state)")
     if save_state_to is not None:

@@ -182,6 +182,18 @@ class M2InceptionTrainer_pretrainedLabelMaps(M2InceptionTrainer_pretrainedContra
                             "checkpoint_final.pth")
 
 
+class M2InceptionTrainer_pretrainedLabelMapsRim(M2InceptionTrainer_pretrainedLabelMaps):
+    """:class:`M2InceptionTrainer_pretrainedLabelMaps` for a shorter fine-tuning of an already trained model v2.
+
+    Meant for data rendered with the cortex rim (the outer voxel layers of the cortex blended towards CSF, labels
+    unchanged) and a start from a trained model v2 (``train-pretrained --label-maps DIR --cortex-rim
+    --initial-weights <v2 zip>``); Adam restarts at 2e-4 with poly decay to zero over 24 epochs of 50 iterations.
+    """
+
+    finetune_lr: float = 2e-4
+    finetune_epochs: int = 24
+
+
 class M2InceptionTrainer_pretrainedLabelMaps_smoke(M2InceptionTrainer_pretrainedLabelMaps):
     """M2InceptionTrainer_pretrainedLabelMaps, one short epoch (:data:`SMOKE`; tests)."""
 
