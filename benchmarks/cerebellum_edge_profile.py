@@ -6,6 +6,8 @@ first three voxel shells outside it (``out1`` .. ``out3``; the brainstem's neigh
 within 5 mm of the brain's outer surface (where the outside is CSF, not another brain structure). An outline on the
 outer edge of the cortex has a first outer shell about as dark as the partial-volume midpoint between cortex and
 CSF; a first shell that is still nearly as bright as the cortex means the outline runs inside the tissue.
+``shell1_pct`` is the size of the first outer shell (within the brain, away from the brainstem) in per cent of the
+mask: roughly the volume that moving the outline out by one voxel would add.
 
 With ``--truth DIR`` (``<case>.nii.gz`` native label maps, as ``bench_pretrained_heldout.py --work`` keeps them), the
 same profile is printed for the true outline, for comparison; with ``--subjects FILE`` (the ``subjects.csv`` that
@@ -29,6 +31,8 @@ from scipy import ndimage
 from nnunet_ataxia.io.images import read_image
 
 SHELLS = ("in1", "out1", "out2", "out3")
+#: the first outer voxel shell's size as a share of the mask (how much volume one voxel of outline position is)
+SHELL_SHARE = "shell1_pct"
 
 
 def brain_region(image: np.ndarray, reference_mask: np.ndarray) -> np.ndarray:
@@ -47,12 +51,14 @@ def edge_profile(image: np.ndarray, seg: np.ndarray, label: int, brain: np.ndarr
     """Mean intensity / cortex intensity in the mask's outer layer and the first three shells outside it."""
     mask = seg == label
     if mask.sum() < 100:
-        return dict.fromkeys(SHELLS, float("nan"))
+        return dict.fromkeys((*SHELLS, SHELL_SHARE), float("nan"))
     other = ndimage.binary_dilation((seg > 0) & ~mask, iterations=2)
     near_surface = ndimage.distance_transform_edt(brain, sampling=spacing_zyx) <= 5.0
     cortex = float(np.median(image[mask & ~ndimage.binary_erosion(mask, iterations=3)]))
     inner = mask & ~ndimage.binary_erosion(mask) & near_surface
     out = {"in1": float(image[inner].mean()) / cortex}
+    first_shell = ndimage.binary_dilation(mask) & ~mask & ~other & brain
+    out[SHELL_SHARE] = 100.0 * float(first_shell.sum()) / float(mask.sum())
     grown = mask
     for k in (1, 2, 3):
         bigger = ndimage.binary_dilation(grown)
@@ -120,9 +126,11 @@ def main() -> None:
     rows = [r for folder in args.segment_out
             for r in subject_rows(folder, args.truth, args.label, args.images, cases)]
     if not rows:
-        raise SystemExit("no segmented subject with a voxel size of at most 1.3 mm found")
+        raise SystemExit("no segmented subject with a voxel size of at most 1.3 mm found"
+                         + (" among the T1-like subjects of --subjects" if cases is not None else ""))
     table = pd.DataFrame(rows)
-    print("\nmean intensity / cortex intensity, per shell (in1: the mask's outer layer; out1-3: outside it)")
+    print("\nmean intensity / cortex intensity, per shell (in1: the mask's outer layer; out1-3: outside it); "
+          "shell1_pct: first outer shell in % of the mask")
     print(table.groupby("folder").agg({c: "mean" for c in table.columns if c not in ("folder", "case")})
           .assign(subjects=table.groupby("folder").size()).round(2).to_string())
 
