@@ -10,7 +10,8 @@ Two kinds of held-out anatomy:
   moderate, strong), skull on/off, T1-like and random contrast (every fourth subject) and 1 mm or thick-slice
   acquisitions (every third subject), each with a random pose, orientation and voxel size. With ``--cortex-rim``
   the same subjects with the outer voxel layers of the cortex darker (partial volume with CSF, as in a real 1 mm
-  scan; every other draw unchanged).
+  scan; every other draw unchanged); with ``--cortex-folia`` the cerebellar cortex mottled by thin sulci drawn at
+  0.5 mm (also every other draw unchanged).
 
 Each native T1 goes through the whole ``nnunet-ataxia segment`` pipeline (N4, MNI registration, prediction with
 segment's default left-right test-time mirroring unless ``--disable-tta``, mapping back); the native masks are
@@ -57,11 +58,12 @@ def write_subjects(folder: Path, n: int, offset: int) -> list[dict]:
     return rows
 
 
-def write_label_map_subjects(folder: Path, label_maps: str, n: int, offset: int, cortex_rim: bool = False
-                             ) -> list[dict]:
+def write_label_map_subjects(folder: Path, label_maps: str, n: int, offset: int, cortex_rim: bool = False,
+                             cortex_folia: bool = False) -> list[dict]:
     """The real-anatomy held-out subjects (see the module docstring for the design); ``cortex_rim``: the outer voxel
     layers of the cortex blended towards CSF, as in the training data of ``train-pretrained --cortex-rim`` (every
-    other draw is the same as without)."""
+    other draw is the same as without); ``cortex_folia``: thin sulci in the cerebellar cortex, as with
+    ``train-pretrained --cortex-folia``."""
     from nnunet_ataxia.synthesis.label_map_subjects import (
         ATROPHY_LEVELS,
         list_label_maps,
@@ -80,7 +82,7 @@ def write_label_map_subjects(folder: Path, label_maps: str, n: int, offset: int,
         t1, truth, subject = make_native_label_map_subject(
             path, seed, atrophy=levels[(i // len(held_out)) % len(levels)], skull=(i // 2) % 2 == 0,
             random_contrast_probability=1.0 if i % 4 == 3 else 0.0, thick_slice_probability=1.0 if i % 3 == 2 else 0.0,
-            cortex_rim=cortex_rim)
+            cortex_rim=cortex_rim, cortex_folia=cortex_folia)
         sitk.WriteImage(t1, str(folder / "t1" / f"{case}.nii.gz"), useCompression=True)
         sitk.WriteImage(truth, str(folder / "truth" / f"{case}.nii.gz"), useCompression=True)
         rows.append({"case": case, "seed": seed, "label_map": subject.label_map, "group": subject.atrophy,
@@ -154,6 +156,8 @@ def main() -> None:
                         help="no test-time mirroring (segment --disable_tta) instead of segment's default")
     parser.add_argument("--cortex-rim", action="store_true",
                         help="with --anatomy label-maps: the cortex's outer voxel layers darker (partial volume)")
+    parser.add_argument("--cortex-folia", action="store_true",
+                        help="with --anatomy label-maps: the cerebellar cortex mottled by thin sulci (drawn at 0.5 mm)")
     parser.add_argument("--segment-name", default=None, help="subfolder of --work for the segmentations")
     args = parser.parse_args()
     if args.anatomy == "label-maps" and not args.label_maps:
@@ -167,7 +171,8 @@ def main() -> None:
         if listing.is_file():   # the same --work: re-use the generated subjects
             subjects = pd.read_csv(listing).to_dict("records")
         else:
-            subjects = (write_label_map_subjects(work, args.label_maps, n, args.offset, args.cortex_rim)
+            subjects = (write_label_map_subjects(work, args.label_maps, n, args.offset, args.cortex_rim,
+                                                 args.cortex_folia)
                         if args.anatomy == "label-maps" else write_subjects(work, n, args.offset))
             pd.DataFrame(subjects).to_csv(listing, index=False)
         t1 = time.time()

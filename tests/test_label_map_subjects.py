@@ -99,17 +99,23 @@ def test_labels_survive_the_rendering_and_the_deformation(cropped_map):
     assert img[lab == 7].mean() > img[lab == 8].mean() > img[np.isin(lab, (4, 24))].mean()
 
 
+def _rendered_without_and_with(label_map: sitk.Image, effect: str) -> tuple[tuple, tuple]:
+    """Subject 11 rendered without and with one appearance effect (``cortex_rim`` or ``cortex_folia``): for each,
+    (labels, intensities, subject, the next draw of the subject's own random stream)."""
+    rendered = []
+    for on in (False, True):
+        rs, subject = L.draw_label_map_subject(11, "map.nii.gz", atrophy="mild", skull=True)
+        labels, intensity = L.render_subject_map(label_map, subject, rs, 0.0, **{effect: on})
+        rendered.append((sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(intensity), subject, rs.uniform()))
+    return rendered[0], rendered[1]
+
+
 def test_cortex_rim_darkens_only_the_outer_cortex_layers_and_keeps_every_other_draw(cropped_map):
     from scipy import ndimage
 
     from nnunet_ataxia.synthesis.tissue_contrast import CORTEX_RIM_LAYERS, TISSUE_CLASSES
 
-    rendered = {}
-    for rim in (False, True):
-        rs, subject = L.draw_label_map_subject(11, "map.nii.gz", atrophy="mild", skull=True)
-        labels, intensity = L.render_subject_map(cropped_map, subject, rs, 0.0, cortex_rim=rim)
-        rendered[rim] = (sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(intensity), subject, rs.uniform())
-    (lab0, img0, _, next0), (lab1, img1, subject, next1) = rendered[False], rendered[True]
+    (lab0, img0, _, next0), (lab1, img1, subject, next1) = _rendered_without_and_with(cropped_map, "cortex_rim")
     assert (lab0 == lab1).all() and next0 == next1    # same labels, and the subject's own stream is untouched
     depth = subject.appearance["cortex_rim"]["depth"]
     assert 0.15 <= depth <= 0.5                       # seed 11 draws a rim (probability 0.8)
@@ -125,9 +131,37 @@ def test_cortex_rim_darkens_only_the_outer_cortex_layers_and_keeps_every_other_d
     assert np.median(moved) == pytest.approx(depth, rel=0.02)
 
 
-def test_a_dataset_case_has_the_cortex_rim_only_when_the_dataset_asks_for_it(tmp_path):
-    """``build_label_map_dataset(cortex_rim=...)`` reaches the renderer through each case's job: same labels, other
-    intensities, and the draw recorded in the case's parameters."""
+def test_cortex_folia_darken_only_the_cerebellar_cortex_most_at_its_surface_and_keep_every_other_draw(cropped_map):
+    from scipy import ndimage
+
+    from nnunet_ataxia.synthesis.tissue_contrast import TISSUE_CLASSES
+
+    (lab0, img0, _, next0), (lab1, img1, subject, next1) = _rendered_without_and_with(cropped_map, "cortex_folia")
+    assert (lab0 == lab1).all() and next0 == next1    # same labels, and the subject's own stream is untouched
+    drawn = subject.appearance["cortex_folia"]
+    assert 0.3 <= drawn["sulcal"] <= 0.6              # seed 11 draws folia (probability 0.8)
+    cortex = np.isin(lab1, TISSUE_CLASSES["cerebellum_cortex"])
+    changed = ~np.isclose(img0, img1)
+    assert changed.any() and not (changed & ~cortex).any()   # only the cerebellar cortex changes
+    # blend weight towards the CSF intensity (its class mean, here estimated from the rendered CSF, hence the
+    # tolerances): a texture (many distinct weights), largest at the outer surface
+    csf = img0[lab0 == L.CSF_LABEL].mean()
+    weight = np.zeros(img0.shape)
+    weight[cortex] = (img0[cortex] - img1[cortex]) / (img0[cortex] - csf)
+    assert weight.min() >= -0.01 and weight.max() <= 1.01
+    assert weight[cortex].mean() == pytest.approx(drawn["mean_weight"], rel=0.02)
+    assert len(np.unique(np.round(weight[cortex], 3))) > 5
+    outside = np.isin(lab1, TISSUE_CLASSES["csf"]) | (lab1 >= L.EXTRA_CEREBRAL_MIN_LABEL)
+    surface = cortex & ndimage.binary_dilation(outside)
+    deep = cortex & ~ndimage.binary_dilation(outside, iterations=4)
+    assert weight[surface].mean() > 1.5 * weight[deep].mean() > 0
+    # the share of sulci drawn on the fine grid is what the surface voxels lose on average (opening 1 there)
+    assert weight[surface].mean() == pytest.approx(drawn["sulcal"], abs=0.05)
+
+
+def test_a_dataset_case_has_the_cortex_rim_or_folia_only_when_the_dataset_asks_for_them(tmp_path):
+    """``build_label_map_dataset(cortex_rim=..., cortex_folia=...)`` reaches the renderer through each case's job:
+    same labels, other intensities, and the draw recorded in the case's parameters."""
     from nnunet_ataxia.dataset_conversion import Dataset511_LabelMapCerebellumBrainstem as dataset511
 
     path = tmp_path / "training_seg_01.nii.gz"
@@ -136,18 +170,21 @@ def test_a_dataset_case_has_the_cortex_rim_only_when_the_dataset_asks_for_it(tmp
     threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     written = {}
     try:
-        for rim in (False, True):
-            job = {"out_dir": str(tmp_path / str(rim)), "seed": 11, "label_map": str(path), "mni_to_map": identity,
-                   "cortex_rim": rim, "outputs": ["image.nii.gz", "labels.nii.gz"]}
+        for effect in ("none", "rim", "folia"):
+            job = {"out_dir": str(tmp_path / effect), "seed": 11, "label_map": str(path), "mni_to_map": identity,
+                   "cortex_rim": effect == "rim", "outputs": ["image.nii.gz", "labels.nii.gz"]}
+            if effect == "folia":
+                job["cortex_folia"] = True
             info = dataset511._generate_case(job)
-            arrays = [sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / str(rim) / o))) for o in job["outputs"]]
-            written[rim] = (*arrays, info["parameters"]["appearance"])
+            arrays = [sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / effect / o))) for o in job["outputs"]]
+            written[effect] = (*arrays, info["parameters"]["appearance"])
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    (img0, lab0, drawn0), (img1, lab1, drawn1) = written[False], written[True]
-    assert (lab0 == lab1).all() and (lab1 == 1).sum() > 50_000
-    assert not np.allclose(img0, img1)
+    (img0, lab0, drawn0), (img1, lab1, drawn1), (img2, lab2, drawn2) = (written[e] for e in ("none", "rim", "folia"))
+    assert (lab0 == lab1).all() and (lab0 == lab2).all() and (lab1 == 1).sum() > 50_000
+    assert not np.allclose(img0, img1) and not np.allclose(img0, img2) and not np.allclose(img1, img2)
     assert "cortex_rim" not in drawn0 and 0.15 <= drawn1["cortex_rim"]["depth"] <= 0.5
+    assert "cortex_folia" not in drawn0 and "cortex_folia" not in drawn1 and drawn2["cortex_folia"]["sulcal"] >= 0.3
 
 
 def test_skull_off_removes_every_extra_cerebral_label():

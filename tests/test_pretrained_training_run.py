@@ -271,6 +271,7 @@ def test_each_finetuning_stage_starts_from_the_stage_before_it_and_trains_on_its
     (["--contrast-finetune", "2"], release.CONTRAST_FINETUNE2_STAGES, 160),
     (["--label-maps", "maps"], None, 0),
     (["--label-maps", "maps", "--cortex-rim"], None, 0),
+    (["--label-maps", "maps", "--cortex-folia"], None, 0),
     (["--label-maps", "maps", "--from-scratch"], None, 0)])
 def test_train_pretrained_command_picks_the_stages_and_the_random_contrast_subjects(monkeypatch, tmp_path, argv,
                                                                                      stages, n_contrast):
@@ -293,6 +294,7 @@ def test_train_pretrained_command_picks_the_stages_and_the_random_contrast_subje
     assert seen["label_maps"] == ("maps" if "--label-maps" in argv else None)
     assert (seen["n_train"], seen["n_val"]) == ((180, 15) if "--label-maps" in argv else (160, 12))
     assert seen["cortex_rim"] is ("--cortex-rim" in argv) and seen["from_scratch"] is ("--from-scratch" in argv)
+    assert seen["cortex_folia"] is ("--cortex-folia" in argv)
 
 
 def test_the_model_v2_options_pick_its_stages():
@@ -301,9 +303,11 @@ def test_the_model_v2_options_pick_its_stages():
     assert default_stages(False) == default_stages(True, from_scratch=True) == release.TRAINING_STAGES
     assert default_stages(True) == release.LABEL_MAP_STAGES
     assert default_stages(True, cortex_rim=True) == release.LABEL_MAP_RIM_STAGES
+    assert default_stages(True, cortex_folia=True) == default_stages(True, cortex_rim=True, cortex_folia=True) \
+        == release.LABEL_MAP_FOLIA_STAGES
 
 
-@pytest.mark.parametrize("option", ["cortex_rim", "from_scratch"])
+@pytest.mark.parametrize("option", ["cortex_rim", "cortex_folia", "from_scratch"])
 def test_a_model_v2_option_without_label_maps_is_refused_before_any_work(tmp_path, option):
     with pytest.raises(InputError, match=f"--{option.replace('_', '-')} is an option of model v2; it needs"):
         train_pretrained(tmp_path / "work", **{option: True})
@@ -320,9 +324,11 @@ def test_from_scratch_with_initial_weights_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "work").exists()
 
 
-def test_the_rim_stage_fine_tunes_like_the_model_v2_stage_with_its_own_schedule():
+def test_the_rim_and_folia_stages_fine_tune_like_the_model_v2_stage_with_their_own_schedules():
     from nnunet_ataxia import trainers
 
     rim, v2 = (getattr(trainers, s[0]) for s in (release.LABEL_MAP_RIM_STAGES, release.LABEL_MAP_STAGES))
     assert issubclass(rim, v2) and (rim.finetune_lr, rim.finetune_epochs) == (2e-4, 24)
     assert (v2.finetune_lr, v2.finetune_epochs) == (3e-4, 40)
+    folia = getattr(trainers, release.LABEL_MAP_FOLIA_STAGES[0])
+    assert issubclass(folia, rim) and (folia.finetune_lr, folia.finetune_epochs) == (2e-4, 16)

@@ -10,6 +10,8 @@ maps in DIR (SynthSeg's ``data/training_label_maps``; five of them are held out)
 ``M2InceptionTrainer_pretrainedLabelMaps``, that fine-tunes the shipped model (or ``--initial-weights``);
 with ``--cortex-rim`` the subjects are rendered with a partial-volume rim on the cortex and the stage is
 ``M2InceptionTrainer_pretrainedLabelMapsRim``, a shorter fine-tuning meant to start from a trained model v2;
+with ``--cortex-folia`` the cerebellar cortex gets thin sulci drawn at 0.5 mm and the stage is
+``M2InceptionTrainer_pretrainedLabelMapsFolia`` (16 epochs, also from a trained model v2);
 with ``--from-scratch`` the model v2 is trained from random weights with the first stage of model v1
 (``M2InceptionTrainer_pretrained``, 120 epochs) instead.
 Run it again with the same ``--work`` to continue: finished steps are skipped and training resumes with ``--c``.
@@ -33,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --label-maps: render the subjects with the outer cortex layers blended towards "
                              "CSF and fine-tune with M2InceptionTrainer_pretrainedLabelMapsRim (24 epochs; start it "
                              "from a model v2 with --initial-weights)")
+    parser.add_argument("--cortex-folia", action="store_true",
+                        help="with --label-maps: render thin sulci between the cerebellar folia (drawn at 0.5 mm, "
+                             "averaged back) and fine-tune with M2InceptionTrainer_pretrainedLabelMapsFolia (16 "
+                             "epochs; start it from a model v2 with --initial-weights)")
     parser.add_argument("--from-scratch", action="store_true",
                         help="with --label-maps: train from random weights (M2InceptionTrainer_pretrained, 120 "
                              "epochs) instead of fine-tuning the shipped model")
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     result = train_pretrained(args.work, n_train=n_train, n_val=n_val, n_contrast=n_contrast,
                               stages=stages, hours=args.hours, label_maps=args.label_maps,
                               initial_weights=args.initial_weights, cortex_rim=args.cortex_rim,
+                              cortex_folia=args.cortex_folia,
                               from_scratch=args.from_scratch,
                               device=args.device, num_processes=args.num_processes, resume_state=args.resume_state,
                               save_state_to=args.save_state, export_to=args.export,

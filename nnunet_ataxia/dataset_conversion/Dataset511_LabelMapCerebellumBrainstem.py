@@ -58,13 +58,15 @@ def _generate_case(job: dict) -> dict:
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     image, labels, subject = make_registered_label_map_case(job["label_map"], affine_from_list(job["mni_to_map"]),
-                                                            int(job["seed"]), cortex_rim=bool(job["cortex_rim"]))
+                                                            int(job["seed"]), cortex_rim=bool(job["cortex_rim"]),
+                                                            cortex_folia=bool(job.get("cortex_folia", False)))
     return write_generated_case(job, image, labels, asdict(subject))
 
 
 def build_label_map_dataset(label_maps: str | os.PathLike, n_train: int = 180, n_val: int = 15, *,
                             dataset_id: int = DEFAULT_DATASET_ID, output: str | os.PathLike | None = None,
-                            num_processes: int = 1, cortex_rim: bool = False) -> Path:
+                            num_processes: int = 1, cortex_rim: bool = False,
+                            cortex_folia: bool = False) -> Path:
     """Generate the v2 training dataset from a folder of label maps (atomic; a re-run re-uses finished cases).
 
     Args:
@@ -77,6 +79,8 @@ def build_label_map_dataset(label_maps: str | os.PathLike, n_train: int = 180, n
         cortex_rim: render the outer cortex layers blended towards CSF
             (:func:`~nnunet_ataxia.synthesis.label_map_subjects.render_subject_map`); part of each case's
             fingerprint, so switching it regenerates the cases.
+        cortex_folia: render thin sulci in the cerebellar cortex at 0.5 mm, averaged back to the map's grid (the
+            same function); part of the fingerprint when on.
 
     Returns:
         The dataset folder.
@@ -97,13 +101,15 @@ def build_label_map_dataset(label_maps: str | os.PathLike, n_train: int = 180, n
         registrations[map_name(path)] = {"fingerprint": file_fingerprint(path), "mni_to_map": params}
     seeds = list(range(n_train)) + [VALIDATION_SEED_OFFSET + i for i in range(n_val)]
     jobs = []
+    folia = {"cortex_folia": True} if cortex_folia else {}   # absent when off: earlier datasets keep their cases
     for seed in seeds:
         path = training_maps[(seed % VALIDATION_SEED_OFFSET) % len(training_maps)]
         case_id = label_map_case_id(seed)
         jobs.append({"case_id": case_id, "seed": seed, "subset": "Tr", "label_map": str(path),
-                     "mni_to_map": registrations[map_name(path)]["mni_to_map"], "cortex_rim": cortex_rim,
+                     "mni_to_map": registrations[map_name(path)]["mni_to_map"], "cortex_rim": cortex_rim, **folia,
                      "fingerprint": case_fingerprint(seed=seed, generator=GENERATOR_VERSION, label_map=map_name(path),
-                                                     map_file=file_fingerprint(path), cortex_rim=cortex_rim),
+                                                     map_file=file_fingerprint(path), cortex_rim=cortex_rim,
+                                                     **folia),
                      "outputs": [f"imagesTr/{case_id}_0000.nii.gz", f"labelsTr/{case_id}.nii.gz"]})
     jobs.sort(key=lambda j: (j["label_map"], j["seed"]))   # a worker reads each map once
 

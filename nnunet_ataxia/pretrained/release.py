@@ -49,6 +49,8 @@ LABEL_MAP_STAGES = ("M2InceptionTrainer_pretrainedLabelMaps",)
 #: the cortex-rim fine-tuning of a trained model v2 (``train-pretrained --label-maps DIR --cortex-rim``): one shorter
 #: stage on subjects rendered with the outer cortex layers blended towards CSF
 LABEL_MAP_RIM_STAGES = ("M2InceptionTrainer_pretrainedLabelMapsRim",)
+#: the cerebellar-folia fine-tuning of a trained model v2 (``train-pretrained --label-maps DIR --cortex-folia``)
+LABEL_MAP_FOLIA_STAGES = ("M2InceptionTrainer_pretrainedLabelMapsFolia",)
 #: where a v2 run finds the network it starts from (``<nnUNet_results>/<dataset>/initial_weights/``)
 INITIAL_WEIGHTS_FOLDER = "initial_weights"
 PLANS = "nnUNetFixed128Plans"

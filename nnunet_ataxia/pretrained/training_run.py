@@ -147,7 +147,7 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
                      stages: Sequence[str] | None = None, overwrite: bool = False,
                      label_maps: str | os.PathLike | None = None,
                      initial_weights: str | os.PathLike | None = None, cortex_rim: bool = False,
-                     from_scratch: bool = False) -> dict:
+                     cortex_folia: bool = False, from_scratch: bool = False) -> dict:
     """Reproduce a released model: data -> plan -> train (stages, in chunks) -> export. Each step skips finished work.
 
     The stages are stock ``nnUNetv2_train`` runs on the same dataset, one after the other (model v1:
@@ -179,6 +179,8 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
         cortex_rim: v2 only: render the training subjects with the outer cortex layers blended towards CSF
             (:func:`~nnunet_ataxia.dataset_conversion.Dataset511_LabelMapCerebellumBrainstem.build_label_map_dataset`);
             the default stages are then :data:`~nnunet_ataxia.pretrained.release.LABEL_MAP_RIM_STAGES`.
+        cortex_folia: v2 only: render thin sulci in the cerebellar cortex (drawn at 0.5 mm, averaged back); the
+            default stages are then :data:`~nnunet_ataxia.pretrained.release.LABEL_MAP_FOLIA_STAGES`.
         from_scratch: v2 only: train from randomly initialized weights with the first stage of model v1
             (:data:`~nnunet_ataxia.pretrained.release.TRAINING_STAGES`: 120 epochs at 1e-3) instead of fine-tuning.
 
@@ -192,12 +194,13 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
     v2 = label_maps is not None
     dataset_id = release.LABEL_MAP_DATASET_ID if v2 else release.DATASET_ID
     dataset_name = release.LABEL_MAP_DATASET_NAME if v2 else release.DATASET_NAME
-    stages = tuple(stages or default_stages(v2, cortex_rim=cortex_rim, from_scratch=from_scratch))
+    stages = tuple(stages or default_stages(v2, cortex_rim=cortex_rim, cortex_folia=cortex_folia,
+                                           from_scratch=from_scratch))
     work = Path(work).resolve()
     _check_arguments(work, n_train=n_train, n_val=n_val, n_contrast=n_contrast, hours=hours,
                      num_processes=num_processes, save_state_to=save_state_to, export_to=export_to,
                      overwrite=overwrite, label_maps=label_maps, resume_state=resume_state, cortex_rim=cortex_rim,
-                     from_scratch=from_scratch, initial_weights=initial_weights)
+                     cortex_folia=cortex_folia, from_scratch=from_scratch, initial_weights=initial_weights)
     start_weights = _initial_weights_file(initial_weights) if v2 and not from_scratch else None
     check_output_folder(work, COMMAND, overwrite=overwrite, recognize=("nnUNet_raw", "nnUNet_preprocessed"))
     work.mkdir(parents=True, exist_ok=True)
@@ -207,7 +210,7 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
     os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
     raw_dataset = first.raw / dataset_name
     records = StepRecords(work, _run_identity(v2, n_train, n_val, n_contrast, label_maps, start_weights,
-                                               cortex_rim))
+                                               cortex_rim, cortex_folia))
     for trainer, before in zip(stages, _stage_before(stages), strict=True):
         # a fold trained with other settings is neither continued nor thrown away: one line, now
         records.check(f"train {trainer}", [TrainingRunPaths(work, trainer, dataset_name).fold], after=before,
@@ -221,7 +224,7 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
         if v2:
             from nnunet_ataxia.dataset_conversion.Dataset511_LabelMapCerebellumBrainstem import build_label_map_dataset
             build_label_map_dataset(label_maps, n_train, n_val, output=raw_dataset, num_processes=num_processes,
-                                    cortex_rim=cortex_rim)
+                                    cortex_rim=cortex_rim, cortex_folia=cortex_folia)
         else:
             from nnunet_ataxia.dataset_conversion.Dataset510_SynthCerebellumBrainstem import build_synthetic_dataset
             build_synthetic_dataset(n_train, n_val, n_contrast, output=raw_dataset, num_processes=num_processes)
@@ -275,9 +278,11 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
     return {"finished": finished, "epochs_done": done, "exported": exported}
 
 
-def default_stages(label_maps: bool, *, cortex_rim: bool = False, from_scratch: bool = False) -> tuple[str, ...]:
-    """The trainer stages of a run: model v1's first stage, or with ``label_maps`` the model v2's stage (the rim stage
-    with ``cortex_rim``; model v1's first stage, from random weights, with ``from_scratch``).
+def default_stages(label_maps: bool, *, cortex_rim: bool = False, cortex_folia: bool = False,
+                   from_scratch: bool = False) -> tuple[str, ...]:
+    """The trainer stages of a run: model v1's first stage, or with ``label_maps`` the model v2's stage (the folia
+    stage with ``cortex_folia``, else the rim stage with ``cortex_rim``; model v1's first stage, from random weights,
+    with ``from_scratch``).
 
     Example:
         >>> default_stages(True)
@@ -285,6 +290,8 @@ def default_stages(label_maps: bool, *, cortex_rim: bool = False, from_scratch: 
     """
     if not label_maps or from_scratch:
         return release.TRAINING_STAGES
+    if cortex_folia:
+        return release.LABEL_MAP_FOLIA_STAGES
     return release.LABEL_MAP_RIM_STAGES if cortex_rim else release.LABEL_MAP_STAGES
 
 
@@ -296,7 +303,7 @@ def _stage_before(stages: Sequence[str]) -> list[list[str]]:
 
 
 def _run_identity(v2: bool, n_train: int, n_val: int, n_contrast: int, label_maps: str | os.PathLike | None,
-                  start_weights: Path | None, cortex_rim: bool) -> dict:
+                  start_weights: Path | None, cortex_rim: bool, cortex_folia: bool = False) -> dict:
     """What a training run's model depends on: the data options, the label maps' and initial weights' contents
     (which stages follow one another is recorded with each stage, :func:`_stage_before`)."""
     from nnunet_ataxia.dataset_conversion import Dataset510_SynthCerebellumBrainstem as v1_data
@@ -311,12 +318,12 @@ def _run_identity(v2: bool, n_train: int, n_val: int, n_contrast: int, label_map
     return {"model": "v2" if v2 else "v1", "generator": (v2_data if v2 else v1_data).GENERATOR_VERSION,
             "n_train": n_train, "n_val": n_val, "n_contrast": n_contrast, "label_maps": maps,
             "initial_weights": file_fingerprint(start_weights)["sha256"] if start_weights else None,
-            "cortex_rim": cortex_rim}
+            "cortex_rim": cortex_rim, **({"cortex_folia": True} if cortex_folia else {})}
 
 
 def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, hours: float | None,
                      num_processes: int, save_state_to, export_to, overwrite: bool, label_maps, resume_state,
-                     cortex_rim: bool, from_scratch: bool, initial_weights) -> None:
+                     cortex_rim: bool, from_scratch: bool, initial_weights, cortex_folia: bool = False) -> None:
     """Every check that can be made before the long work (data generation, training) starts."""
     if n_train < 1 or n_val < 1 or n_contrast < 0:
         raise InputError(f"--n-train {n_train} / --n-val {n_val}: need at least one training and one validation "
@@ -333,8 +340,8 @@ def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, h
             raise InputError("--contrast-finetune is a stage of model v1; it cannot be combined with --label-maps")
         if from_scratch and initial_weights is not None:
             raise InputError("--from-scratch starts from random weights; it cannot be combined with --initial-weights")
-    elif cortex_rim or from_scratch:
-        option = "--cortex-rim" if cortex_rim else "--from-scratch"
+    elif cortex_rim or cortex_folia or from_scratch:
+        option = "--cortex-rim" if cortex_rim else "--cortex-folia" if cortex_folia else "--from-scratch"
         raise InputError(f"{option} is an option of model v2; it needs --label-maps")
     if resume_state is not None and not Path(resume_state).is_dir():
         raise InputError(f"{resume_state}: no such folder (--resume-state: a folder written by --save-state)")

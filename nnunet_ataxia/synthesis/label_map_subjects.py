@@ -51,6 +51,7 @@ from nnunet_ataxia.synthesis.tissue_contrast import (
     RANDOM_CONTRAST_PROBABILITY,
     TISSUE_CLASSES,
     acquisition_artefacts,
+    cortex_folia_partial_volume,
     cortex_rim_partial_volume,
     smooth_random_field,
     t1_class_means,
@@ -72,6 +73,8 @@ ATROPHY_PROBABILITIES: dict[str, float] = {"none": 0.4, "mild": 0.2, "moderate":
 #: the cortex rim's own random stream (``RandomState([seed, CORTEX_RIM_STREAM])``): turning the rim on or off leaves
 #: every other draw of a subject as it was
 CORTEX_RIM_STREAM = 1
+#: the cerebellar folia's own random stream, for the same reason
+CORTEX_FOLIA_STREAM = 2
 
 __all__ = ["HELD_OUT_MAPS", "ATROPHY_LEVELS", "CSF_LABEL", "LabelMapSubject", "list_label_maps", "load_label_map",
            "label_map_intensity_tables", "atrophy_label_map", "map_to_mni_registration",
@@ -228,13 +231,15 @@ def superior_inferior_axis(image: sitk.Image) -> int:
 
 
 def render_subject_map(label_map: sitk.Image, subject: LabelMapSubject, rs: np.random.RandomState,
-                       random_contrast_probability: float, dark_shell: tuple[int, ...] = (), cortex_rim: bool = False
-                       ) -> tuple[sitk.Image, sitk.Image]:
+                       random_contrast_probability: float, dark_shell: tuple[int, ...] = (), cortex_rim: bool = False,
+                       cortex_folia: bool = False) -> tuple[sitk.Image, sitk.Image]:
     """The subject on the map's own grid: (atrophied labels, rendered float32 intensities before the acquisition).
 
     ``dark_shell``: see :func:`label_map_intensity_tables` (empty: every extra-cerebral label at random).
     ``cortex_rim``: blend the outer voxel layers of the cerebral and cerebellar cortex towards CSF
     (:func:`~nnunet_ataxia.synthesis.tissue_contrast.cortex_rim_partial_volume`, drawn from its own random stream).
+    ``cortex_folia``: thin sulci in the cerebellar cortex, drawn at 0.5 mm and averaged back, darkest at its surface
+    (:func:`~nnunet_ataxia.synthesis.tissue_contrast.cortex_folia_partial_volume`, its own random stream).
     """
     arr = sitk.GetArrayFromImage(label_map)
     arr = atrophy_label_map(arr, subject.cerebellum_loss, subject.brainstem_loss, superior_inferior_axis(label_map))
@@ -251,6 +256,12 @@ def render_subject_map(label_map: sitk.Image, subject: LabelMapSubject, rs: np.r
         rim_rs = np.random.RandomState([subject.seed, CORTEX_RIM_STREAM])
         subject.appearance["cortex_rim"] = cortex_rim_partial_volume(intensity, cortex, outside,
                                                                      float(mean[CSF_LABEL]), rim_rs)
+    if cortex_folia:
+        cerebellum_cortex = np.isin(arr, TISSUE_CLASSES["cerebellum_cortex"])
+        outside = np.isin(arr, TISSUE_CLASSES["csf"]) | (arr >= EXTRA_CEREBRAL_MIN_LABEL)
+        folia_rs = np.random.RandomState([subject.seed, CORTEX_FOLIA_STREAM])
+        subject.appearance["cortex_folia"] = cortex_folia_partial_volume(intensity, cerebellum_cortex, outside,
+                                                                         float(mean[CSF_LABEL]), folia_rs)
     labels_image, intensity_image = sitk.GetImageFromArray(arr), sitk.GetImageFromArray(intensity.astype(np.float32))
     labels_image.CopyInformation(label_map)
     intensity_image.CopyInformation(label_map)
@@ -311,13 +322,14 @@ def affine_from_list(values) -> sitk.AffineTransform:
 
 def make_registered_label_map_case(label_map_path: str | os.PathLike, mni_to_map: sitk.AffineTransform, seed: int,
                                    random_contrast_probability: float = RANDOM_CONTRAST_PROBABILITY,
-                                   cortex_rim: bool = False) -> tuple[sitk.Image, sitk.Image, LabelMapSubject]:
+                                   cortex_rim: bool = False, cortex_folia: bool = False
+                                   ) -> tuple[sitk.Image, sitk.Image, LabelMapSubject]:
     """A training case as the preprocessing leaves it (128 × 128 × 96 MNI crop, equalized) and its 0/1/2 labels.
 
     The map is deformed, carried to MNI by its own registration (``mni_to_map``, see
     :func:`map_to_mni_registration`) plus a random residual affine (up to 4°, 4 mm, ±4 %: an imperfect registration),
-    skull-stripped with the template mask, equalized and cropped by the pipeline's own functions. ``cortex_rim``: see
-    :func:`render_subject_map`.
+    skull-stripped with the template mask, equalized and cropped by the pipeline's own functions. ``cortex_rim``,
+    ``cortex_folia``: see :func:`render_subject_map`.
 
     Example:
         >>> tfm = map_to_mni_registration("training_seg_01.nii.gz")  # doctest: +SKIP
@@ -326,7 +338,7 @@ def make_registered_label_map_case(label_map_path: str | os.PathLike, mni_to_map
     rs, subject = draw_label_map_subject(seed, label_map_path)
     label_map = load_label_map(str(label_map_path))
     labels, intensity = render_subject_map(label_map, subject, rs, random_contrast_probability,
-                                           cortex_rim=cortex_rim)
+                                           cortex_rim=cortex_rim, cortex_folia=cortex_folia)
     deform = random_map_deformation(label_map, rs, subject.deformation_mm)
     template, _ = load_mni_template(with_brain_mask=False)
     cerebellum_index = np.argwhere(np.isin(sitk.GetArrayViewFromImage(label_map), CEREBELLUM_LABELS_ASEG)).mean(0)
@@ -349,12 +361,14 @@ def make_registered_label_map_case(label_map_path: str | os.PathLike, mni_to_map
 def make_native_label_map_subject(label_map_path: str | os.PathLike, seed: int, *, atrophy: str | None = None,
                                   skull: bool | None = None, random_contrast_probability: float = 0.25,
                                   thick_slice_probability: float = 0.3, t1_like_shell: bool = True,
-                                  cortex_rim: bool = False) -> tuple[sitk.Image, sitk.Image, LabelMapSubject]:
+                                  cortex_rim: bool = False, cortex_folia: bool = False
+                                  ) -> tuple[sitk.Image, sitk.Image, LabelMapSubject]:
     """A held-out subject in native space: T1 (float32) and 0/1/2 labels on a random scanner grid.
 
     With ``t1_like_shell`` a T1-like subject shows the skull and meninges around the brain dark, as a T1 scan does
-    (:func:`extra_cerebral_shell_labels`); random-contrast subjects draw them at random either way. ``cortex_rim``:
-    see :func:`render_subject_map` (its own random stream: every other draw is the same with it on or off).
+    (:func:`extra_cerebral_shell_labels`); random-contrast subjects draw them at random either way. ``cortex_rim``,
+    ``cortex_folia``: see :func:`render_subject_map` (their own random streams: every other draw is the same with
+    them on or off).
 
     Pose: rotation up to 12° about each axis, scale ×0.95-1.05, a shift up to 10 mm about the map's brain centre,
     a random orientation (LPS, RAS, LIA, ASL) and voxel size; a share of the subjects is acquired with thick slices.
@@ -365,7 +379,8 @@ def make_native_label_map_subject(label_map_path: str | os.PathLike, seed: int, 
     rs, subject = draw_label_map_subject(seed, label_map_path, atrophy, skull)
     label_map = load_label_map(str(label_map_path))
     shell = extra_cerebral_shell_labels(str(label_map_path)) if t1_like_shell else ()
-    labels, intensity = render_subject_map(label_map, subject, rs, random_contrast_probability, shell, cortex_rim)
+    labels, intensity = render_subject_map(label_map, subject, rs, random_contrast_probability, shell, cortex_rim,
+                                           cortex_folia)
     deform = random_map_deformation(label_map, rs, subject.deformation_mm)
     arr = sitk.GetArrayViewFromImage(label_map)
     brain_idx = np.argwhere((arr > 0) & (arr < EXTRA_CEREBRAL_MIN_LABEL)).mean(0)[::-1]

@@ -194,6 +194,16 @@ class M2InceptionTrainer_pretrainedLabelMapsRim(M2InceptionTrainer_pretrainedLab
     finetune_epochs: int = 24
 
 
+class M2InceptionTrainer_pretrainedLabelMapsFolia(M2InceptionTrainer_pretrainedLabelMapsRim):
+    """:class:`M2InceptionTrainer_pretrainedLabelMapsRim` over 16 epochs instead of 24.
+
+    Meant for data rendered with cerebellar folia (thin sulci drawn at 0.5 mm and averaged back, labels unchanged;
+    ``train-pretrained --label-maps DIR --cortex-folia --initial-weights <v2 zip>``).
+    """
+
+    finetune_epochs: int = 16
+
+
 class M2InceptionTrainer_pretrainedLabelMaps_smoke(M2InceptionTrainer_pretrainedLabelMaps):
     """M2InceptionTrainer_pretrainedLabelMaps, one short epoch (:data:`SMOKE`; tests)."""
 
