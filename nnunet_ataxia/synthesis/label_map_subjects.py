@@ -250,15 +250,16 @@ def render_subject_map(label_map: sitk.Image, subject: LabelMapSubject, rs: np.r
     subject.appearance["mode"] = mode
     intensity = mean[arr] + std[arr] * rs.normal(0.0, 1.0, arr.shape).astype(np.float32)
     intensity[arr == 0] = 0.0
+    # what lies outside the brain tissue, for the partial-volume effects on the cortex below
+    outside = np.isin(arr, TISSUE_CLASSES["csf"]) | (arr >= EXTRA_CEREBRAL_MIN_LABEL) if cortex_rim or cortex_folia \
+        else None
     if cortex_rim:
         cortex = np.isin(arr, TISSUE_CLASSES["cortex"] + TISSUE_CLASSES["cerebellum_cortex"])
-        outside = np.isin(arr, TISSUE_CLASSES["csf"]) | (arr >= EXTRA_CEREBRAL_MIN_LABEL)
         rim_rs = np.random.RandomState([subject.seed, CORTEX_RIM_STREAM])
         subject.appearance["cortex_rim"] = cortex_rim_partial_volume(intensity, cortex, outside,
                                                                      float(mean[CSF_LABEL]), rim_rs)
     if cortex_folia:
         cerebellum_cortex = np.isin(arr, TISSUE_CLASSES["cerebellum_cortex"])
-        outside = np.isin(arr, TISSUE_CLASSES["csf"]) | (arr >= EXTRA_CEREBRAL_MIN_LABEL)
         folia_rs = np.random.RandomState([subject.seed, CORTEX_FOLIA_STREAM])
         subject.appearance["cortex_folia"] = cortex_folia_partial_volume(intensity, cerebellum_cortex, outside,
                                                                          float(mean[CSF_LABEL]), folia_rs)
