@@ -56,7 +56,7 @@ def edge_profile(image: np.ndarray, seg: np.ndarray, label: int, brain: np.ndarr
     near_surface = ndimage.distance_transform_edt(brain, sampling=spacing_zyx) <= 5.0
     cortex = float(np.median(image[mask & ~ndimage.binary_erosion(mask, iterations=3)]))
     inner = mask & ~ndimage.binary_erosion(mask) & near_surface
-    out = {"in1": float(image[inner].mean()) / cortex}
+    out = {"in1": float(image[inner].mean()) / cortex if inner.any() else float("nan")}
     first_shell = ndimage.binary_dilation(mask) & ~mask & ~other & brain
     out[SHELL_SHARE] = 100.0 * float(first_shell.sum()) / float(mask.sum())
     grown = mask
@@ -129,6 +129,10 @@ def main() -> None:
         raise SystemExit("no segmented subject with a voxel size of at most 1.3 mm found"
                          + (" among the T1-like subjects of --subjects" if cases is not None else ""))
     table = pd.DataFrame(rows)
+    empty = table[table[[c for c in table.columns if c.endswith(SHELLS)]].isna().any(axis=1)]
+    for _, row in empty.iterrows():  # a shell left empty after the restrictions: left out of that shell's mean
+        shells = [c for c in table.columns if c.endswith(SHELLS) and np.isnan(row[c])]
+        print(f"{row['folder']}/{row['case']}: no voxel in {', '.join(shells)} (left out of those means)")
     print("\nmean intensity / cortex intensity, per shell (in1: the mask's outer layer; out1-3: outside it); "
           "shell1_pct: first outer shell in % of the mask")
     print(table.groupby("folder").agg({c: "mean" for c in table.columns if c not in ("folder", "case")})

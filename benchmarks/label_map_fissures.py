@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-CEREBELLUM_LABELS = (7, 8, 46, 47)
+from nnunet_ataxia.io.constants import CEREBELLUM_LABELS_ASEG
 
 
 def closing_share(label_map: np.ndarray, radius: int = 3) -> tuple[int, float]:
     """(cerebellum voxels, share of them that the closing adds)."""
-    cerebellum = np.isin(label_map, CEREBELLUM_LABELS)
+    cerebellum = np.isin(label_map, CEREBELLUM_LABELS_ASEG)
     box = ndi.find_objects(cerebellum.astype(np.uint8))[0]
     box = tuple(slice(max(s.start - radius - 2, 0), s.stop + radius + 2) for s in box)
     mask = np.pad(cerebellum[box], radius + 1)

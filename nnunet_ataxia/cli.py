@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -92,13 +93,38 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _terminate_like_ctrl_c():
+    """SIGTERM (``kill``, a batch system's time limit) ends a command as Ctrl-C does: the same one-line message,
+    status 130, worker processes stopped, nothing half-written. Only from the main thread (signal's rule) and only
+    over the default handler; returns the handler to restore (None: nothing changed)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _sigterm)
+    return signal.SIG_DFL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nnunet-ataxia`` console script.
 
     Every failure ends in one line ``error: <file or case>: <problem>`` on stderr and a non-zero exit status:
     1 for bad input and OS errors (permissions, read-only file system, disk full), 2 for a wrong command line,
-    130 for Ctrl-C. Set ``NNUNET_ATAXIA_TRACEBACK=1`` to get the traceback of an unexpected error.
+    130 for Ctrl-C and SIGTERM. Set ``NNUNET_ATAXIA_TRACEBACK=1`` to get the traceback of an unexpected error.
     """
+    previous = _terminate_like_ctrl_c()
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:  # importing the sub-commands (torch, nnU-Net) takes seconds: Ctrl-C there is one line too
         parser = build_parser()
         args = parser.parse_args(argv)

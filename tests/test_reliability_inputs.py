@@ -3,6 +3,7 @@ and a report that cannot carry script or a damaged picture. Each case: exit stat
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,6 +72,66 @@ def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "build_parser", interrupted)
     rc, err, _ = _run(capsys, ["segment", "-i", "x", "-o", "y"])
     assert rc == 130 and len(err) == 1 and "interrupted while starting" in err[0], err
+
+
+_SLEEPY_COMMAND = """
+import argparse, os, sys, time
+from pathlib import Path
+from nnunet_ataxia import cli
+from nnunet_ataxia.io.parallel import run_cases
+
+def run(args):
+    run_cases(time.sleep, [60, 60, 60], num_processes=2, desc="sleep", progress=False)
+    Path(sys.argv[1], "finished").write_text("")
+
+class Parser:
+    def parse_args(self, argv):
+        return argparse.Namespace(command="sleepy", _run=run)
+
+cli.build_parser = Parser
+sys.exit(cli.main([]))
+"""
+
+
+def _stat(pid: int) -> list[str]:
+    """(state, parent pid, ...) of a process from /proc, [] when it is gone (Linux)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"
+
+
+def _children(pid: int) -> set[int]:
+    """Live processes whose parent is ``pid``."""
+    return {int(p.name) for p in Path("/proc").glob("[0-9]*") if (f := _stat(int(p.name))) and f[0] != "Z"
+            and int(f[1]) == pid}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads worker processes from /proc (Linux)")
+def test_sigterm_ends_a_command_like_ctrl_c_and_stops_its_workers(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _SLEEPY_COMMAND, str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(workers := _children(proc.pid)) < 2 and time.monotonic() < deadline:  # the pool's two workers
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the worker processes did not start"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert proc.returncode == 130 and lines == [lines[-1]] and "sleepy: interrupted" in lines[-1], stderr
+    time.sleep(0.5)
+    assert not [pid for pid in workers if _alive(pid)], "a worker process outlived the command"
+    assert not (tmp_path / "finished").exists()
 
 
 def test_a_label_map_given_as_t1_is_refused(tmp_path, capsys):

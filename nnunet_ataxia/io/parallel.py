@@ -2,6 +2,7 @@
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -12,6 +13,15 @@ __all__ = ["run_cases"]
 
 def _call(func: Callable, item) -> Any:
     return func(item)
+
+
+def _terminate_workers(executor: ProcessPoolExecutor) -> None:
+    """Stop an interrupted pool's worker processes now (its running cases cannot be cancelled): a worker left
+    running would keep writing after the command has exited."""
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    executor.shutdown(wait=True, cancel_futures=True)
 
 
 def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, desc: str, *,
@@ -88,5 +98,7 @@ def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, d
             except BaseException:
                 for f in futures:
                     f.cancel()
+                if not isinstance(sys.exc_info()[1], Exception):  # Ctrl-C, SIGTERM: stop the running cases too
+                    _terminate_workers(ex)
                 raise
     return results
