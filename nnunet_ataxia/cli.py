@@ -93,18 +93,28 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+_HANDLER_PID: int | None = None  # the process whose SIGTERM handler turns SIGTERM into Ctrl-C
+
+
 def _sigterm(signum, frame) -> None:
+    if os.getpid() != _HANDLER_PID:  # a forked child (a multiprocessing pool's worker) inherited the handler: die as
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # SIGTERM normally makes it, which Pool.terminate relies on
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise KeyboardInterrupt
 
 
 def _terminate_like_ctrl_c():
     """SIGTERM (``kill``, a batch system's time limit) ends a command as Ctrl-C does: the same one-line message,
     status 130, worker processes stopped, nothing half-written. Only from the main thread (signal's rule) and only
-    over the default handler; returns the handler to restore (None: nothing changed)."""
+    over the default handler; returns the handler to restore (None: nothing changed). A forked child that inherits
+    the handler (nnU-Net's fork pools) still dies on SIGTERM at once."""
     import threading
 
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         return None
+    global _HANDLER_PID
+    _HANDLER_PID = os.getpid()
     signal.signal(signal.SIGTERM, _sigterm)
     return signal.SIG_DFL
 

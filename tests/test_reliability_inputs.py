@@ -134,6 +134,37 @@ def test_sigterm_ends_a_command_like_ctrl_c_and_stops_its_workers(tmp_path):
     assert not (tmp_path / "finished").exists()
 
 
+_FORKED_CHILD_COMMAND = """
+import argparse, multiprocessing, sys, time
+from nnunet_ataxia import cli
+
+def run(args):  # as nnU-Net's fork pools do on exit: terminate a worker that is busy
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    child.start()
+    time.sleep(1.0)
+    child.terminate()
+    child.join(20)
+    print(child.exitcode)
+
+class Parser:
+    def parse_args(self, argv):
+        return argparse.Namespace(command="forks", _run=run)
+
+cli.build_parser = Parser
+sys.exit(cli.main([]))
+"""
+
+
+def test_a_forked_child_still_dies_on_sigterm():
+    import signal
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _FORKED_CHILD_COMMAND], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(-signal.SIGTERM)], result.stdout + result.stderr
+
+
 def test_a_label_map_given_as_t1_is_refused(tmp_path, capsys):
     from nnunet_ataxia.errors import InputError
     from nnunet_ataxia.inference.subject import load_native_t1
