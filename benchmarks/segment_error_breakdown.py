@@ -24,16 +24,11 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from nnunet_ataxia.evaluation.metrics import dice
 from nnunet_ataxia.inference.subject import probabilities_to_native
 from nnunet_ataxia.io.constants import CEREBELLUM_BRAINSTEM_LABELS
 
 STRUCTURES = {n: v for n, v in CEREBELLUM_BRAINSTEM_LABELS.items() if v != 0}
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks (1.0 when both are empty)."""
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
 
 
 def round_trip(truth: sitk.Image, crop: sitk.Image, mni_to_native: sitk.Transform, n_classes: int) -> np.ndarray:
