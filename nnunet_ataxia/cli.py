@@ -104,19 +104,19 @@ def _sigterm(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _terminate_like_ctrl_c():
+def _terminate_like_ctrl_c() -> bool:
     """SIGTERM (``kill``, a batch system's time limit) ends a command as Ctrl-C does: the same one-line message,
     status 130, worker processes stopped, nothing half-written. Only from the main thread (signal's rule) and only
-    over the default handler; returns the handler to restore (None: nothing changed). A forked child that inherits
+    over the default handler; True when installed (the default is to be restored). A forked child that inherits
     the handler (nnU-Net's fork pools) still dies on SIGTERM at once."""
     import threading
 
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        return None
+        return False
     global _HANDLER_PID
     _HANDLER_PID = os.getpid()
     signal.signal(signal.SIGTERM, _sigterm)
-    return signal.SIG_DFL
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,12 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     1 for bad input and OS errors (permissions, read-only file system, disk full), 2 for a wrong command line,
     130 for Ctrl-C and SIGTERM. Set ``NNUNET_ATAXIA_TRACEBACK=1`` to get the traceback of an unexpected error.
     """
-    previous = _terminate_like_ctrl_c()
+    installed = _terminate_like_ctrl_c()
     try:
         return _main(argv)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _main(argv: Sequence[str] | None) -> int:

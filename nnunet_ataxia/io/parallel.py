@@ -35,7 +35,7 @@ def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, d
     :class:`InputError` with the same message (the remaining cases are cancelled). ``func``, the cases, the
     initializer and its arguments must be picklable (module-level functions, plain data). Workers are started with
     ``spawn`` (safe with SimpleITK's threads); Ctrl-C (or SIGTERM, which the CLI turns into Ctrl-C) stops them, the
-running cases included. The progress bar is shown on a terminal only.
+    running cases included. The progress bar is shown on a terminal only.
 
     Args:
         func: called as ``func(case)``.

@@ -225,7 +225,6 @@ def cortex_rim_partial_volume(intensity: np.ndarray, cortex: np.ndarray, outside
     return {"depth": depth, "decay": decay}
 
 
-
 #: how many times finer than the map's grid :func:`cortex_folia_partial_volume` draws its sulci
 FOLIA_GRID_FACTOR = 2
 
