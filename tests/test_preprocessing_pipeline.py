@@ -23,6 +23,7 @@ from nnunet_ataxia.preprocessing.mri_pipeline import (
 )
 from nnunet_ataxia.preprocessing.native_space import label_volumes_mm3, map_to_native, native_volumes_mm3
 from nnunet_ataxia.preprocessing.registration import load_mni_template
+from nnunet_ataxia.preprocessing.registration_check import MIN_CONFIDENT_SIMILARITY
 from nnunet_ataxia.synthesis.template_subjects import cerebellum_brainstem_labels_mni, make_native_subject
 
 
@@ -103,6 +104,10 @@ def test_case_outputs_and_transform_folder(preprocessed_case):
     assert meta["preprocessed_geometry"]["size"] == [128, 128, 96]
     assert (root / "transforms" / "sub01" / "mni_to_native.tfm").is_file()
     assert set(info["timings_s"]) == {"n4", "registration", "rest"}
+    # a good registration runs once, from the centres of mass
+    assert meta["registration_start"] == "moments"
+    assert [a["start"] for a in meta["registration_attempts"]] == ["moments"]
+    assert info["registration_similarity"] >= MIN_CONFIDENT_SIMILARITY
 
 
 def test_skull_strip_zeroes_everything_outside_the_brain(preprocessed_case):

@@ -3,7 +3,8 @@
 A subject's ``qc`` is ``ok`` or the reasons, joined by ``"; "``:
 
 * ``registration uncertain``: :func:`~nnunet_ataxia.preprocessing.registration_check.registration_similarity` below
-  :data:`MIN_CONFIDENT_SIMILARITY` (the subject passed the refusal threshold, but its registration is weak);
+  :data:`~nnunet_ataxia.preprocessing.registration_check.MIN_CONFIDENT_SIMILARITY` (the subject passed the refusal
+  threshold, but its registration is weak even after the retry from the top of the head);
 * ``<structure> volume implausible``: the volume on the 1 mm MNI crop (the native volume divided by the registration's
   scale factor, so the head size is taken out) outside :data:`~nnunet_ataxia.io.plausibility.PLAUSIBLE_MNI_VOLUME_CM3`;
 * ``<structure> unsure``: the mean maximum class probability inside the structure's predicted mask below
@@ -19,13 +20,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ataxia.io.plausibility import PLAUSIBLE_MNI_VOLUME_CM3
+from nnunet_ataxia.preprocessing.registration_check import MIN_CONFIDENT_SIMILARITY
 
 __all__ = ["QC_OK", "MIN_CONFIDENT_SIMILARITY", "MIN_MEAN_CONFIDENCE", "MIN_PIECE_SHARE", "mask_confidence",
            "large_pieces", "qc_flags", "qc_text"]
 
 QC_OK = "ok"
-#: below this registration similarity a subject is flagged (the refusal threshold is lower: 0.04)
-MIN_CONFIDENT_SIMILARITY = 0.06
 #: below this mean maximum class probability inside a predicted mask the structure is flagged; calibrated on the
 #: held-out real-anatomy subjects (``benchmarks/bench_pretrained_heldout.py --anatomy label-maps``): every
 #: well-segmented subject (cerebellum Dice >= 0.9, |volume error| <= 10 %) scored at least 0.955 with both model

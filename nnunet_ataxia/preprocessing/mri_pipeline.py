@@ -1,11 +1,16 @@
 """The paper's MRI preprocessing (Cabeza-Ruiz et al., section 2.1), one function per step, and a case function.
 
-Steps: N4 bias-field correction -> affine registration to MNI152 (robust, exhaustive initialization) -> optional
+Steps: N4 bias-field correction -> affine registration to MNI152 (robust, exhaustive initialization; run again
+from the top of the head when the result scores low, see below) -> optional
 skull stripping with the template brain mask -> intensities rescaled to [0, 255] and histogram-equalized inside the
 brain (or head) -> crop to a fixed 128 x 128 x 96 (x, y, z) 1 mm box that holds cerebellum and brainstem.
 
 :func:`preprocess_t1_case` runs them all on one T1 (and its label maps) and keeps in ``transform_dir`` what is
-needed to map a prediction back to the native image (see :mod:`nnunet_ataxia.preprocessing.native_space`).
+needed to map a prediction back to the native image (see :mod:`nnunet_ataxia.preprocessing.native_space`). A
+registration whose preprocessed crop scores below
+:data:`~nnunet_ataxia.preprocessing.registration_check.MIN_CONFIDENT_SIMILARITY` is run again from the
+head-top start (:mod:`nnunet_ataxia.preprocessing.registration_start`: a field of view with much neck or face pulls
+the centre of mass off the brain) and the better-scoring one is kept; ``preprocessing.json`` lists both.
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ from nnunet_ataxia.preprocessing.registration import (
     n4_bias_correction,
     resample_to,
 )
+from nnunet_ataxia.preprocessing.registration_check import MIN_CONFIDENT_SIMILARITY, registration_similarity
+from nnunet_ataxia.preprocessing.registration_start import REGISTRATION_STARTS
 
 # The crop box, in voxel indices (x, y, z) of the 1 mm FSL MNI152 template grid (182 x 218 x 182, origin
 # (-90, 126, -72) mm in ITK's LPS coordinates, direction diag(1, -1, 1)). Derived from the cerebellum and brainstem
@@ -156,6 +163,28 @@ def crop_to_box(image_mni: sitk.Image) -> sitk.Image:
 
 
 # ---------------------------------------------------------------------------------------------------- one case
+def preprocess_registered(corrected: sitk.Image, mni_to_native: sitk.Transform, *, skull_strip: bool = True,
+                          crop: bool = True) -> sitk.Image:
+    """Steps 3-5 on a bias-corrected native image and its MNI registration: the preprocessed image.
+
+    Args:
+        corrected: the bias-corrected native T1.
+        mni_to_native: its registration (:func:`register_to_mni`).
+        skull_strip, crop: as in :func:`preprocess_t1_case`.
+
+    Example:
+        >>> crop = preprocess_registered(corrected, register_to_mni(corrected))  # doctest: +SKIP
+    """
+    image_mni = resample_to_mni(corrected, mni_to_native)
+    if skull_strip:
+        mask = brain_mask_mni()
+        image_mni = sitk.Mask(image_mni, mask, 0)
+    else:
+        mask = head_mask(image_mni)
+    image_mni = rescale_and_equalize(image_mni, mask)
+    return crop_to_box(image_mni) if crop else image_mni
+
+
 def _check_3d(image: sitk.Image, path: Path) -> None:
     if image.GetDimension() != 3:
         raise InputError(f"{path}: expected a 3D image, got {image.GetDimension()}D")
@@ -211,8 +240,8 @@ def preprocess_t1_case(t1_path: str | os.PathLike, out_image_path: str | os.Path
             :func:`~nnunet_ataxia.preprocessing.registration.affine_register_to_mni` (e.g. ``moving_spacing_mm``).
 
     Returns:
-        A dict with the written paths, ``linear_determinant`` (native mm³ per MNI mm³) and ``timings_s``
-        (``n4``, ``registration``, ``rest``).
+        A dict with the written paths, ``linear_determinant`` (native mm³ per MNI mm³), ``timings_s``
+        (``n4``, ``registration``, ``rest``) and ``registration_similarity`` (of the registration kept).
 
     Example:
         >>> info = preprocess_t1_case("a01.nii.gz", "out/imagesTr/a01_0000.nii.gz",  # doctest: +SKIP
@@ -233,18 +262,18 @@ def preprocess_t1_case(t1_path: str | os.PathLike, out_image_path: str | os.Path
 
     corrected = bias_correct(native, shrink_factor=n4_shrink_factor)
     t1 = time.perf_counter()
-    tfm = register_to_mni(corrected, seed=seed, template_spacing_mm=registration_template_spacing_mm,
-                          **(registration_options or {}))
+    attempts = []
+    for start in REGISTRATION_STARTS:
+        tfm = register_to_mni(corrected, seed=seed, template_spacing_mm=registration_template_spacing_mm,
+                              **{**(registration_options or {}), "start": start})
+        out_image = preprocess_registered(corrected, tfm, skull_strip=skull_strip, crop=crop)
+        similarity = registration_similarity(out_image if crop else crop_to_box(out_image))
+        attempts.append((similarity, start, tfm, out_image))
+        if similarity >= MIN_CONFIDENT_SIMILARITY:
+            break
+    similarity, start, tfm, out_image = max(attempts, key=lambda attempt: attempt[0])
     t2 = time.perf_counter()
 
-    image_mni = resample_to_mni(corrected, tfm)
-    if skull_strip:
-        mask = brain_mask_mni()
-        image_mni = sitk.Mask(image_mni, mask, 0)
-    else:
-        mask = head_mask(image_mni)
-    image_mni = rescale_and_equalize(image_mni, mask)
-    out_image = crop_to_box(image_mni) if crop else image_mni
     out_labels = []
     for lab in labels:
         lab_mni = resample_to(out_image, lab, tfm, is_label=True)
@@ -262,7 +291,7 @@ def preprocess_t1_case(t1_path: str | os.PathLike, out_image_path: str | os.Path
     sitk.WriteTransform(tfm, str(transform_dir / TRANSFORM_FILE))
     det = linear_part_determinant(tfm)
     t3 = time.perf_counter()
-    timings = {"n4": t1 - t0, "registration": t2 - t1, "rest": t3 - t2}
+    timings = {"n4": t1 - t0, "registration": t2 - t1, "rest": t3 - t2}  # registration: with its crops
     meta = {
         "source_image": str(t1_path),
         "transform_file": TRANSFORM_FILE,
@@ -276,8 +305,11 @@ def preprocess_t1_case(t1_path: str | os.PathLike, out_image_path: str | os.Path
         "template": "MNI152_T1_1mm_brain",
         "registration_template_spacing_mm": float(registration_template_spacing_mm),
         "registration_options": dict(registration_options or {}),
+        "registration_start": start,
+        "registration_attempts": [{"start": a[1], "similarity": round(float(a[0]), 4)} for a in attempts],
         "timings_s": timings,
     }
     (transform_dir / META_FILE).write_text(json.dumps(meta, indent=2))
     return {"image": str(out_image_path), "labels": [str(p) for p in out_label_paths],
-            "transform_dir": str(transform_dir), "linear_determinant": det, "timings_s": timings}
+            "transform_dir": str(transform_dir), "linear_determinant": det, "timings_s": timings,
+            "registration_similarity": float(similarity)}

@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.templates import mni_template_path
 from nnunet_ataxia.preprocessing.deformable_registration import axis_shrink_factors
+from nnunet_ataxia.preprocessing.registration_start import REGISTRATION_STARTS, head_top_start, moments_start
 
 __all__ = ["load_mni_template", "n4_bias_correction", "rigid_register", "affine_register_to_mni", "resample_to",
            "downsample_isotropic", "linear_part_determinant"]
@@ -221,13 +222,15 @@ def affine_register_to_mni(image: sitk.Image, *, exhaustive_init: bool = True, s
                            smoothing_sigmas_mm: Sequence[float] = (4.0, 2.0, 1.0), iterations: int = 200,
                            angle_step_deg: float = 15.0, angle_steps: int = 2, translation_step_mm: float = 12.0,
                            translation_steps: int = 1, min_samples: int = 8000,
-                           moving_spacing_mm: float | None = None) -> sitk.Transform:
+                           moving_spacing_mm: float | None = None, start: str = "moments") -> sitk.Transform:
     """Affine registration of a T1 image to the MNI152 template (Mattes MI), with a robust initialization.
 
-    Initialization: the centres of mass (image moments) are aligned, then, with ``exhaustive_init``, a coarse
-    exhaustive search over rotations (``±angle_steps × angle_step_deg`` about each axis) and translations
-    (``±translation_steps × translation_step_mm`` per axis) on 8 mm-shrunk images picks the best rigid start, as
-    the paper's "exhaustive" registration. A 12-parameter affine then refines it over a multi-resolution pyramid.
+    Initialization: the centres of mass (image moments) are aligned (or, with ``start="head-top"``, the template
+    brain is placed below the top of the head: :mod:`~nnunet_ataxia.preprocessing.registration_start`), then, with
+    ``exhaustive_init``, a coarse exhaustive search over rotations (``±angle_steps × angle_step_deg`` about each
+    axis) and translations (``±translation_steps × translation_step_mm`` per axis) on 8 mm-shrunk images picks the
+    best rigid start, as the paper's "exhaustive" registration. A 12-parameter affine then refines it over a
+    multi-resolution pyramid.
 
     Args:
         image: the native T1 (ideally bias-corrected).
@@ -243,6 +246,8 @@ def affine_register_to_mni(image: sitk.Image, *, exhaustive_init: bool = True, s
         moving_spacing_mm: register a copy of ``image`` down-sampled to this isotropic spacing (Gaussian
             pre-smoothing) when its voxels are finer: with the default pyramid (finest level 2 mm) 2.0 halves the time
             of a 1 mm image and moves the result by ~0.2 mm on average (``benchmarks/bench_segment.py``).
+        start: ``"moments"`` (centres of mass) or ``"head-top"`` (below the top of the head; for a field of view
+            with much neck or face, see :func:`~nnunet_ataxia.preprocessing.registration_start.head_top_start`).
 
     Returns:
         A ``sitk.AffineTransform`` mapping MNI template points to native image points;
@@ -252,6 +257,8 @@ def affine_register_to_mni(image: sitk.Image, *, exhaustive_init: bool = True, s
         >>> tfm = affine_register_to_mni(n4_bias_correction(t1))  # doctest: +SKIP
         >>> t1_mni = resample_to(load_mni_template()[0], t1, tfm, is_label=False)  # doctest: +SKIP
     """
+    if start not in REGISTRATION_STARTS:
+        raise ValueError(f"start {start!r}: use one of {', '.join(REGISTRATION_STARTS)}")
     if template is None:
         template, default_mask = load_mni_template(with_brain_mask=True)
         template_mask = default_mask if template_mask is None else template_mask
@@ -263,13 +270,10 @@ def affine_register_to_mni(image: sitk.Image, *, exhaustive_init: bool = True, s
         metric_mask = sitk.BinaryDilate(sitk.Cast(template_mask > 0, sitk.sitkUInt8), [4] * 3)
     else:
         metric_mask = None
-    try:
-        initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
-                                                    sitk.CenteredTransformInitializerFilter.MOMENTS)
-    except RuntimeError as e:
-        raise InputError(f"MNI registration: cannot initialize ({str(e).strip().splitlines()[-1]}); "
-                         "is the image empty?") from None
-    rigid = sitk.Euler3DTransform(initial)
+    if start == "head-top":
+        rigid = head_top_start(fixed, template_mask if template_mask is not None else fixed > 0, moving)
+    else:
+        rigid = moments_start(fixed, moving)
     min_size = min(fixed.GetSize())
     if exhaustive_init:
         shrink = max(1, min(int(round(8.0 / max(fixed.GetSpacing()))), min_size // 12))

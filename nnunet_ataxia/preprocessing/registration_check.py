@@ -12,8 +12,8 @@ import SimpleITK as sitk
 
 from nnunet_ataxia.errors import InputError
 
-__all__ = ["MIN_REGISTRATION_SIMILARITY", "registration_similarity", "check_registration",
-           "check_case_registration"]
+__all__ = ["MIN_REGISTRATION_SIMILARITY", "MIN_CONFIDENT_SIMILARITY", "registration_similarity",
+           "check_registration", "check_case_registration"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,6 +65,10 @@ def registration_similarity(preprocessed: sitk.Image, bins: int = 8, step: int =
 
 #: below this :func:`registration_similarity` the image is not taken for a registered head
 MIN_REGISTRATION_SIMILARITY = 0.04
+#: a registration scoring below this is weak: it is run again from the head-top start and the better one is kept
+#: (:func:`~nnunet_ataxia.preprocessing.mri_pipeline.preprocess_t1_case`), and ``segment`` flags a subject that
+#: still scores below it; good registrations of T1 scans score about 0.1 to 0.16, so they run once
+MIN_CONFIDENT_SIMILARITY = 0.06
 
 
 def check_registration(path: str | os.PathLike, preprocessed: sitk.Image, linear_determinant: float,
@@ -99,7 +103,8 @@ def check_registration(path: str | os.PathLike, preprocessed: sitk.Image, linear
     if similarity < MIN_REGISTRATION_SIMILARITY:
         raise InputError(f"{path}: registration to MNI failed: no brain anatomy where the template has the "
                          f"cerebellum and brainstem (similarity {similarity:.3f} < {MIN_REGISTRATION_SIMILARITY}); "
-                         f"is this a T1 image of a head?")
+                         f"is this a T1 image of a head? (A whole head with a bright scalp, neck or face often "
+                         f"registers once skull-stripped.)")
     return similarity
 
 
