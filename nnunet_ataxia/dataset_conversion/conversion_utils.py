@@ -39,7 +39,7 @@ from nnunet_ataxia.io.images import (
     write_image_like,
 )
 from nnunet_ataxia.io.output_folders import output_folder
-from nnunet_ataxia.io.parallel import run_cases
+from nnunet_ataxia.io.parallel import nnunet_file_listing_in_threads, run_cases
 
 MANIFEST_NAME = "conversion_manifest.json"
 
@@ -134,6 +134,7 @@ def verify_raw_dataset(folder: str | os.PathLike, num_processes: int = 1, name: 
 
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
+    nnunet_file_listing_in_threads()
     buf = io.StringIO()
     try:
         with contextlib.redirect_stdout(buf):

@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any
 
-__all__ = ["run_cases"]
+__all__ = ["run_cases", "nnunet_file_listing_in_threads"]
 
 
 def _call(func: Callable, item) -> Any:
@@ -103,3 +103,27 @@ def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, d
                     _terminate_workers(ex)
                 raise
     return results
+
+
+def nnunet_file_listing_in_threads() -> None:
+    """Make nnU-Net list a raw dataset's image files in threads instead of forked processes (idempotent).
+
+    nnU-Net's ``create_lists_from_splitted_dataset_folder`` (called by its dataset integrity check and its
+    fingerprint extraction) matches file names with a regular expression in a ``multiprocessing.Pool`` of 12
+    processes of the default start method, which is fork on Linux. Forked from a process that has run SimpleITK's
+    threads and this project's worker pools, such a worker can block for ever on a lock it inherited held, and the
+    command with it (seen in ``convert-wmh``: the worker waiting on a semaphore, the command on the worker). The
+    work is a few string matches, so a thread pool (``multiprocessing.dummy.Pool``, the same interface) does it
+    without forking. Call it before running nnU-Net's checks in this project's processes.
+
+    Example:
+        >>> nnunet_file_listing_in_threads()
+        >>> import multiprocessing.dummy, nnunetv2.utilities.utils
+        >>> nnunetv2.utilities.utils.Pool is multiprocessing.dummy.Pool
+        True
+    """
+    import multiprocessing.dummy
+
+    import nnunetv2.utilities.utils as nnunet_utils
+
+    nnunet_utils.Pool = multiprocessing.dummy.Pool

@@ -26,6 +26,7 @@ from nnunet_ataxia.io.nnunet_env import (
     staged_preprocessed_dataset,
 )
 from nnunet_ataxia.io.output_folders import check_not_overlapping
+from nnunet_ataxia.io.parallel import nnunet_file_listing_in_threads
 from nnunet_ataxia.planners.fixed_patch_planner import FixedPatch128Planner
 
 __all__ = ["PLANS_IDENTIFIER", "plan_and_preprocess_fixed", "child_main"]
@@ -160,6 +161,7 @@ def _check_integrity(raw_folder: Path, num_processes: int) -> None:
     """nnU-Net's dataset integrity check; a failure names the file at fault (nnU-Net prints it, in its workers)."""
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
+    nnunet_file_listing_in_threads()
     try:
         verify_dataset_integrity(str(raw_folder), num_processes)
     except Exception as e:  # nnU-Net raises RuntimeError/AssertionError with its own explanation

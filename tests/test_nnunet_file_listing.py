@@ -1,0 +1,57 @@
+"""nnU-Net's raw-dataset file listing runs in threads in this project's processes: its integrity check forks nothing
+and still finds the same files and the same faults."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import SimpleITK as sitk
+from synthetic_data import write_toy_cerebellum_dataset
+
+from nnunet_ataxia.dataset_conversion.conversion_utils import verify_raw_dataset
+from nnunet_ataxia.errors import InputError
+
+
+@pytest.fixture
+def forks():
+    """Count the Python-level forks (multiprocessing's fork start method) while the test runs."""
+    count = {"n": 0, "active": True}
+
+    def before() -> None:
+        if count["active"]:
+            count["n"] += 1
+
+    os.register_at_fork(before=before)
+    yield count
+    count["active"] = False
+
+
+def test_listing_in_threads_finds_what_nnunet_finds(tmp_path):
+    import multiprocessing.dummy
+
+    import nnunetv2.utilities.utils as nnunet_utils
+
+    folder = write_toy_cerebellum_dataset(tmp_path / "raw", 996, n_cases=4, shape_zyx=(8, 8, 8))
+    images = str(folder / "imagesTr")
+    identifiers = nnunet_utils.get_identifiers_from_splitted_dataset_folder(images, ".nii.gz")
+    expected = [[os.path.join(images, f"{i}_0000.nii.gz")] for i in identifiers]
+    verify_raw_dataset(folder)
+    assert nnunet_utils.Pool is multiprocessing.dummy.Pool
+    assert nnunet_utils.create_lists_from_splitted_dataset_folder(images, ".nii.gz", identifiers) == expected
+    assert len(expected) == 4
+
+
+def test_integrity_check_forks_nothing_and_still_refuses_a_bad_label(tmp_path, forks):
+    folder = write_toy_cerebellum_dataset(tmp_path / "raw", 997, n_cases=3, shape_zyx=(8, 8, 8))
+    verify_raw_dataset(folder, num_processes=2)
+    assert forks["n"] == 0
+    bad = sorted((folder / "labelsTr").glob("*.nii.gz"))[1]
+    image = sitk.ReadImage(str(bad))
+    arr = sitk.GetArrayFromImage(image)
+    arr[0, 0, 0] = 7  # a label that dataset.json does not declare
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(image)
+    sitk.WriteImage(out, str(bad))
+    with pytest.raises(InputError, match="integrity check failed"):
+        verify_raw_dataset(folder, num_processes=2, name="toy")
+    assert forks["n"] == 0
