@@ -39,3 +39,15 @@ def write_toy_cerebellum_dataset(raw_root: Path, dataset_id: int = 990, n_cases:
     generate_dataset_json(str(folder), {0: "T1"}, {"background": 0, "cerebellum": 1, "brainstem": 2},
                           n_cases, ".nii.gz", dataset_name=folder.name)
     return folder
+
+
+def add_undeclared_label(raw_folder: Path, value: int = 7, case_index: int = 1) -> Path:
+    """Write label ``value`` (not in dataset.json) into one voxel of the ``case_index``-th label file; its path."""
+    bad = sorted((Path(raw_folder) / "labelsTr").glob("*.nii.gz"))[case_index]
+    image = sitk.ReadImage(str(bad))
+    arr = sitk.GetArrayFromImage(image)
+    arr[0, 0, 0] = value
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(image)
+    sitk.WriteImage(out, str(bad))
+    return bad

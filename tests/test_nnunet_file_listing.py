@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-import SimpleITK as sitk
-from synthetic_data import write_toy_cerebellum_dataset
+from synthetic_data import add_undeclared_label, write_toy_cerebellum_dataset
 
 from nnunet_ataxia.dataset_conversion.conversion_utils import verify_raw_dataset
 from nnunet_ataxia.errors import InputError
@@ -45,13 +44,7 @@ def test_integrity_check_forks_nothing_and_still_refuses_a_bad_label(tmp_path, f
     folder = write_toy_cerebellum_dataset(tmp_path / "raw", 997, n_cases=3, shape_zyx=(8, 8, 8))
     verify_raw_dataset(folder, num_processes=2)
     assert forks["n"] == 0
-    bad = sorted((folder / "labelsTr").glob("*.nii.gz"))[1]
-    image = sitk.ReadImage(str(bad))
-    arr = sitk.GetArrayFromImage(image)
-    arr[0, 0, 0] = 7  # a label that dataset.json does not declare
-    out = sitk.GetImageFromArray(arr)
-    out.CopyInformation(image)
-    sitk.WriteImage(out, str(bad))
+    add_undeclared_label(folder, 7)
     with pytest.raises(InputError, match="integrity check failed"):
         verify_raw_dataset(folder, num_processes=2, name="toy")
     assert forks["n"] == 0

@@ -167,17 +167,10 @@ def test_plan_merges_its_files_and_keeps_the_others(tmp_path, monkeypatch):
 
 
 def test_plan_names_the_label_file_that_fails_nnunets_integrity_check(tmp_path, monkeypatch, capsys):
-    from synthetic_data import write_toy_cerebellum_dataset
+    from synthetic_data import add_undeclared_label, write_toy_cerebellum_dataset
 
     write_toy_cerebellum_dataset(tmp_path / "raw", 995, n_cases=3, shape_zyx=(8, 8, 8))
-    folder = tmp_path / "raw" / "Dataset995_ToyCerebellum"
-    bad = sorted((folder / "labelsTr").glob("*.nii.gz"))[1]
-    image = sitk.ReadImage(str(bad))
-    arr = sitk.GetArrayFromImage(image)
-    arr[0, 0, 0] = 7  # a label that dataset.json does not declare
-    out = sitk.GetImageFromArray(arr)
-    out.CopyInformation(image)
-    sitk.WriteImage(out, str(bad))
+    bad = add_undeclared_label(tmp_path / "raw" / "Dataset995_ToyCerebellum", 7)
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
     capsys.readouterr()
