@@ -87,3 +87,26 @@ def test_an_unknown_start_is_refused():
     template, mask = load_mni_template(spacing_mm=3.0)
     with pytest.raises(ValueError, match="start 'centre'"):
         affine_register_to_mni(template, template=template, template_mask=mask, start="centre")
+
+
+def test_a_failed_retry_keeps_the_first_registration(head_with_neck, tmp_path, monkeypatch):
+    import nnunet_ataxia.preprocessing.mri_pipeline as pipeline
+    from nnunet_ataxia.errors import InputError
+
+    register = pipeline.register_to_mni
+
+    def head_top_fails(image, **kwargs):
+        if kwargs.get("start") == "head-top":
+            raise InputError("MNI affine registration: registration failed (constructed)")
+        return register(image, **kwargs)
+
+    monkeypatch.setattr(pipeline, "register_to_mni", head_top_fails)
+    head, _ = head_with_neck
+    sitk.WriteImage(head, str(tmp_path / "neck_T1w.nii.gz"))
+    info = preprocess_t1_case(tmp_path / "neck_T1w.nii.gz", tmp_path / "out" / "neck_0000.nii.gz",
+                              transform_dir=tmp_path / "tr", registration_template_spacing_mm=3.0)
+    meta = json.loads((tmp_path / "tr" / "preprocessing.json").read_text())
+    assert [a["start"] for a in meta["registration_attempts"]] == ["moments"]
+    assert meta["registration_start"] == "moments"
+    assert info["registration_similarity"] < MIN_REGISTRATION_SIMILARITY  # the check will refuse it, as before
+    assert (tmp_path / "out" / "neck_0000.nii.gz").is_file()

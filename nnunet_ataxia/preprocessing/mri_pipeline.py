@@ -264,8 +264,13 @@ def preprocess_t1_case(t1_path: str | os.PathLike, out_image_path: str | os.Path
     t1 = time.perf_counter()
     attempts = []
     for start in REGISTRATION_STARTS:
-        tfm = register_to_mni(corrected, seed=seed, template_spacing_mm=registration_template_spacing_mm,
-                              **{**(registration_options or {}), "start": start})
+        try:
+            tfm = register_to_mni(corrected, seed=seed, template_spacing_mm=registration_template_spacing_mm,
+                                  **{**(registration_options or {}), "start": start})
+        except InputError:
+            if not attempts:
+                raise
+            break  # the retry failed: the first registration, weak as it is, stands (the check judges it)
         out_image = preprocess_registered(corrected, tfm, skull_strip=skull_strip, crop=crop)
         similarity = registration_similarity(out_image if crop else crop_to_box(out_image))
         attempts.append((similarity, start, tfm, out_image))
