@@ -1,5 +1,6 @@
-"""nnU-Net's raw-dataset file listing runs in threads in this project's processes: its integrity check forks nothing
-and still finds the same files and the same faults."""
+"""nnU-Net's integrity check as this project runs it (``verify_raw_dataset``, used by the converters and ``plan``):
+the raw-dataset file listing runs in threads, so the check forks nothing, finds the same files and the same faults,
+and names the file at fault."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import os
 import pytest
 from synthetic_data import add_undeclared_label, write_toy_cerebellum_dataset
 
-from nnunet_ataxia.dataset_conversion.conversion_utils import verify_raw_dataset
+from nnunet_ataxia.io.nnunet_integrity import verify_raw_dataset
 from nnunet_ataxia.errors import InputError
 
 
@@ -46,5 +47,16 @@ def test_integrity_check_forks_nothing_and_still_refuses_a_bad_label(tmp_path, f
     assert forks["n"] == 0
     add_undeclared_label(folder, 7)
     with pytest.raises(InputError, match="integrity check failed"):
-        verify_raw_dataset(folder, num_processes=2, name="toy")
+        verify_raw_dataset(folder, num_processes=2)
     assert forks["n"] == 0
+
+
+def test_a_temporary_folder_is_shown_as_the_dataset_it_stands_for(tmp_path):
+    folder = write_toy_cerebellum_dataset(tmp_path / "staging", 998, n_cases=3, shape_zyx=(8, 8, 8))
+    bad = add_undeclared_label(folder, 5)
+    final = tmp_path / "raw" / folder.name
+    with pytest.raises(InputError) as refused:
+        verify_raw_dataset(folder, shown_as=final)
+    shown = final / bad.relative_to(folder)
+    assert str(refused.value).startswith(f"{shown}: nnU-Net's dataset integrity check failed: ")
+    assert "5" in str(refused.value).split("Found", 1)[1] and str(folder) not in str(refused.value)

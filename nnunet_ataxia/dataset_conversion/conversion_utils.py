@@ -38,8 +38,9 @@ from nnunet_ataxia.io.images import (
     read_image,
     write_image_like,
 )
+from nnunet_ataxia.io.nnunet_integrity import verify_raw_dataset
 from nnunet_ataxia.io.output_folders import output_folder
-from nnunet_ataxia.io.parallel import nnunet_file_listing_in_threads, run_cases
+from nnunet_ataxia.io.parallel import run_cases
 
 MANIFEST_NAME = "conversion_manifest.json"
 
@@ -127,23 +128,6 @@ def _read_manifest(folder: Path | None) -> dict:
         return {}
 
 
-def verify_raw_dataset(folder: str | os.PathLike, num_processes: int = 1, name: str | None = None) -> None:
-    """Run nnU-Net's ``verify_dataset_integrity`` and turn its failures into :class:`InputError`."""
-    import contextlib
-    import io
-
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-
-    nnunet_file_listing_in_threads()
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf):
-            verify_dataset_integrity(str(folder), num_processes=max(1, num_processes))
-    except (AssertionError, RuntimeError, FileNotFoundError) as e:
-        details = " ".join((str(e) + " " + buf.getvalue()).split())[:600]
-        raise InputError(f"{name or folder}: nnU-Net dataset integrity check failed: {details}") from None
-
-
 def write_raw_dataset(final_dir: str | os.PathLike, fill: Callable[[Path, Path | None], None],
                       num_processes: int = 1, verify: bool = True, *, command: str | None = None,
                       inputs: Sequence[str | os.PathLike | None] = (), overwrite: bool = False) -> Path:
@@ -182,7 +166,7 @@ def write_raw_dataset(final_dir: str | os.PathLike, fill: Callable[[Path, Path |
     with context as tmp:
         fill(tmp, previous)
         if verify:
-            verify_raw_dataset(tmp, num_processes, name=final_dir)
+            verify_raw_dataset(tmp, num_processes, shown_as=final_dir)
     return final_dir
 
 

@@ -9,8 +9,6 @@ modules included, is changed.
 from __future__ import annotations
 
 import builtins
-import contextlib
-import io
 import json
 import os
 import signal
@@ -25,8 +23,8 @@ from nnunet_ataxia.io.nnunet_env import (
     resolve_raw_dataset,
     staged_preprocessed_dataset,
 )
+from nnunet_ataxia.io.nnunet_integrity import verify_raw_dataset
 from nnunet_ataxia.io.output_folders import check_not_overlapping
-from nnunet_ataxia.io.parallel import nnunet_file_listing_in_threads
 from nnunet_ataxia.planners.fixed_patch_planner import FixedPatch128Planner
 
 __all__ = ["PLANS_IDENTIFIER", "plan_and_preprocess_fixed", "child_main"]
@@ -66,7 +64,7 @@ def plan_and_preprocess_fixed(dataset: str | int, configurations=("3d_fullres",)
     dataset_id = int(name[len("Dataset"):len("Dataset") + 3])
     if check_integrity:
         check_raw_dataset_images(raw_folder)  # finite, non-constant images (nnU-Net would read NaN as 0)
-        _check_integrity(raw_folder, num_processes)
+        verify_raw_dataset(raw_folder, num_processes)
     reuse = [] if clean else ["dataset_fingerprint.json"]
     request = {"dataset_id": dataset_id, "configurations": list(configurations), "num_processes": num_processes,
                "preprocess": bool(preprocess)}
@@ -155,70 +153,3 @@ def _plan_and_preprocess(api, dataset_id: int, staged: Path, planner, configurat
         api.preprocess_dataset(dataset_id, plans_identifier, configurations=list(configurations),
                                num_processes=[num_processes] * len(configurations))
     return plans_identifier
-
-
-def _check_integrity(raw_folder: Path, num_processes: int) -> None:
-    """nnU-Net's dataset integrity check; a failure names the file at fault (nnU-Net prints it, in its workers)."""
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-
-    nnunet_file_listing_in_threads()
-    try:
-        verify_dataset_integrity(str(raw_folder), num_processes)
-    except Exception as e:  # nnU-Net raises RuntimeError/AssertionError with its own explanation
-        culprit, detail = _integrity_culprit(raw_folder, str(e))
-        raise InputError(f"{culprit}: nnU-Net's dataset integrity check failed: {detail}") from e
-
-
-def _integrity_culprit(raw_folder: Path, message: str) -> tuple[Path, str]:
-    """The file (or folder) that nnU-Net's integrity check ``message`` is about, and the explanation to print."""
-    text = " ".join(message.split())
-    lower = text.lower()
-    if "imagestr subfolder" in lower:
-        return raw_folder / "imagesTr", text
-    if "labelstr" in lower:
-        return raw_folder / "labelsTr", text
-    if any(k in lower for k in ("required keys", "number of training cases", "consecutive order")):
-        return raw_folder / "dataset.json", text
-    if "unexpected labels" in lower or "images have errors" in lower:
-        found = _first_bad_case(raw_folder)
-        if found is not None:
-            return found
-    return raw_folder, text
-
-
-def _first_bad_case(raw_folder: Path) -> tuple[Path, str] | None:
-    """Re-run nnU-Net's per-case checks one case at a time (only after a failure) to find the first bad label file."""
-    from nnunetv2.experiment_planning.verify_dataset_integrity import check_cases, verify_labels
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
-    from nnunetv2.utilities.label_handling.label_handling import LabelManager
-    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
-
-    from nnunet_ataxia.io.files import read_json
-
-    dj = read_json(raw_folder / "dataset.json", "dataset.json")
-    cases = get_filenames_of_train_images_and_targets(str(raw_folder), dj)
-    labels = LabelManager(dj["labels"], regions_class_order=dj.get("regions_class_order"))
-    expected = list(labels.all_labels) + ([labels.ignore_label] if labels.has_ignore_label else [])
-    reader = determine_reader_writer_from_dataset_json(dj, next(iter(cases.values()))["images"][0])
-    n_channels = len(dj.get("channel_names") or dj.get("modality") or {})
-    for case in cases.values():
-        label_file = str(case["label"])
-        for check, args in ((verify_labels, (label_file, reader, expected)),
-                            (check_cases, (case["images"], label_file, n_channels, reader))):
-            printed = io.StringIO()
-            with contextlib.redirect_stdout(printed):
-                ok = check(*args)
-            if not ok:
-                return Path(label_file), _explanation(printed.getvalue(), label_file)
-    return None
-
-
-def _explanation(printed: str, label_file: str) -> str:
-    """nnU-Net's printed error as one line, without the file names that the line already starts with."""
-    lines = []
-    for line in printed.replace(f" in file {label_file}", "").splitlines():
-        line = line.strip().rstrip(".").strip()
-        if not line or line.startswith(("Image files", "Seg file", "Images", "Segmentation:", label_file)):
-            continue
-        lines.append(line.removeprefix("Error: ").removeprefix("Warning: "))
-    return "; ".join(lines) or "see nnU-Net's output above"
