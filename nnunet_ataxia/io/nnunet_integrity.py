@@ -21,7 +21,9 @@ def verify_raw_dataset(folder: str | os.PathLike, num_processes: int = 1,
                        shown_as: str | os.PathLike | None = None) -> None:
     """Run nnU-Net's ``verify_dataset_integrity`` on a raw dataset; a failure names the file nnU-Net objects to.
 
-    nnU-Net's own messages are kept off the terminal (they are printed again, as one line, when the check fails).
+    What nnU-Net prints in this process (its closing banner, its messages about the dataset as a whole) is kept off
+    the terminal and goes into the error line when the check fails; its per-case warnings come from its worker
+    processes and still reach the terminal.
     The file at fault is found by re-running nnU-Net's per-case checks one case at a time, only after a failure.
 
     Args:
