@@ -1,0 +1,48 @@
+"""The capacity benchmark's Dice (``benchmarks/bench_m2_capacity.py``) on constructed predictions."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_m2_capacity.py"
+
+
+@pytest.fixture(scope="module")
+def capacity():
+    spec = importlib.util.spec_from_file_location("bench_m2_capacity", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FixedPrediction(torch.nn.Module):
+    """Logits that favour a given label map, whatever the input; remembers the mode it was called in."""
+
+    def __init__(self, prediction: np.ndarray) -> None:
+        super().__init__()
+        self.logits = torch.nn.functional.one_hot(torch.from_numpy(prediction).long(), 3).permute(3, 0, 1, 2)[None]
+        self.called_in_training_mode = None
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        self.called_in_training_mode = self.training
+        return self.logits.float()
+
+
+def test_dice_per_structure_on_constructed_masks(capacity):
+    truth = np.zeros((8, 10, 12), np.int64)
+    truth[1:5, 2:8, 2:10] = 1      # 4 × 6 × 8 = 192 voxels of cerebellum
+    truth[5:7, 4:6, 4:8] = 2       # 2 × 2 × 4 = 16 voxels of brainstem
+    prediction = truth.copy()
+    prediction[1, 2:8, 2:10] = 0   # one cerebellum slice missed: 48 false negatives
+    prediction[7, 4:6, 4:8] = 2    # the brainstem one slice too long: 8 false positives
+    case = (torch.zeros(1, 1, *truth.shape), torch.from_numpy(truth)[None, None])
+    network = FixedPrediction(prediction)
+    network.train()
+    dice = capacity.dice_per_structure(network, [case, case])
+    assert dice["cerebellum"] == pytest.approx(2 * 144 / (144 + 192))
+    assert dice["brainstem"] == pytest.approx(2 * 16 / (24 + 16))
+    assert network.called_in_training_mode is False and network.training   # evaluated in eval mode, then restored
