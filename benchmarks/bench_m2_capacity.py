@@ -11,7 +11,7 @@ Every ``--eval-every`` iterations it prints the hard Dice (network in eval mode)
 fitted cases and on the held-out ones. Dice on subjects the network has seen hundreds of times is an upper bound
 of what the same training reaches on unseen ones.
 
-    python benchmarks/bench_m2_capacity.py --label-maps DIR [--checkpoint checkpoint_final.pth] \\
+    python benchmarks/bench_m2_capacity.py --label-maps DIR [--checkpoint release/model_v2_candidate.zip] \\
         [--cases 4] [--heldout 2] [--iterations 1200] [--eval-every 100] [--lr 3e-4] [--dropout 0.2] \\
         [--threads 2] [--out capacity.csv]
 """
@@ -47,6 +47,18 @@ def render_cases(maps: list, n: int, seed_offset: int) -> list[tuple[torch.Tenso
     return cases
 
 
+def load_network_weights(path: str) -> dict:
+    """The network weights of an nnU-Net checkpoint, or of the ``fold_0/checkpoint_final.pth`` in an exported zip."""
+    import io
+    import zipfile
+
+    if str(path).endswith(".zip"):   # (a .pth is a zip archive too, of torch's own layout)
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("fold_0/checkpoint_final.pth"))
+            path = io.BytesIO(archive.read(name))
+    return torch.load(path, map_location="cpu", weights_only=False)["network_weights"]
+
+
 def dice_per_structure(network: torch.nn.Module, cases: list) -> dict[str, float]:
     """Mean hard Dice per structure over ``cases`` (network in eval mode)."""
     network.eval()
@@ -64,7 +76,8 @@ def dice_per_structure(network: torch.nn.Module, cases: list) -> dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--label-maps", required=True)
-    parser.add_argument("--checkpoint", help="start from this nnU-Net checkpoint (default: random weights)")
+    parser.add_argument("--checkpoint", help="start from this nnU-Net checkpoint, or an exported model zip's fold 0 "
+                                             "(default: random weights)")
     parser.add_argument("--cases", type=int, default=4)
     parser.add_argument("--heldout", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=1200)
@@ -93,8 +106,7 @@ def main() -> None:
 
     network = M2InceptionUNet(input_channels=1, num_classes=3, dropout=args.dropout)
     if args.checkpoint:
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)["network_weights"]
-        network.load_state_dict(upgrade_output_keys(state))
+        network.load_state_dict(upgrade_output_keys(load_network_weights(args.checkpoint)))
     network.train()
     loss_fn = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
                              weight_ce=1, weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)

@@ -46,3 +46,20 @@ def test_dice_per_structure_on_constructed_masks(capacity):
     assert dice["cerebellum"] == pytest.approx(2 * 144 / (144 + 192))
     assert dice["brainstem"] == pytest.approx(2 * 16 / (24 + 16))
     assert network.called_in_training_mode is False and network.training   # evaluated in eval mode, then restored
+
+
+def test_weights_from_a_checkpoint_and_from_an_exported_zip_are_the_same(capacity, tmp_path):
+    import zipfile
+
+    from nnunet_ataxia.architectures import M2InceptionUNet
+
+    weights = M2InceptionUNet(input_channels=1, num_classes=3).state_dict()
+    checkpoint = tmp_path / "checkpoint_final.pth"
+    torch.save({"network_weights": weights}, checkpoint)
+    exported = tmp_path / "model.zip"
+    with zipfile.ZipFile(exported, "w") as archive:
+        archive.write(checkpoint, "Dataset511_X/Trainer__Plans__3d_fullres/fold_0/checkpoint_final.pth")
+    from_checkpoint = capacity.load_network_weights(str(checkpoint))
+    from_zip = capacity.load_network_weights(str(exported))
+    assert from_checkpoint.keys() == from_zip.keys() == weights.keys()
+    assert all(torch.equal(from_zip[k], weights[k]) and torch.equal(from_checkpoint[k], weights[k]) for k in weights)
