@@ -8,8 +8,8 @@ import os
 import pytest
 from synthetic_data import add_undeclared_label, write_toy_cerebellum_dataset
 
-from nnunet_ataxia.io.nnunet_integrity import verify_raw_dataset
 from nnunet_ataxia.errors import InputError
+from nnunet_ataxia.io.nnunet_integrity import verify_raw_dataset
 
 
 @pytest.fixture
