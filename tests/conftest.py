@@ -85,3 +85,18 @@ def standin_zip(standin_model, tmp_path_factory):
 
     return release.export_release(standin_model, tmp_path_factory.mktemp("standin_zip") / release.ZIP_NAME,
                                   validate=False)
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """A loader of the scripts in ``benchmarks/`` (not a package): ``load_benchmark("bench_x.py")`` is the module."""
+    import importlib.util
+
+    def load(file_name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / file_name
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -1,22 +1,14 @@
 """The capacity benchmark's Dice (``benchmarks/bench_m2_capacity.py``) on constructed predictions."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_m2_capacity.py"
-
 
 @pytest.fixture(scope="module")
-def capacity():
-    spec = importlib.util.spec_from_file_location("bench_m2_capacity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def capacity(load_benchmark):
+    return load_benchmark("bench_m2_capacity.py")
 
 
 class FixedPrediction(torch.nn.Module):

@@ -2,22 +2,14 @@
 ceiling on constructed masks."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "segment_error_breakdown.py"
-
 
 @pytest.fixture(scope="module")
-def breakdown():
-    spec = importlib.util.spec_from_file_location("segment_error_breakdown", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def breakdown(load_benchmark):
+    return load_benchmark("segment_error_breakdown.py")
 
 
 def _ball(shape, centre, radius):
