@@ -54,7 +54,9 @@ def load_network_weights(path: str) -> dict:
 
     if str(path).endswith(".zip"):   # (a .pth is a zip archive too, of torch's own layout)
         with zipfile.ZipFile(path) as archive:
-            name = next(n for n in archive.namelist() if n.endswith("fold_0/checkpoint_final.pth"))
+            name = next((n for n in archive.namelist() if n.endswith("fold_0/checkpoint_final.pth")), None)
+            if name is None:
+                raise SystemExit(f"error: {path}: no fold_0/checkpoint_final.pth in this zip")
             path = io.BytesIO(archive.read(name))
     return torch.load(path, map_location="cpu", weights_only=False)["network_weights"]
 

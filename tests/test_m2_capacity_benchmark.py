@@ -55,3 +55,13 @@ def test_weights_from_a_checkpoint_and_from_an_exported_zip_are_the_same(capacit
     from_zip = capacity.load_network_weights(str(exported))
     assert from_checkpoint.keys() == from_zip.keys() == weights.keys()
     assert all(torch.equal(from_zip[k], weights[k]) and torch.equal(from_checkpoint[k], weights[k]) for k in weights)
+
+
+def test_a_zip_without_a_fold_0_checkpoint_is_refused_by_name(capacity, tmp_path):
+    import zipfile
+
+    exported = tmp_path / "other.zip"
+    with zipfile.ZipFile(exported, "w") as archive:
+        archive.writestr("Dataset511_X/plans.json", "{}")
+    with pytest.raises(SystemExit, match=f"{exported}: no fold_0/checkpoint_final.pth"):
+        capacity.load_network_weights(str(exported))
