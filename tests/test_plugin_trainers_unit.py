@@ -160,3 +160,26 @@ def test_paper_trainers_start_from_keras_default_weights(trainer_name):
         assert float(conv.weight.abs().max()) > 0.5 * bound
     recipe_biases = [m.bias for m in recipe.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
     assert all(float(b.abs().max()) > 0 for b in recipe_biases)
+
+
+def test_no_dropout_trainer_trains_the_same_m2_without_dropping_features():
+    # same weights (dropout has none): in training mode the variant computes what M2 computes at inference, while
+    # the recipe's network drops feature maps
+    from types import SimpleNamespace
+
+    import nnunet_ataxia.trainers as trainers
+
+    config = SimpleNamespace(patch_size=[16, 16, 16])
+    recipe = trainers.M2InceptionTrainer_pretrainedLabelMaps.build_network_architecture(None, config, 1, 3)
+    variant = trainers.M2InceptionTrainer_pretrainedLabelMapsNoDropout.build_network_architecture(None, config, 1, 3)
+    variant.load_state_dict(recipe.state_dict())   # strict: the same parameters, so the same checkpoints
+    assert sum(p.numel() for p in variant.parameters()) == sum(p.numel() for p in recipe.parameters())
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        reference = recipe.eval()(x)
+        recipe.train()
+        torch.manual_seed(0)
+        assert not torch.allclose(recipe(x), reference)
+        variant.train()
+        torch.manual_seed(0)
+        assert torch.equal(variant(x), reference)

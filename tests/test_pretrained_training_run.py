@@ -272,7 +272,8 @@ def test_each_finetuning_stage_starts_from_the_stage_before_it_and_trains_on_its
     (["--label-maps", "maps"], None, 0),
     (["--label-maps", "maps", "--cortex-rim"], None, 0),
     (["--label-maps", "maps", "--cortex-folia"], None, 0),
-    (["--label-maps", "maps", "--from-scratch"], None, 0)])
+    (["--label-maps", "maps", "--from-scratch"], None, 0),
+    (["--label-maps", "maps", "--no-dropout"], None, 0)])
 def test_train_pretrained_command_picks_the_stages_and_the_random_contrast_subjects(monkeypatch, tmp_path, argv,
                                                                                      stages, n_contrast):
     import argparse
@@ -294,7 +295,7 @@ def test_train_pretrained_command_picks_the_stages_and_the_random_contrast_subje
     assert seen["label_maps"] == ("maps" if "--label-maps" in argv else None)
     assert (seen["n_train"], seen["n_val"]) == ((180, 15) if "--label-maps" in argv else (160, 12))
     assert seen["cortex_rim"] is ("--cortex-rim" in argv) and seen["from_scratch"] is ("--from-scratch" in argv)
-    assert seen["cortex_folia"] is ("--cortex-folia" in argv)
+    assert seen["cortex_folia"] is ("--cortex-folia" in argv) and seen["no_dropout"] is ("--no-dropout" in argv)
 
 
 def test_the_model_v2_options_pick_its_stages():
@@ -305,22 +306,37 @@ def test_the_model_v2_options_pick_its_stages():
     assert default_stages(True, cortex_rim=True) == release.LABEL_MAP_RIM_STAGES
     assert default_stages(True, cortex_folia=True) == default_stages(True, cortex_rim=True, cortex_folia=True) \
         == release.LABEL_MAP_FOLIA_STAGES
+    assert default_stages(True, no_dropout=True) == release.LABEL_MAP_NO_DROPOUT_STAGES
 
 
-@pytest.mark.parametrize("option", ["cortex_rim", "cortex_folia", "from_scratch"])
+@pytest.mark.parametrize("option", ["cortex_rim", "cortex_folia", "from_scratch", "no_dropout"])
 def test_a_model_v2_option_without_label_maps_is_refused_before_any_work(tmp_path, option):
     with pytest.raises(InputError, match=f"--{option.replace('_', '-')} is an option of model v2; it needs"):
         train_pretrained(tmp_path / "work", **{option: True})
     assert not (tmp_path / "work").exists()
 
 
-def test_from_scratch_with_initial_weights_is_refused_before_any_work(tmp_path):
+def _empty_label_map_folder(tmp_path):
+    # the 20 file names the label-map lister expects (their content is never read before the refusal)
     maps = tmp_path / "maps"
     maps.mkdir()
     for i in range(1, 21):
         (maps / f"training_seg_{i:02d}.nii.gz").write_bytes(b"")
+    return maps
+
+
+def test_from_scratch_with_initial_weights_is_refused_before_any_work(tmp_path):
+    maps = _empty_label_map_folder(tmp_path)
     with pytest.raises(InputError, match="--from-scratch .* cannot be combined with --initial-weights"):
         train_pretrained(tmp_path / "work", label_maps=maps, from_scratch=True, initial_weights=tmp_path / "w.pth")
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("other", ["cortex_rim", "cortex_folia", "from_scratch"])
+def test_no_dropout_with_another_stage_option_is_refused_before_any_work(tmp_path, other):
+    maps = _empty_label_map_folder(tmp_path)
+    with pytest.raises(InputError, match="--no-dropout is a stage of its own; it cannot be combined with"):
+        train_pretrained(tmp_path / "work", label_maps=maps, no_dropout=True, **{other: True})
     assert not (tmp_path / "work").exists()
 
 
@@ -332,3 +348,6 @@ def test_the_rim_and_folia_stages_fine_tune_like_the_model_v2_stage_with_their_o
     assert (v2.finetune_lr, v2.finetune_epochs) == (3e-4, 40)
     folia = getattr(trainers, release.LABEL_MAP_FOLIA_STAGES[0])
     assert issubclass(folia, rim) and (folia.finetune_lr, folia.finetune_epochs) == (2e-4, 16)
+    no_dropout = getattr(trainers, release.LABEL_MAP_NO_DROPOUT_STAGES[0])
+    assert issubclass(no_dropout, v2) and (no_dropout.finetune_lr, no_dropout.finetune_epochs) == (2e-4, 16)
+    assert (no_dropout.dropout, v2.dropout) == (0.0, 0.2)

@@ -12,6 +12,8 @@ with ``--cortex-rim`` the subjects are rendered with a partial-volume rim on the
 ``M2InceptionTrainer_pretrainedLabelMapsRim``, a shorter fine-tuning meant to start from a trained model v2;
 with ``--cortex-folia`` the cerebellar cortex gets thin sulci drawn at 0.5 mm and the stage is
 ``M2InceptionTrainer_pretrainedLabelMapsFolia`` (16 epochs, also from a trained model v2);
+with ``--no-dropout`` the stage is ``M2InceptionTrainer_pretrainedLabelMapsNoDropout`` (the same data, no dropout,
+16 epochs, also from a trained model v2);
 with ``--from-scratch`` the model v2 is trained from random weights with the first stage of model v1
 (``M2InceptionTrainer_pretrained``, 120 epochs) instead.
 Run it again with the same ``--work`` to continue: finished steps are skipped and training resumes with ``--c``.
@@ -39,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --label-maps: render thin sulci between the cerebellar folia (drawn at 0.5 mm, "
                              "averaged back) and fine-tune with M2InceptionTrainer_pretrainedLabelMapsFolia (16 "
                              "epochs; start it from a model v2 with --initial-weights)")
+    parser.add_argument("--no-dropout", action="store_true",
+                        help="with --label-maps: fine-tune without dropout, M2InceptionTrainer_pretrainedLabelMaps"
+                             "NoDropout (16 epochs; start it from a model v2 with --initial-weights)")
     parser.add_argument("--from-scratch", action="store_true",
                         help="with --label-maps: train from random weights (M2InceptionTrainer_pretrained, 120 "
                              "epochs) instead of fine-tuning the shipped model")
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                               stages=stages, hours=args.hours, label_maps=args.label_maps,
                               initial_weights=args.initial_weights, cortex_rim=args.cortex_rim,
                               cortex_folia=args.cortex_folia,
-                              from_scratch=args.from_scratch,
+                              from_scratch=args.from_scratch, no_dropout=args.no_dropout,
                               device=args.device, num_processes=args.num_processes, resume_state=args.resume_state,
                               save_state_to=args.save_state, export_to=args.export,
                               export_checkpoint=args.export_checkpoint, overwrite=args.overwrite)

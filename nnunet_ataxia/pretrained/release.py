@@ -51,6 +51,8 @@ LABEL_MAP_STAGES = ("M2InceptionTrainer_pretrainedLabelMaps",)
 LABEL_MAP_RIM_STAGES = ("M2InceptionTrainer_pretrainedLabelMapsRim",)
 #: the cerebellar-folia fine-tuning of a trained model v2 (``train-pretrained --label-maps DIR --cortex-folia``)
 LABEL_MAP_FOLIA_STAGES = ("M2InceptionTrainer_pretrainedLabelMapsFolia",)
+#: a fine-tuning of a trained model v2 without dropout (``train-pretrained --label-maps DIR --no-dropout``)
+LABEL_MAP_NO_DROPOUT_STAGES = ("M2InceptionTrainer_pretrainedLabelMapsNoDropout",)
 #: where a v2 run finds the network it starts from (``<nnUNet_results>/<dataset>/initial_weights/``)
 INITIAL_WEIGHTS_FOLDER = "initial_weights"
 PLANS = "nnUNetFixed128Plans"
@@ -125,6 +127,35 @@ def training_run_in(model_folder: str | os.PathLike) -> str | None:
             if (fold / name).is_file():
                 return f"{fold.name}/{name}"
     return None
+
+
+def start_checkpoint(initial_weights: str | os.PathLike | None) -> Path:
+    """The checkpoint a fine-tuning run starts from (``train-pretrained --initial-weights``).
+
+    Args:
+        initial_weights: a checkpoint or an nnU-Net model zip (its fold-0 ``checkpoint_final.pth`` is extracted into a
+            temporary file); ``None``: the shipped model.
+
+    Example:
+        >>> start_checkpoint("model_v2.zip").name  # doctest: +SKIP
+        'checkpoint_final.pth'
+    """
+    path = Path(initial_weights) if initial_weights is not None else pretrained_zip_path()
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (--initial-weights: an nnU-Net model zip or checkpoint)")
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: neither an nnU-Net model zip nor a PyTorch checkpoint")
+    with zipfile.ZipFile(path) as zf:
+        names = [n for n in zf.namelist() if n.endswith(f"fold_{FOLD}/checkpoint_final.pth")]
+        if not names:   # a checkpoint (torch.save writes a zip archive too)
+            return path
+        if len(names) != 1:
+            raise InputError(f"{path}: expected one fold_{FOLD}/checkpoint_final.pth in this zip, "
+                             f"found {len(names)}")
+        out = Path(tempfile.mkdtemp(prefix="nnunet_ataxia_initial_")) / "checkpoint_final.pth"
+        with zf.open(names[0]) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return out
 
 
 def installed_model_folder(results: str | os.PathLike | None = None) -> Path:

@@ -147,7 +147,7 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
                      stages: Sequence[str] | None = None, overwrite: bool = False,
                      label_maps: str | os.PathLike | None = None,
                      initial_weights: str | os.PathLike | None = None, cortex_rim: bool = False,
-                     cortex_folia: bool = False, from_scratch: bool = False) -> dict:
+                     cortex_folia: bool = False, from_scratch: bool = False, no_dropout: bool = False) -> dict:
     """Reproduce a released model: data -> plan -> train (stages, in chunks) -> export. Each step skips finished work.
 
     The stages are stock ``nnUNetv2_train`` runs on the same dataset, one after the other (model v1:
@@ -183,6 +183,8 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
             default stages are then :data:`~nnunet_ataxia.pretrained.release.LABEL_MAP_FOLIA_STAGES`.
         from_scratch: v2 only: train from randomly initialized weights with the first stage of model v1
             (:data:`~nnunet_ataxia.pretrained.release.TRAINING_STAGES`: 120 epochs at 1e-3) instead of fine-tuning.
+        no_dropout: v2 only: fine-tune without dropout
+            (:data:`~nnunet_ataxia.pretrained.release.LABEL_MAP_NO_DROPOUT_STAGES`; meant to start from a model v2).
 
     Returns:
         ``{"finished": bool, "epochs_done": {trainer: int}, "exported": path or None}``.
@@ -195,13 +197,14 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
     dataset_id = release.LABEL_MAP_DATASET_ID if v2 else release.DATASET_ID
     dataset_name = release.LABEL_MAP_DATASET_NAME if v2 else release.DATASET_NAME
     stages = tuple(stages or default_stages(v2, cortex_rim=cortex_rim, cortex_folia=cortex_folia,
-                                           from_scratch=from_scratch))
+                                           from_scratch=from_scratch, no_dropout=no_dropout))
     work = Path(work).resolve()
     _check_arguments(work, n_train=n_train, n_val=n_val, n_contrast=n_contrast, hours=hours,
                      num_processes=num_processes, save_state_to=save_state_to, export_to=export_to,
                      overwrite=overwrite, label_maps=label_maps, resume_state=resume_state, cortex_rim=cortex_rim,
-                     cortex_folia=cortex_folia, from_scratch=from_scratch, initial_weights=initial_weights)
-    start_weights = _initial_weights_file(initial_weights) if v2 and not from_scratch else None
+                     cortex_folia=cortex_folia, from_scratch=from_scratch, initial_weights=initial_weights,
+                     no_dropout=no_dropout)
+    start_weights = release.start_checkpoint(initial_weights) if v2 and not from_scratch else None
     check_output_folder(work, COMMAND, overwrite=overwrite, recognize=("nnUNet_raw", "nnUNet_preprocessed"))
     work.mkdir(parents=True, exist_ok=True)
     write_marker(work, COMMAND)
@@ -279,10 +282,10 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
 
 
 def default_stages(label_maps: bool, *, cortex_rim: bool = False, cortex_folia: bool = False,
-                   from_scratch: bool = False) -> tuple[str, ...]:
+                   from_scratch: bool = False, no_dropout: bool = False) -> tuple[str, ...]:
     """The trainer stages of a run: model v1's first stage, or with ``label_maps`` the model v2's stage (the folia
-    stage with ``cortex_folia``, else the rim stage with ``cortex_rim``; model v1's first stage, from random weights,
-    with ``from_scratch``).
+    stage with ``cortex_folia``, else the rim stage with ``cortex_rim``, the stage without dropout with
+    ``no_dropout``; model v1's first stage, from random weights, with ``from_scratch``).
 
     Example:
         >>> default_stages(True)
@@ -292,6 +295,8 @@ def default_stages(label_maps: bool, *, cortex_rim: bool = False, cortex_folia: 
         return release.TRAINING_STAGES
     if cortex_folia:
         return release.LABEL_MAP_FOLIA_STAGES
+    if no_dropout:
+        return release.LABEL_MAP_NO_DROPOUT_STAGES
     return release.LABEL_MAP_RIM_STAGES if cortex_rim else release.LABEL_MAP_STAGES
 
 
@@ -323,7 +328,8 @@ def _run_identity(v2: bool, n_train: int, n_val: int, n_contrast: int, label_map
 
 def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, hours: float | None,
                      num_processes: int, save_state_to, export_to, overwrite: bool, label_maps, resume_state,
-                     cortex_rim: bool, from_scratch: bool, initial_weights, cortex_folia: bool = False) -> None:
+                     cortex_rim: bool, from_scratch: bool, initial_weights, cortex_folia: bool = False,
+                     no_dropout: bool = False) -> None:
     """Every check that can be made before the long work (data generation, training) starts."""
     if n_train < 1 or n_val < 1 or n_contrast < 0:
         raise InputError(f"--n-train {n_train} / --n-val {n_val}: need at least one training and one validation "
@@ -340,8 +346,12 @@ def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, h
             raise InputError("--contrast-finetune is a stage of model v1; it cannot be combined with --label-maps")
         if from_scratch and initial_weights is not None:
             raise InputError("--from-scratch starts from random weights; it cannot be combined with --initial-weights")
-    elif cortex_rim or cortex_folia or from_scratch:
-        option = "--cortex-rim" if cortex_rim else "--cortex-folia" if cortex_folia else "--from-scratch"
+        if no_dropout and (cortex_rim or cortex_folia or from_scratch):
+            raise InputError("--no-dropout is a stage of its own; it cannot be combined with --cortex-rim, "
+                             "--cortex-folia or --from-scratch")
+    elif cortex_rim or cortex_folia or from_scratch or no_dropout:
+        option = next(o for o, on in (("--cortex-rim", cortex_rim), ("--cortex-folia", cortex_folia),
+                                      ("--from-scratch", from_scratch), ("--no-dropout", no_dropout)) if on)
         raise InputError(f"{option} is an option of model v2; it needs --label-maps")
     if resume_state is not None and not Path(resume_state).is_dir():
         raise InputError(f"{resume_state}: no such folder (--resume-state: a folder written by --save-state)")
@@ -353,29 +363,6 @@ def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, h
                             recognize=("checkpoint_latest.pth",))
     if export_to is not None and Path(export_to).exists() and not zipfile.is_zipfile(export_to):
         raise InputError(f"{export_to}: exists and is not a model zip; refusing to replace it")
-
-
-def _initial_weights_file(initial_weights: str | os.PathLike | None) -> Path:
-    """The checkpoint a v2 run starts from: ``initial_weights`` (a checkpoint or an nnU-Net zip) or the shipped v1
-    model, extracted into a temporary file when it is a zip."""
-    import tempfile
-
-    path = Path(initial_weights) if initial_weights is not None else release.pretrained_zip_path()
-    if not path.is_file():
-        raise InputError(f"{path}: no such file (--initial-weights: an nnU-Net model zip or checkpoint)")
-    if not zipfile.is_zipfile(path):
-        raise InputError(f"{path}: neither an nnU-Net model zip nor a PyTorch checkpoint")
-    with zipfile.ZipFile(path) as zf:
-        names = [n for n in zf.namelist() if n.endswith(f"fold_{release.FOLD}/checkpoint_final.pth")]
-        if not names:   # a checkpoint (torch.save writes a zip archive too)
-            return path
-        if len(names) != 1:
-            raise InputError(f"{path}: expected one fold_{release.FOLD}/checkpoint_final.pth in this zip, "
-                             f"found {len(names)}")
-        out = Path(tempfile.mkdtemp(prefix="nnunet_ataxia_initial_")) / "checkpoint_final.pth"
-        with zf.open(names[0]) as src, open(out, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    return out
 
 
 def epochs_done(fold_dir: Path) -> int:

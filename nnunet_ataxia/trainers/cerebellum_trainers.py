@@ -37,7 +37,8 @@ from nnunet_ataxia.trainers.schedules import SMOKE, ScheduledTrainer, TrainingSc
 
 def build_fixed_network(network_class: type[nn.Module], configuration_manager: ConfigurationManager,
                         num_input_channels: int, num_output_channels: int,
-                        dropout_placement: str = "features", weight_init: str = "pytorch") -> nn.Module:
+                        dropout_placement: str = "features", weight_init: str = "pytorch",
+                        dropout: float = 0.2) -> nn.Module:
     """Build ``network_class`` after checking that it can process the configuration's patch size.
 
     Args:
@@ -47,13 +48,14 @@ def build_fixed_network(network_class: type[nn.Module], configuration_manager: C
         num_output_channels: nnU-Net's number of segmentation heads.
         dropout_placement: ``"features"`` or ``"output"`` (see ``architectures.common.make_dropout``).
         weight_init: ``"pytorch"`` or ``"keras"`` (see ``architectures.common.init_weights_``).
+        dropout: the dropout probability (0 turns dropout off; it has no parameters, so checkpoints are the same).
     """
     try:
         check_spatial_divisibility(configuration_manager.patch_size, network_class.divisor, network_class.__name__)
     except PatchSizeError as e:
         refuse(str(e))
     network = network_class(input_channels=num_input_channels, num_classes=num_output_channels,
-                            deep_supervision=False, dropout_placement=dropout_placement)
+                            deep_supervision=False, dropout=dropout, dropout_placement=dropout_placement)
     return init_weights_(network, weight_init)
 
 
@@ -87,6 +89,8 @@ class CerebellumNetworkTrainer(ScheduledTrainer):
     network_class: type[nn.Module] = M2InceptionUNet
     #: where the network applies its dropout (``architectures.common.make_dropout``)
     dropout_placement: str = "features"
+    #: the network's dropout probability during training (0: none; inference never drops)
+    dropout: float = 0.2
     #: how the network's weights start (``architectures.common.init_weights_``)
     weight_init: str = "pytorch"
 
@@ -107,7 +111,7 @@ class CerebellumNetworkTrainer(ScheduledTrainer):
                                    enable_deep_supervision: bool = True) -> nn.Module:
         # a classmethod (nnU-Net declares a staticmethod): nnU-Net calls it on the class or an instance alike
         return build_fixed_network(cls.network_class, configuration_manager, num_input_channels, num_output_channels,
-                                   cls.dropout_placement, cls.weight_init)
+                                   cls.dropout_placement, cls.weight_init, cls.dropout)
 
     def initialize(self):
         super().initialize()

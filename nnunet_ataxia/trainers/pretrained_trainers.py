@@ -204,6 +204,20 @@ class M2InceptionTrainer_pretrainedLabelMapsFolia(M2InceptionTrainer_pretrainedL
     finetune_epochs: int = 16
 
 
+class M2InceptionTrainer_pretrainedLabelMapsNoDropout(M2InceptionTrainer_pretrainedLabelMaps):
+    """:class:`M2InceptionTrainer_pretrainedLabelMaps` without dropout, meant to continue a trained model v2.
+
+    The same data and loss; the channel-wise dropout (0.2) before the output convolution is off, so that the network
+    can use all its 16 output feature maps at once; Adam restarts at 2e-4 with poly decay to zero over 16 epochs of 50
+    iterations (``train-pretrained --label-maps DIR --no-dropout --initial-weights <v2 zip>``). Dropout has no
+    weights: the checkpoint and inference are those of M2.
+    """
+
+    dropout: float = 0.0
+    finetune_lr: float = 2e-4
+    finetune_epochs: int = 16
+
+
 class M2InceptionTrainer_pretrainedLabelMaps_smoke(M2InceptionTrainer_pretrainedLabelMaps):
     """M2InceptionTrainer_pretrainedLabelMaps, one short epoch (:data:`SMOKE`; tests)."""
 
