@@ -18,7 +18,9 @@ of what the same training reaches on unseen ones.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,17 +50,20 @@ def render_cases(maps: list, n: int, seed_offset: int) -> list[tuple[torch.Tenso
 
 
 def load_network_weights(path: str) -> dict:
-    """The network weights of an nnU-Net checkpoint, or of the ``fold_0/checkpoint_final.pth`` in an exported zip."""
-    import io
-    import zipfile
+    """The network weights of an nnU-Net checkpoint, or of the ``fold_0/checkpoint_final.pth`` in an exported zip
+    (read as ``train-pretrained --initial-weights`` reads it)."""
+    from nnunet_ataxia.errors import InputError
+    from nnunet_ataxia.pretrained.release import start_checkpoint
 
-    if str(path).endswith(".zip"):   # (a .pth is a zip archive too, of torch's own layout)
-        with zipfile.ZipFile(path) as archive:
-            name = next((n for n in archive.namelist() if n.endswith("fold_0/checkpoint_final.pth")), None)
-            if name is None:
-                raise SystemExit(f"error: {path}: no fold_0/checkpoint_final.pth in this zip")
-            path = io.BytesIO(archive.read(name))
-    return torch.load(path, map_location="cpu", weights_only=False)["network_weights"]
+    try:
+        checkpoint = start_checkpoint(path)
+    except InputError as e:
+        raise SystemExit(f"error: {e}") from None
+    try:
+        return torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
+    finally:
+        if checkpoint != Path(path):   # extracted from the zip into a temporary folder
+            shutil.rmtree(checkpoint.parent, ignore_errors=True)
 
 
 def dice_per_structure(network: torch.nn.Module, cases: list) -> dict[str, float]:

@@ -340,6 +340,18 @@ def test_no_dropout_with_another_stage_option_is_refused_before_any_work(tmp_pat
     assert not (tmp_path / "work").exists()
 
 
+def test_initial_weights_in_a_zip_without_a_fold_0_checkpoint_are_refused_before_any_work(tmp_path):
+    import zipfile
+
+    maps = _empty_label_map_folder(tmp_path)
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("Dataset511_X/plans.json", "{}")
+    with pytest.raises(InputError, match="other.zip: no fold_0/checkpoint_final.pth in this zip; neither"):
+        train_pretrained(tmp_path / "work", label_maps=maps, initial_weights=other)
+    assert not (tmp_path / "work").exists()
+
+
 def test_the_rim_and_folia_stages_fine_tune_like_the_model_v2_stage_with_their_own_schedules():
     from nnunet_ataxia import trainers
 

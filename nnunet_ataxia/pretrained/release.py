@@ -134,7 +134,10 @@ def start_checkpoint(initial_weights: str | os.PathLike | None) -> Path:
 
     Args:
         initial_weights: a checkpoint or an nnU-Net model zip (its fold-0 ``checkpoint_final.pth`` is extracted into a
-            temporary file); ``None``: the shipped model.
+            temporary file, which the caller may delete); ``None``: the shipped model.
+
+    Raises:
+        InputError: no such file, or neither a PyTorch checkpoint nor a model zip with one fold-0 checkpoint.
 
     Example:
         >>> start_checkpoint("model_v2.zip").name  # doctest: +SKIP
@@ -146,9 +149,13 @@ def start_checkpoint(initial_weights: str | os.PathLike | None) -> Path:
     if not zipfile.is_zipfile(path):
         raise InputError(f"{path}: neither an nnU-Net model zip nor a PyTorch checkpoint")
     with zipfile.ZipFile(path) as zf:
-        names = [n for n in zf.namelist() if n.endswith(f"fold_{FOLD}/checkpoint_final.pth")]
-        if not names:   # a checkpoint (torch.save writes a zip archive too)
-            return path
+        entries = zf.namelist()
+        names = [n for n in entries if n.endswith(f"fold_{FOLD}/checkpoint_final.pth")]
+        if not names:
+            if any(n.endswith("/data.pkl") for n in entries):   # torch.save's own zip layout: a checkpoint
+                return path
+            raise InputError(f"{path}: no fold_{FOLD}/checkpoint_final.pth in this zip; neither an nnU-Net model zip "
+                             f"nor a PyTorch checkpoint")
         if len(names) != 1:
             raise InputError(f"{path}: expected one fold_{FOLD}/checkpoint_final.pth in this zip, "
                              f"found {len(names)}")
