@@ -18,9 +18,7 @@ of what the same training reaches on unseen ones.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -56,14 +54,10 @@ def load_network_weights(path: str) -> dict:
     from nnunet_ataxia.pretrained.release import start_checkpoint
 
     try:
-        checkpoint = start_checkpoint(path)
+        with start_checkpoint(path) as checkpoint:   # a checkpoint extracted from a zip is removed afterwards
+            return torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
     except InputError as e:
         raise SystemExit(f"error: {e}") from None
-    try:
-        return torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
-    finally:
-        if checkpoint != Path(path):   # extracted from the zip into a temporary folder
-            shutil.rmtree(checkpoint.parent, ignore_errors=True)
 
 
 def dice_per_structure(network: torch.nn.Module, cases: list) -> dict[str, float]:

@@ -363,3 +363,44 @@ def test_the_rim_and_folia_stages_fine_tune_like_the_model_v2_stage_with_their_o
     no_dropout = getattr(trainers, release.LABEL_MAP_NO_DROPOUT_STAGES[0])
     assert issubclass(no_dropout, v2) and (no_dropout.finetune_lr, no_dropout.finetune_epochs) == (2e-4, 16)
     assert (no_dropout.dropout, v2.dropout) == (0.0, 0.2)
+
+
+def _model_zip_with_checkpoint(path, content: bytes = b"weights"):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("Dataset511_X/M2__plans__3d_fullres/fold_0/checkpoint_final.pth", content)
+    return path
+
+
+def test_the_checkpoint_extracted_from_a_model_zip_is_removed_after_use_also_on_an_error(tmp_path):
+    import torch
+
+    model_zip = _model_zip_with_checkpoint(tmp_path / "model.zip")
+    with release.start_checkpoint(model_zip) as checkpoint:
+        assert checkpoint.name == "checkpoint_final.pth" and checkpoint.read_bytes() == b"weights"
+        assert checkpoint.parent != tmp_path
+    assert not checkpoint.parent.exists()
+    with pytest.raises(RuntimeError, match="inside"), release.start_checkpoint(model_zip) as checkpoint:
+        raise RuntimeError("inside")
+    assert not checkpoint.parent.exists()
+    # a PyTorch checkpoint is used where it lies, and kept
+    torch.save({"network_weights": {}}, tmp_path / "plain.pth")
+    with release.start_checkpoint(tmp_path / "plain.pth") as checkpoint:
+        assert checkpoint == tmp_path / "plain.pth"
+    assert checkpoint.is_file()
+
+
+def test_a_refused_run_leaves_no_extracted_checkpoint_behind(tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    maps = _empty_label_map_folder(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("someone else's")
+    with pytest.raises(InputError, match="is not an earlier output of 'nnunet-ataxia train-pretrained'"):
+        train_pretrained(work, label_maps=maps, initial_weights=_model_zip_with_checkpoint(tmp_path / "m.zip"))
+    assert list(scratch.iterdir()) == [] and [p.name for p in work.iterdir()] == ["notes.txt"]

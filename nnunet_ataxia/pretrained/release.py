@@ -9,6 +9,7 @@ fold_0``, exported with nnU-Net's own
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -129,18 +131,23 @@ def training_run_in(model_folder: str | os.PathLike) -> str | None:
     return None
 
 
-def start_checkpoint(initial_weights: str | os.PathLike | None) -> Path:
-    """The checkpoint a fine-tuning run starts from (``train-pretrained --initial-weights``).
+@contextlib.contextmanager
+def start_checkpoint(initial_weights: str | os.PathLike | None) -> Iterator[Path]:
+    """The checkpoint a fine-tuning run starts from (``train-pretrained --initial-weights``), as a context manager.
+
+    A model zip's fold-0 ``checkpoint_final.pth`` is extracted into a temporary folder that is removed when the
+    ``with`` block ends, also on an error; a PyTorch checkpoint is used where it lies.
 
     Args:
-        initial_weights: a checkpoint or an nnU-Net model zip (its fold-0 ``checkpoint_final.pth`` is extracted into a
-            temporary file, which the caller may delete); ``None``: the shipped model.
+        initial_weights: a checkpoint or an nnU-Net model zip; ``None``: the shipped model.
 
     Raises:
-        InputError: no such file, or neither a PyTorch checkpoint nor a model zip with one fold-0 checkpoint.
+        InputError: no such file, or neither a PyTorch checkpoint nor a model zip with one fold-0 checkpoint (on
+            entering the ``with`` block).
 
     Example:
-        >>> start_checkpoint("model_v2.zip").name  # doctest: +SKIP
+        >>> with start_checkpoint("model_v2.zip") as checkpoint:  # doctest: +SKIP
+        ...     checkpoint.name
         'checkpoint_final.pth'
     """
     path = Path(initial_weights) if initial_weights is not None else pretrained_zip_path()
@@ -151,18 +158,23 @@ def start_checkpoint(initial_weights: str | os.PathLike | None) -> Path:
     with zipfile.ZipFile(path) as zf:
         entries = zf.namelist()
         names = [n for n in entries if n.endswith(f"fold_{FOLD}/checkpoint_final.pth")]
-        if not names:
-            if any(n.endswith("/data.pkl") for n in entries):   # torch.save's own zip layout: a checkpoint
-                return path
+        if not names and not any(n.endswith("/data.pkl") for n in entries):
             raise InputError(f"{path}: no fold_{FOLD}/checkpoint_final.pth in this zip; neither an nnU-Net model zip "
                              f"nor a PyTorch checkpoint")
-        if len(names) != 1:
+        if len(names) > 1:
             raise InputError(f"{path}: expected one fold_{FOLD}/checkpoint_final.pth in this zip, "
                              f"found {len(names)}")
-        out = Path(tempfile.mkdtemp(prefix="nnunet_ataxia_initial_")) / "checkpoint_final.pth"
-        with zf.open(names[0]) as src, open(out, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    return out
+        if not names:   # torch.save's own zip layout: a checkpoint
+            extracted = None
+        else:
+            extracted = tempfile.TemporaryDirectory(prefix="nnunet_ataxia_initial_")
+            with zf.open(names[0]) as src, open(Path(extracted.name) / "checkpoint_final.pth", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    if extracted is None:
+        yield path
+        return
+    with extracted as folder:
+        yield Path(folder) / "checkpoint_final.pth"
 
 
 def installed_model_folder(results: str | os.PathLike | None = None) -> Path:

@@ -8,6 +8,7 @@ The nnU-Net folders live in one work folder: ``<work>/nnUNet_raw``, ``<work>/nnU
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -204,20 +205,28 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
                      overwrite=overwrite, label_maps=label_maps, resume_state=resume_state, cortex_rim=cortex_rim,
                      cortex_folia=cortex_folia, from_scratch=from_scratch, initial_weights=initial_weights,
                      no_dropout=no_dropout)
-    start_weights = release.start_checkpoint(initial_weights) if v2 and not from_scratch else None
-    check_output_folder(work, COMMAND, overwrite=overwrite, recognize=("nnUNet_raw", "nnUNet_preprocessed"))
-    work.mkdir(parents=True, exist_ok=True)
-    write_marker(work, COMMAND)
-    first = TrainingRunPaths(work, stages[0], dataset_name)
-    env = first.environment(device)
-    os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+    fine_tuning = v2 and not from_scratch
+    with release.start_checkpoint(initial_weights) if fine_tuning else contextlib.nullcontext() as start_weights:
+        check_output_folder(work, COMMAND, overwrite=overwrite, recognize=("nnUNet_raw", "nnUNet_preprocessed"))
+        work.mkdir(parents=True, exist_ok=True)
+        write_marker(work, COMMAND)
+        first = TrainingRunPaths(work, stages[0], dataset_name)
+        env = first.environment(device)
+        os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+        records = StepRecords(work, _run_identity(v2, n_train, n_val, n_contrast, label_maps, start_weights,
+                                                   cortex_rim, cortex_folia))
+        for trainer, before in zip(stages, _stage_before(stages), strict=True):
+            # a fold trained with other settings is neither continued nor thrown away: one line, now
+            records.check(f"train {trainer}", [TrainingRunPaths(work, trainer, dataset_name).fold], after=before,
+                          refuse=True, quiet=True)
+        if start_weights is not None:  # copied again when --initial-weights names other content
+            target = first.results / dataset_name / release.INITIAL_WEIGHTS_FOLDER / "checkpoint_final.pth"
+            if not records.check("initial weights", [target], adopt=True, quiet=True):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(start_weights, target.with_suffix(".tmp"))
+                os.replace(target.with_suffix(".tmp"), target)
+                records.done("initial weights")
     raw_dataset = first.raw / dataset_name
-    records = StepRecords(work, _run_identity(v2, n_train, n_val, n_contrast, label_maps, start_weights,
-                                               cortex_rim, cortex_folia))
-    for trainer, before in zip(stages, _stage_before(stages), strict=True):
-        # a fold trained with other settings is neither continued nor thrown away: one line, now
-        records.check(f"train {trainer}", [TrainingRunPaths(work, trainer, dataset_name).fold], after=before,
-                      refuse=True, quiet=True)
     n_cases = len(list((raw_dataset / "labelsTr").glob("*.nii.gz"))) if raw_dataset.is_dir() else 0
     n_wanted = n_train + n_val + n_contrast
     # the generators re-use every case whose fingerprint (seed, generator, map file) is unchanged: nothing to clear
@@ -239,13 +248,6 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
         if _run(exe + ["plan", "-d", str(dataset_id), "-np", str(num_processes)], env) != 0:
             raise InputError(f"{raw_dataset}: planning failed (see nnU-Net's output above)")
         records.done("plan", after=["data"])
-    if start_weights is not None:  # copied again when --initial-weights names other content
-        target = first.results / dataset_name / release.INITIAL_WEIGHTS_FOLDER / "checkpoint_final.pth"
-        if not records.check("initial weights", [target], adopt=True, quiet=True):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(start_weights, target.with_suffix(".tmp"))
-            os.replace(target.with_suffix(".tmp"), target)
-            records.done("initial weights")
     if resume_state is not None:
         for trainer in restore_state(Path(resume_state), work, stages, dataset_name):
             print(f"resumed the training state of {trainer} from {resume_state}", flush=True)
