@@ -60,3 +60,22 @@ def test_a_temporary_folder_is_shown_as_the_dataset_it_stands_for(tmp_path):
     shown = final / bad.relative_to(folder)
     assert str(refused.value).startswith(f"{shown}: nnU-Net's dataset integrity check failed: ")
     assert "5" in str(refused.value).split("Found", 1)[1] and str(folder) not in str(refused.value)
+
+
+def test_the_case_listing_of_the_wmh_commands_forks_nothing_and_lists_what_nnunet_lists(tmp_path, forks,
+                                                                                       monkeypatch):
+    import multiprocessing
+
+    import nnunetv2.utilities.utils as nnunet_utils
+
+    from nnunet_ataxia.io.nnunet_env import raw_dataset_files
+
+    folder = write_toy_cerebellum_dataset(tmp_path / "raw", 995, n_cases=3, shape_zyx=(8, 8, 8))
+    monkeypatch.setattr(nnunet_utils, "Pool", multiprocessing.Pool)   # nnU-Net's forked pool, as a fresh process has it
+    cases = raw_dataset_files(folder)
+    assert forks["n"] == 0
+    ids = nnunet_utils.get_identifiers_from_splitted_dataset_folder(str(folder / "imagesTr"), ".nii.gz")
+    assert sorted(cases) == sorted(ids) and len(ids) == 3
+    for case in ids:
+        assert cases[case] == {"images": [str(folder / "imagesTr" / f"{case}_0000.nii.gz")],
+                               "label": str(folder / "labelsTr" / f"{case}.nii.gz")}

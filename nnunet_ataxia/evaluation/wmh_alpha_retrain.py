@@ -201,16 +201,14 @@ def _validation_auc(dataset, model_dir: Path, fold: int, checkpoint: str, device
     """Pooled voxel-wise ROC AUC of one trained network over the brain voxels of its fold's validation cases."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
     from nnunet_ataxia.evaluation.wmh_alpha_tuning import _case_arrays, validation_cases
     from nnunet_ataxia.evaluation.wmh_statistics import roc
-    from nnunet_ataxia.io.files import read_json
-    from nnunet_ataxia.io.nnunet_env import nnunet_folder, resolve_raw_dataset
+    from nnunet_ataxia.io.nnunet_env import nnunet_folder, raw_dataset_files, resolve_raw_dataset
 
     name, raw = resolve_raw_dataset(dataset)
     cases = validation_cases(nnunet_folder("nnUNet_preprocessed") / name, fold)
-    files = get_filenames_of_train_images_and_targets(str(raw), read_json(raw / "dataset.json", "dataset.json"))
+    files = raw_dataset_files(raw)   # nnU-Net's listing, without its forked pool
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
                                 perform_everything_on_device=True, device=torch.device(device), verbose=False,
                                 verbose_preprocessing=False, allow_tqdm=False)

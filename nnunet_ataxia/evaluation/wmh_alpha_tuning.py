@@ -145,11 +145,9 @@ def tune_location_alpha(dataset: str | int, trainer: str, fold: int | str, plans
     """
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
     from nnunet_ataxia.evaluation.wmh_statistics import best_threshold, roc, threshold_counts, threshold_grid
-    from nnunet_ataxia.io.files import read_json
-    from nnunet_ataxia.io.nnunet_env import nnunet_folder, resolve_raw_dataset
+    from nnunet_ataxia.io.nnunet_env import nnunet_folder, raw_dataset_files, resolve_raw_dataset
 
     if str(fold) == "all":
         raise InputError("fold all: trained on every case, it has no held-out validation cases to tune alpha on")
@@ -162,7 +160,7 @@ def tune_location_alpha(dataset: str | int, trainer: str, fold: int | str, plans
     if not (fold_dir / checkpoint).is_file():
         raise InputError(f"{fold_dir / checkpoint}: no such checkpoint (train fold {fold} of {trainer} first)")
     cases = validation_cases(nnunet_folder("nnUNet_preprocessed") / name, fold)
-    files = get_filenames_of_train_images_and_targets(str(raw), read_json(raw / "dataset.json", "dataset.json"))
+    files = raw_dataset_files(raw)   # nnU-Net's listing, without its forked pool
     for case in cases:
         entry = files.get(case)
         missing = [f for f in ([*entry["images"], entry["label"]] if entry else []) if not os.path.isfile(f)]

@@ -139,6 +139,32 @@ def resolve_raw_dataset(dataset: str | int) -> tuple[str, Path]:
     return folder.name, folder
 
 
+def raw_dataset_files(raw_folder: str | os.PathLike) -> dict:
+    """nnU-Net's own listing of a raw dataset's training cases (``get_filenames_of_train_images_and_targets``), with
+    the file names matched in threads instead of nnU-Net's forked pool
+    (:func:`~nnunet_ataxia.io.parallel.nnunet_file_listing_in_threads`).
+
+    Args:
+        raw_folder: the ``DatasetXXX_Name`` folder (with ``dataset.json``).
+
+    Returns:
+        ``{case: {"images": [...], "label": path}}`` as nnU-Net returns it.
+
+    Example:
+        >>> raw_dataset_files("/data/nnUNet_raw/Dataset504_WMH")["c01"]["label"]  # doctest: +SKIP
+        '/data/nnUNet_raw/Dataset504_WMH/labelsTr/c01.nii.gz'
+    """
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    from nnunet_ataxia.io.files import read_json
+    from nnunet_ataxia.io.parallel import nnunet_file_listing_in_threads
+
+    nnunet_file_listing_in_threads()
+    raw_folder = Path(raw_folder)
+    return get_filenames_of_train_images_and_targets(str(raw_folder), read_json(raw_folder / "dataset.json",
+                                                                                  "dataset.json"))
+
+
 def _merge_into(staged: Path, final: Path) -> None:
     """Move every top-level item of ``staged`` into ``final``, replacing same-named items one by one (each
     replacement is a rename); items of ``final`` that ``staged`` does not have are kept."""

@@ -75,10 +75,11 @@ def _first_bad_case(raw_folder: Path) -> tuple[Path, str] | None:
     from nnunetv2.experiment_planning.verify_dataset_integrity import check_cases, verify_labels
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
-    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    from nnunet_ataxia.io.nnunet_env import raw_dataset_files
 
     dj = read_json(raw_folder / "dataset.json", "dataset.json")
-    cases = get_filenames_of_train_images_and_targets(str(raw_folder), dj)
+    cases = raw_dataset_files(raw_folder)
     labels = LabelManager(dj["labels"], regions_class_order=dj.get("regions_class_order"))
     expected = list(labels.all_labels) + ([labels.ignore_label] if labels.has_ignore_label else [])
     reader = determine_reader_writer_from_dataset_json(dj, next(iter(cases.values()))["images"][0])

@@ -15,6 +15,7 @@ The registration functions come from :mod:`nnunet_ataxia.preprocessing.registrat
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,14 +166,22 @@ def _read(path: str) -> sitk.Image:
     return read_image(path, sitk.sitkFloat32)
 
 
-def register_to_mni(image: sitk.Image, options: WMHOptions, flair_to_image: np.ndarray | None = None
-                    ) -> tuple[MNIMap, str]:
+def register_to_mni(image: sitk.Image, options: WMHOptions, flair_to_image: np.ndarray | None = None,
+                    source: str | os.PathLike = "image") -> tuple[MNIMap, str]:
     """Register a native image (T1 or FLAIR) to MNI: affine, then (``options.registration == "bspline"``) B-spline.
+
+    The affine result is checked first
+    (:func:`~nnunet_ataxia.preprocessing.registration_check.check_brain_registration`): an image with no brain anatomy
+    where the template has it (not a head, a wrong header, a failed registration) is refused before the B-spline.
 
     Args:
         image: the image registered (bias-corrected T1, or the FLAIR in FLAIR-only mode).
         options: pipeline settings (template spacing, efforts, registration kind).
         flair_to_image: 4x4 matrix, FLAIR points -> ``image`` points (the rigid T1 offset); identity when ``None``.
+        source: the file ``image`` was read from (named in the error).
+
+    Raises:
+        InputError: unknown registration kind, or the registration check fails.
 
     Returns:
         (the FLAIR <-> MNI map, what it holds: ``"bspline"``, ``"affine"`` or ``"affine (...)"`` when the B-spline
@@ -182,6 +191,7 @@ def register_to_mni(image: sitk.Image, options: WMHOptions, flair_to_image: np.n
         >>> mni_map, kind = register_to_mni(flair, WMHOptions())  # doctest: +SKIP
     """
     from nnunet_ataxia.preprocessing.registration import affine_register_to_mni
+    from nnunet_ataxia.preprocessing.registration_check import check_brain_registration
 
     if options.registration not in REGISTRATIONS:
         raise InputError(f"registration: {options.registration!r} is not one of {', '.join(REGISTRATIONS)}")
@@ -189,6 +199,7 @@ def register_to_mni(image: sitk.Image, options: WMHOptions, flair_to_image: np.n
     mni_to_image = affine_register_to_mni(image, template=template, template_mask=template_mask, seed=options.seed,
                                           iterations=options.mni_iterations,
                                           exhaustive_init=options.mni_exhaustive_init)
+    check_brain_registration(source, image, mni_to_image, template, template_mask)
     to_image = np.eye(4) if flair_to_image is None else np.asarray(flair_to_image, dtype=float)
     affine = np.linalg.inv(matrix_from_transform(mni_to_image)) @ to_image
     if options.registration == "affine":
@@ -257,9 +268,10 @@ def preprocess_case(case: WMHCaseFiles, options: WMHOptions) -> PreprocessedCase
         else:
             flair_to_t1 = rigid_register(flair, t1n, sampling_fraction=options.rigid_sampling, seed=options.seed,
                                          iterations=options.rigid_iterations)
-        mni_map, registration = register_to_mni(t1n, options, matrix_from_transform(flair_to_t1))
+        mni_map, registration = register_to_mni(t1n, options, matrix_from_transform(flair_to_t1),
+                                                 source=case.t1)
     else:
-        mni_map, registration = register_to_mni(flair, options)
+        mni_map, registration = register_to_mni(flair, options, source=case.flair)
 
     flair_raw = sitk.GetArrayFromImage(flair)
     if case.brain_mask is not None:
