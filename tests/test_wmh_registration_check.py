@@ -40,7 +40,7 @@ def test_rank_mutual_information_is_contrast_agnostic_and_zero_without_informati
     assert rank_mutual_information(rs.normal(size=tissue.size), template) < 0.01
 
 
-def test_rank_mutual_information_is_what_the_t1_check_computed_before():
+def test_the_t1_check_is_the_shared_measure_on_the_cerebellum_crop():
     # the T1 check's similarity of an image equals the shared function on its brain voxels (one implementation)
     from nnunet_ataxia.preprocessing.mri_pipeline import crop_to_box
     from nnunet_ataxia.preprocessing.registration import load_mni_template
