@@ -18,10 +18,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects
 def pytest_collection_modifyitems(config, items):
-    """An ``e2e`` test is always ``slow`` too (it trains or predicts with nnU-Net), even if only marked ``e2e``."""
+    """An ``e2e`` test is always ``slow`` too (it trains or predicts with nnU-Net), even if only marked ``e2e``.
+
+    The modules with ``e2e`` tests (the long ones: minutes each) run first, so that the two xdist workers
+    (``--dist loadfile --no-loadscope-reorder``) share the short modules at the end instead of one worker running a
+    long module alone; the order within each group, and of the tests within a module, is kept.
+    """
     for item in items:
         if item.get_closest_marker("e2e") and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+    long_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in long_modules)   # stable: False (long) first
 
 
 @pytest.fixture(scope="module")
