@@ -134,6 +134,18 @@ def test_a_schedule_is_checked():
     from nnunet_ataxia.trainers.schedules import TrainingSchedule
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         TrainingSchedule(num_epochs=1, batch_size=0)
+    with pytest.raises(ValueError, match=r"best_of_last_epochs \(6\) exceeds num_epochs \(5\)"):
+        TrainingSchedule(num_epochs=5, best_of_last_epochs=6)
+
+
+def test_the_demo_predicts_with_the_best_of_its_last_epochs():
+    import nnunet_ataxia.trainers as t
+    from nnunet_ataxia.trainers.schedules import prediction_checkpoint
+
+    assert prediction_checkpoint(t.M2InceptionTrainer_paperWDA_demo) == "checkpoint_best.pth"
+    assert t.M2InceptionTrainer_paperWDA_demo.schedule.best_of_last_epochs == 10
+    for other in (t.M2InceptionTrainer_paperNDA_smoke, t.M2InceptionTrainer_paperWDA, None):
+        assert prediction_checkpoint(other) == "checkpoint_final.pth"
 
 
 @pytest.mark.parametrize("trainer_name", ["M1Trainer_paperWDA", "M2InceptionTrainer_paperNDA",

@@ -92,7 +92,8 @@ for name in sys.argv[1].split(","):
                      dropout=type(t.network.dropout).__name__, bf16=t.cpu_bf16, conv_dtypes=seen,
                      loss_finite=bool(abs(float(loss)) < 1e9), loss=float(loss),
                      batch_sum=float(batch["data"].double().sum()),
-                     weights_sum=float(sum(p.detach().double().sum() for p in t.network.parameters())))
+                     weights_sum=float(sum(p.detach().double().sum() for p in t.network.parameters())),
+                     best_of_last=t.schedule.best_of_last_epochs if t.schedule is not None else None)
     lrs = []
     for epoch in (0, t.num_epochs // 2, t.num_epochs - 1):  # nnU-Net steps the scheduler at every epoch start
         t.lr_scheduler.step(epoch)
@@ -140,6 +141,7 @@ def test_paper_trainers_use_batch_1_one_pass_epochs_and_the_papers_dropout(plann
     assert nnunet["lrs"][0] == 1e-2 and nnunet["lrs"][-1] < 1e-3
     assert demo["batch_shape"] == [2, 1, 96, 128, 128] and demo["dropout"] == "Dropout"
     assert smoke["tta"] is None and demo["tta"] is None and nnunet["tta"] == [0, 1, 2]
+    assert demo["best_of_last"] == 10 and smoke["best_of_last"] is None
     assert wda["batch_shape"] == [1, 1, 96, 128, 128]
     assert wda["dropout"] == nda["dropout"] == "Dropout"  # element-wise, after the output layer
     # nnU-Net's recipe is untouched: 250 iterations of the plans' batch 2, dropout before the output layer
@@ -189,3 +191,46 @@ def test_augmentation_resamples_image_and_segmentation_through_one_shared_grid()
     expected_seg = F.grid_sample(seg[None].float(), grid, mode="nearest", align_corners=True)[0].to(torch.int16)
     assert torch.equal(out_image, expected_image) and torch.equal(out_seg, expected_seg)
     assert out_seg.dtype == torch.int16 and set(out_seg.unique().tolist()) <= {0, 1, 2}
+
+
+BEST_OF_LAST_PROBE = r"""
+import json, os, torch
+from nnunetv2.run.run_training import get_trainer_from_args
+from nnunet_ataxia.trainers.schedules import TrainingSchedule
+t = get_trainer_from_args("991", "3d_fullres", 0, "M1Trainer_paperNDA", "nnUNetFixed128Plans",
+                          device=torch.device("cpu"))
+t.schedule = TrainingSchedule(num_epochs=4, iterations_per_epoch=1, val_iterations_per_epoch=1, batch_size=1,
+                              best_of_last_epochs=3)
+t.configuration_manager.configuration["patch_size"] = [32, 32, 32]
+dice = [0.9, 0.5, 0.8, 0.6]  # the validation pseudo-Dice each epoch reports: epoch 2 is the best of the last 3
+validation_end, epoch_end, weights = t.on_validation_epoch_end, t.on_epoch_end, []
+
+def fixed_dice(outputs):
+    validation_end(outputs)
+    t.logger.get_value("mean_fg_dice", step=None)[-1] = dice[t.current_epoch]  # the list itself
+
+def record_weights():
+    weights.append({k: v.clone() for k, v in t.network.state_dict().items()})
+    epoch_end()
+
+t.on_validation_epoch_end, t.on_epoch_end = fixed_dice, record_weights
+t.run_training()
+saved = {name: torch.load(os.path.join(t.output_folder, name), weights_only=False)["network_weights"]
+         for name in ("checkpoint_best.pth", "checkpoint_final.pth")}
+same = {name: [all(torch.equal(w[k], s[k]) for k in s) for w in weights] for name, s in saved.items()}
+print("RESULT" + json.dumps(dict(same=same, log=open(t.log_file).read())))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_schedule_keeps_the_best_of_its_last_epochs_as_checkpoint_best(planned_toy):
+    result = subprocess.run([sys.executable, "-c", BEST_OF_LAST_PROBE], capture_output=True, text=True,
+                            env=dict(planned_toy, **{BF16_VARIABLE: "0"}))
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.split("RESULT")[-1])
+    # epoch 0 (0.9) is outside the window of the last 3; epoch 2 (0.8) is the best inside it
+    assert got["same"]["checkpoint_best.pth"] == [False, False, True, False]
+    assert got["same"]["checkpoint_final.pth"] == [False, False, False, True]  # the final stays the last epoch
+    assert got["log"].count("best validation pseudo Dice of the last 3 epochs so far") == 2  # epochs 1 and 2
+    assert "New best EMA" not in got["log"]  # nnU-Net's moving-average choice is off

@@ -17,12 +17,12 @@ from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 from nnunet_ataxia.architectures.wmh_patches import SCALE_FACTORS, extract_multiscale_patches
 from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.trainers import trainer_names, wmh_paper_recipe, wmh_trainers
+from nnunet_ataxia.trainers.schedules import is_new_best
 from nnunet_ataxia.trainers.wmh_paper_recipe import WMHPaperRecipeTrainer, validation_auc
 from nnunet_ataxia.trainers.wmh_pixel_pool import (
     PatchReader,
     PoolBatches,
     build_pixel_pool,
-    is_new_best,
     scale_case_images,
 )
 

@@ -132,8 +132,13 @@ def run_demo(out_dir: str | os.PathLike, quick: bool = False, num_processes: int
     pred = out / "predictions"
     if not step("6/9 predict the test set with nnUNetv2_predict", pred, records=records, key="predict",
                 after=["train"]):
+        from nnunet_ataxia import trainers  # torch and nnU-Net: imported when the step runs
+        from nnunet_ataxia.trainers.schedules import prediction_checkpoint
+
+        checkpoint = prediction_checkpoint(getattr(trainers, trainer, None))  # the demo trainer's: the best
         _run(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", pred, "-d", DATASET_ID, "-c", "3d_fullres",
-              "-p", "nnUNetFixed128Plans", "-tr", trainer, "-f", 0, "-device", "cpu", "-npp", 1, "-nps", 1], env)
+              "-p", "nnUNetFixed128Plans", "-tr", trainer, "-f", 0, "-chk", checkpoint, "-device", "cpu",
+              "-npp", 1, "-nps", 1], env)
         records.done("predict", after=["train"])
 
     step("7/9 evaluate in the preprocessed (MNI-crop) space: DSC / JI / SP / SN / HD95")

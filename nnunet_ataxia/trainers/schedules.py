@@ -4,7 +4,9 @@ Every trainer of this plugin derives from :class:`ScheduledTrainer`. Variants fo
 ``variants/`` do: a variant is a subclass that sets class attributes (the network, the augmentation, the schedule), and
 the recipe class it derives from reads them; no mixins. A ``schedule`` replaces the recipe's run length, batch size and
 test-time mirroring; it is applied when the trainer is initialized (after every ``__init__``, so it wins over the
-recipe's numbers) and logged.
+recipe's numbers) and logged. A short schedule may also choose ``checkpoint_best.pth`` among its last epochs by the
+epoch's validation pseudo-Dice (``best_of_last_epochs``), so that a constant-rate optimizer's last steps do not decide
+which network a short run delivers.
 
 nnU-Net seeds nothing, so two runs of the same command differ. With ``NNUNET_ATAXIA_SEED=<int>`` in the environment a
 trainer of this plugin seeds Python's, NumPy's and torch's generators before it builds its network: with
@@ -16,9 +18,10 @@ Example:
 """
 from __future__ import annotations
 
+import math
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -40,6 +43,10 @@ class TrainingSchedule:
         batch_size: samples per iteration (None: the recipe's); ignored under DDP.
         max_lesion_samples: pixel-sampling (WMH) recipes only: cap on the lesion samples they draw (None: theirs).
         test_time_mirroring: keep the recipe's test-time mirroring (False: none, 8x cheaper CPU inference in 3D).
+        best_of_last_epochs: ``checkpoint_best.pth`` is the network of the epoch with the highest validation
+            pseudo-Dice (nnU-Net's per-epoch mean foreground Dice, not its moving average) among the last
+            ``best_of_last_epochs`` epochs; nnU-Net's own choice (the best moving average over the whole run) is off.
+            None: nnU-Net's choice. ``checkpoint_final.pth`` stays the last epoch's network either way.
     """
 
     num_epochs: int
@@ -48,17 +55,49 @@ class TrainingSchedule:
     batch_size: int | None = None
     max_lesion_samples: int | None = None
     test_time_mirroring: bool = False
+    best_of_last_epochs: int | None = None
 
     def __post_init__(self):
         for name in ("num_epochs", "iterations_per_epoch", "val_iterations_per_epoch", "batch_size",
-                     "max_lesion_samples"):
+                     "max_lesion_samples", "best_of_last_epochs"):
             value = getattr(self, name)
             if not (value is None or (isinstance(value, int) and value >= 1)):
                 raise ValueError(f"TrainingSchedule.{name} must be a positive integer or None, got {value!r}")
+        if self.best_of_last_epochs is not None and self.best_of_last_epochs > self.num_epochs:
+            raise ValueError(f"TrainingSchedule.best_of_last_epochs ({self.best_of_last_epochs}) exceeds num_epochs "
+                             f"({self.num_epochs})")
 
 
 #: one epoch of two training iterations and one validation iteration, no test-time mirroring (tests)
 SMOKE = TrainingSchedule(num_epochs=1, iterations_per_epoch=2, val_iterations_per_epoch=1)
+
+
+def is_new_best(history: Sequence[float]) -> bool:
+    """Model selection: is the last epoch's validation figure strictly above every earlier (finite) one?
+    The first finite value is a new best; NaN never is.
+
+    Example:
+        >>> [is_new_best([0.9, 0.95, 0.93][:i + 1]) for i in range(3)]
+        [True, True, False]
+    """
+    if not history or not np.isfinite(history[-1]):
+        return False
+    earlier = [v for v in history[:-1] if np.isfinite(v)]
+    return not earlier or float(history[-1]) > max(earlier)
+
+
+def prediction_checkpoint(trainer: type | None) -> str:
+    """The checkpoint to predict with after a whole run of ``trainer``: ``checkpoint_best.pth`` when its schedule
+    chooses the best of its last epochs (``best_of_last_epochs``), otherwise ``checkpoint_final.pth`` (also for None,
+    a trainer from outside this plugin).
+
+    Example:
+        >>> prediction_checkpoint(None)
+        'checkpoint_final.pth'
+    """
+    schedule = getattr(trainer, "schedule", None)
+    best = isinstance(schedule, TrainingSchedule) and schedule.best_of_last_epochs
+    return "checkpoint_best.pth" if best else "checkpoint_final.pth"
 
 
 def seed_everything(seed: int) -> None:
@@ -119,6 +158,19 @@ class ScheduledTrainer(nnUNetTrainer):
         super().initialize()  # sets the recipe's batch size (_set_batch_size_and_oversample)
         if self.schedule is not None and self.schedule.batch_size is not None and not self.is_ddp:
             self.batch_size = self.schedule.batch_size
+
+    def on_epoch_end(self):
+        n = self.schedule.best_of_last_epochs if self.schedule is not None else None
+        if n:
+            first = self.num_epochs - n
+            if self.current_epoch >= first:
+                window = self.logger.get_value("mean_fg_dice", step=None)[first:]
+                if is_new_best(window):
+                    self.print_to_log_file(f"best validation pseudo Dice of the last {n} epochs so far: "
+                                           f"{window[-1]:.4f}: checkpoint_best.pth")
+                    self.save_checkpoint(os.path.join(self.output_folder, "checkpoint_best.pth"))
+            self._best_ema = math.inf  # switches off nnU-Net's moving-average choice of checkpoint_best.pth
+        super().on_epoch_end()
 
     def on_train_start(self):
         super().on_train_start()  # the recipe chooses its mirror axes while building the data loaders

@@ -39,13 +39,12 @@ from torch._dynamo import OptimizedModule
 
 from nnunet_ataxia.architectures.wmh_location_networks import WMHLocationNet
 from nnunet_ataxia.architectures.wmh_patches import SCALE_FACTORS
-from nnunet_ataxia.trainers.schedules import TrainingSchedule
+from nnunet_ataxia.trainers.schedules import TrainingSchedule, is_new_best
 from nnunet_ataxia.trainers.wmh_pixel_pool import (
     PatchReader,
     PoolBatches,
     build_pixel_pool,
     image_channels,
-    is_new_best,
     scale_case_images,
 )
 from nnunet_ataxia.trainers.wmh_trainers import WMH_NETWORKS, WMHLocationTrainer, sampled_hard_counts

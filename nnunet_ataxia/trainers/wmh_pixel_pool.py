@@ -307,17 +307,3 @@ class PoolBatches:
         idx = self._order[self._pos:self._pos + self.batch_size]
         self._pos += self.batch_size
         return self.reader.read(idx)
-
-
-def is_new_best(history: Sequence[float]) -> bool:
-    """Model selection by validation AUC: is the last epoch's AUC strictly above every earlier (finite) one?
-    The first finite value is a new best; NaN never is.
-
-    Example:
-        >>> [is_new_best([0.9, 0.95, 0.93][:i + 1]) for i in range(3)]
-        [True, True, False]
-    """
-    if not history or not np.isfinite(history[-1]):
-        return False
-    earlier = [v for v in history[:-1] if np.isfinite(v)]
-    return not earlier or float(history[-1]) > max(earlier)
