@@ -77,8 +77,8 @@ def is_new_best(history: Sequence[float]) -> bool:
     The first finite value is a new best; NaN never is.
 
     Example:
-        >>> [is_new_best([0.9, 0.95, 0.93][:i + 1]) for i in range(3)]
-        [True, True, False]
+        >>> is_new_best([0.9, 0.95]), is_new_best([0.9, 0.95, 0.93])
+        (True, False)
     """
     if not history or not np.isfinite(history[-1]):
         return False
