@@ -108,7 +108,8 @@ def main() -> None:
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     epochs = table[table.network != "checkpoint_best"]
     print(f"\ncorrelation of validation pseudo-Dice and test Dice over the kept epochs: "
-          f"{np.corrcoef(epochs.validation_pseudo_dice, epochs.test_dice)[0, 1]:.2f}")
+          f"{np.corrcoef(epochs.validation_pseudo_dice, epochs.test_dice)[0, 1]:.2f}; median |difference| "
+          f"{np.median(np.abs(epochs.validation_pseudo_dice - epochs.test_dice)):.3f}")
     for seed, group in table.groupby("seed"):
         last = group[group.epoch == DEMO.num_epochs - 1].iloc[0]
         best = group[group.network == "checkpoint_best"].iloc[0]

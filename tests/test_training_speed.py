@@ -232,5 +232,5 @@ def test_a_schedule_keeps_the_best_of_its_last_epochs_as_checkpoint_best(planned
     # epoch 0 (0.9) is outside the window of the last 3; epoch 2 (0.8) is the best inside it
     assert got["same"]["checkpoint_best.pth"] == [False, False, True, False]
     assert got["same"]["checkpoint_final.pth"] == [False, False, False, True]  # the final stays the last epoch
-    assert got["log"].count("best validation pseudo Dice of the last 3 epochs so far") == 2  # epochs 1 and 2
+    assert got["log"].count("new best validation pseudo Dice of the last 3 epochs") == 2  # epochs 1 and 2
     assert "New best EMA" not in got["log"]  # nnU-Net's moving-average choice is off

@@ -159,17 +159,26 @@ class ScheduledTrainer(nnUNetTrainer):
         if self.schedule is not None and self.schedule.batch_size is not None and not self.is_ddp:
             self.batch_size = self.schedule.batch_size
 
+    def keep_best_checkpoint(self, history: Sequence[float], what: str) -> None:
+        """Model selection by a validation figure, in place of nnU-Net's: save ``checkpoint_best.pth`` when the last
+        value of ``history`` is a new best (:func:`is_new_best`), and switch off nnU-Net's choice (the best moving
+        average of the pseudo-Dice). Call it in ``on_epoch_end`` before nnU-Net's.
+
+        Args:
+            history: the figure per epoch so far (or of the epochs that compete).
+            what: its name in the training log.
+        """
+        if is_new_best(history):
+            self.print_to_log_file(f"new best {what} {history[-1]:.5f}: checkpoint_best.pth")
+            self.save_checkpoint(os.path.join(self.output_folder, "checkpoint_best.pth"))
+        self._best_ema = math.inf  # nnU-Net saves checkpoint_best.pth only above its best moving average
+
     def on_epoch_end(self):
         n = self.schedule.best_of_last_epochs if self.schedule is not None else None
         if n:
             first = self.num_epochs - n
-            if self.current_epoch >= first:
-                window = self.logger.get_value("mean_fg_dice", step=None)[first:]
-                if is_new_best(window):
-                    self.print_to_log_file(f"best validation pseudo Dice of the last {n} epochs so far: "
-                                           f"{window[-1]:.4f}: checkpoint_best.pth")
-                    self.save_checkpoint(os.path.join(self.output_folder, "checkpoint_best.pth"))
-            self._best_ema = math.inf  # switches off nnU-Net's moving-average choice of checkpoint_best.pth
+            window = self.logger.get_value("mean_fg_dice", step=None)[first:] if self.current_epoch >= first else []
+            self.keep_best_checkpoint(window, f"validation pseudo Dice of the last {n} epochs")
         super().on_epoch_end()
 
     def on_train_start(self):

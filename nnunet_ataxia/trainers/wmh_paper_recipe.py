@@ -27,7 +27,6 @@ the paper recipe with fewer epochs over a capped pool (:data:`PAPER_POOL_DEMO`).
 from __future__ import annotations
 
 import copy
-import math
 import os
 
 import numpy as np
@@ -39,7 +38,7 @@ from torch._dynamo import OptimizedModule
 
 from nnunet_ataxia.architectures.wmh_location_networks import WMHLocationNet
 from nnunet_ataxia.architectures.wmh_patches import SCALE_FACTORS
-from nnunet_ataxia.trainers.schedules import TrainingSchedule, is_new_best
+from nnunet_ataxia.trainers.schedules import TrainingSchedule
 from nnunet_ataxia.trainers.wmh_pixel_pool import (
     PatchReader,
     PoolBatches,
@@ -205,10 +204,7 @@ class WMHPaperRecipeTrainer(WMHLocationTrainer):
     def on_epoch_end(self):
         history = self.logger.get_value(VAL_AUC_KEY, step=None)
         self.print_to_log_file(f"validation AUC {history[-1]:.5f}")
-        if is_new_best(history):
-            self.print_to_log_file(f"new best validation AUC {history[-1]:.5f}: checkpoint_best.pth")
-            self.save_checkpoint(os.path.join(self.output_folder, "checkpoint_best.pth"))
-        self._best_ema = math.inf   # switches off nnU-Net's EMA pseudo-Dice choice of checkpoint_best.pth
+        self.keep_best_checkpoint(history, "validation AUC")
         super().on_epoch_end()
 
 
