@@ -50,7 +50,7 @@ from nnunet_ataxia.inference.tables import write_tables
 from nnunet_ataxia.io.atomic import atomic_output_dir
 from nnunet_ataxia.io.cases import find_images
 from nnunet_ataxia.io.output_folders import check_output_folder, read_marker, write_marker
-from nnunet_ataxia.io.parallel import run_cases
+from nnunet_ataxia.io.parallel import run_cases, threads_per_process
 from nnunet_ataxia.io.participants import read_participants
 from nnunet_ataxia.io.plausibility import implausible_volumes
 from nnunet_ataxia.pretrained import release
@@ -105,18 +105,13 @@ def prepare_output_folder(output: str | os.PathLike, source: str | os.PathLike, 
 _PREDICTOR = None
 
 
-def _set_threads(threads: int) -> None:
-    import SimpleITK as sitk
+def _init_worker(spec: ModelSpec, mirror: bool, device: str | None, threads: int) -> None:
+    """A worker's set-up: its share of the cores for torch and nnU-Net (run_cases sets SimpleITK's), the model."""
     import torch
 
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
-    torch.set_num_threads(int(threads))
-
-
-def _init_worker(spec: ModelSpec, mirror: bool, device: str | None, threads: int) -> None:
     global _PREDICTOR
     os.environ.setdefault("nnUNet_def_n_proc", str(threads))  # nnU-Net's own thread count (read at import)
-    _set_threads(threads)
+    torch.set_num_threads(int(threads))
     _PREDICTOR = load_predictor(spec, mirror=mirror, device=device)
 
 
@@ -277,7 +272,7 @@ def segment_images(source: str | os.PathLike, output: str | os.PathLike, *,
         jobs = [{"case": c, "image": str(p), "output": str(out), "labels": labels, "options": options,
                  "model_folder": str(spec.folder), "identity": identities[c]} for c, p in pending]
         n_proc = max(1, min(int(num_processes), len(jobs)))
-        threads = max(1, (os.cpu_count() or 1) // n_proc)
+        threads = threads_per_process(n_proc)
         progress = progress and len(images) > 1  # one subject: no bar, its error is the command's message
 
         def handle(job, outcome):

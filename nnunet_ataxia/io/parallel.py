@@ -2,17 +2,63 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any
 
-__all__ = ["run_cases", "nnunet_file_listing_in_threads"]
+__all__ = ["run_cases", "threads_per_process", "available_cores", "nnunet_file_listing_in_threads"]
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its CPU affinity, as a batch system's allocation sets it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on this platform (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_process(num_processes: int) -> int:
+    """The CPU threads each of ``num_processes`` parallel processes gets: the available cores shared out, at least one.
+
+    Args:
+        num_processes: processes running side by side.
+
+    Example:
+        >>> threads_per_process(10 ** 6)
+        1
+        >>> threads_per_process(1) == available_cores()
+        True
+    """
+    return max(1, available_cores() // max(1, int(num_processes)))
+
+
+def _set_itk_threads(threads: int) -> None:
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+
+
+def _limit_itk_threads(threads: int) -> int:
+    """Set SimpleITK's default thread count to ``threads``, or lower if it was lower already (e.g. by
+    ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``); return the count it had."""
+    import SimpleITK as sitk
+
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    _set_itk_threads(max(1, min(int(threads), before)))
+    return before
 
 
 def _call(func: Callable, item) -> Any:
     return func(item)
+
+
+def _start_worker(itk_threads: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    _limit_itk_threads(itk_threads)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def _terminate_workers(executor: ProcessPoolExecutor) -> None:
@@ -31,6 +77,12 @@ def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, d
               progress: bool = True, unit: str = "case") -> list:
     """Apply ``func`` to every case, in ``num_processes`` worker processes, with a tqdm progress bar.
 
+    Every case runs with SimpleITK's default thread count set to :func:`threads_per_process` of ``num_processes``
+    (or lower, where ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` says so), in a worker or in this process (whose setting
+    is restored afterwards): the workers do not oversubscribe the cores, and a filter's result does not depend on
+    how many cases a run happens to have. With one thread per process, SimpleITK's N4 and registration repeat bit
+    for bit; with more, they can differ in the last digits between runs.
+
     Results come back in the order of ``cases``. An :class:`InputError` raised in a worker reaches the caller as an
     :class:`InputError` with the same message (the remaining cases are cancelled). ``func``, the cases, the
     initializer and its arguments must be picklable (module-level functions, plain data). Workers are started with
@@ -40,7 +92,7 @@ def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, d
     Args:
         func: called as ``func(case)``.
         cases: the work items.
-        num_processes: 1 (or a single case) runs everything in this process.
+        num_processes: 1 (or a single case) runs everything in this process; also sets the SimpleITK threads.
         desc: label of the progress bar.
         initializer: called as ``initializer(*initargs)`` once in every worker process before its first case (to
             load a model once per worker). Not called when everything runs in this process: the caller sets up its
@@ -72,19 +124,24 @@ def run_cases(func: Callable[[Any], Any], cases: Sequence, num_processes: int, d
             on_result(cases[i], result)
         bar.update()
 
+    itk_threads = threads_per_process(num_processes)
     with tqdm(total=len(cases), desc=desc, unit=unit, disable=None if progress else True) as bar:
         if num_processes <= 1 or len(cases) == 1:
-            for i, c in enumerate(cases):
-                try:
-                    result = func(c)
-                except Exception as e:
-                    if on_error is None:
-                        raise
-                    result = on_error(c, e)
-                finish(i, result, bar)
+            before = _limit_itk_threads(itk_threads)
+            try:
+                for i, c in enumerate(cases):
+                    try:
+                        result = func(c)
+                    except Exception as e:
+                        if on_error is None:
+                            raise
+                        result = on_error(c, e)
+                    finish(i, result, bar)
+            finally:
+                _set_itk_threads(before)
             return results
         with ProcessPoolExecutor(max_workers=min(num_processes, len(cases)), mp_context=get_context("spawn"),
-                                 initializer=initializer, initargs=initargs) as ex:
+                                 initializer=_start_worker, initargs=(itk_threads, initializer, initargs)) as ex:
             futures = {ex.submit(_call, func, c): i for i, c in enumerate(cases)}
             try:
                 for fut in as_completed(futures):

@@ -89,7 +89,6 @@ def find_t1_inputs(input_path: str | os.PathLike, labels_dir: str | os.PathLike 
 
 
 def _one_case(job: dict) -> dict:
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(job["threads"])
     info = preprocess_t1_case(job["image"], job["out_image"], label_paths=job["labels"],
                               out_label_paths=job["out_labels"], transform_dir=job["transform_dir"],
                               skull_strip=job["skull_strip"], crop=job["crop"], seed=job["seed"],
@@ -113,7 +112,8 @@ def preprocess_t1_images(input_path: str | os.PathLike, output: str | os.PathLik
         crop: crop to the 128x128x96 box around cerebellum and brainstem (else the full 1 mm MNI grid).
         seed: seed of the registration's metric sampling.
         registration_template_mm: register against the template down-sampled to this spacing.
-        num_processes: cases in parallel (SimpleITK threads are shared out between them).
+        num_processes: cases in parallel; the cores are shared out between them (as many processes as cores: one
+            SimpleITK thread each, and results that repeat bit for bit).
         overwrite: replace an existing folder that is not an earlier output of this command.
 
     Returns:
@@ -125,13 +125,12 @@ def preprocess_t1_images(input_path: str | os.PathLike, output: str | os.PathLik
     """
     pairs = find_t1_inputs(input_path, labels_dir)
     n_proc = max(1, min(int(num_processes), len(pairs)))
-    threads = max(1, (os.cpu_count() or 1) // n_proc)
     with output_folder(output, "preprocess-mri", inputs=[input_path, labels_dir], overwrite=overwrite) as tmp:
         jobs = [{"image": str(image), "out_image": str(tmp / f"{case_id}_0000.nii.gz"),
                  "labels": [str(label)] if label else [],
                  "out_labels": [str(tmp / "labels" / f"{case_id}.nii.gz")] if label else [],
                  "transform_dir": str(tmp / "transforms" / case_id), "skull_strip": skull_strip, "crop": crop,
-                 "seed": seed, "threads": threads, "template_mm": registration_template_mm}
+                 "seed": seed, "template_mm": registration_template_mm}
                 for case_id, image, label in pairs]
         run_cases(_one_case, jobs, n_proc, "preprocess-mri")
     return len(jobs)
