@@ -39,9 +39,9 @@ from nnunet_ataxia.trainers.cerebellum_trainers import M2InceptionTrainer_paperW
 class {TRAINER}(M2InceptionTrainer_paperWDA_demo):
     def on_epoch_end(self):
         epoch = self.current_epoch
-        super().on_epoch_end()
-        if epoch >= self.num_epochs - {{n}}:
+        if epoch >= self.num_epochs - {{n}}:  # saved before nnU-Net counts the epoch, as its own checkpoints are
             self.save_checkpoint(os.path.join(self.output_folder, f"checkpoint_epoch{{{{epoch:02d}}}}.pth"))
+        super().on_epoch_end()
 '''
 
 
