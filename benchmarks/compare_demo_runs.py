@@ -1,14 +1,15 @@
-"""Did two runs of ``nnunet-ataxia demo`` repeat? Compare two demo folders file by file.
+"""Did two runs of a demo (``nnunet-ataxia demo`` or ``wmh-demo``) repeat? Compare two demo folders file by file.
 
 Images, pictures and predictions are compared byte for byte; text files (tables, JSON, Markdown) byte for byte
 after each folder's own path is replaced by one placeholder; nnU-Net's preprocessed arrays (``.b2nd``, whose
 compressed bytes may differ) by their values; checkpoints (``.pth``) by their network weights and logged validation
 figures. Files that record timings or time stamps by design (output markers, ``steps.json``, ``segment.json``,
 ``preprocessing.json``, manifests, nnU-Net's logs, ``debug.json``, ``progress.png``, the report, the prediction
-arguments) are counted apart and not compared. Prints one
-line per differing file and a count per kind; exits 1 when a compared file differs.
+arguments, the WMH demo's ``timings.json``) are counted apart and not compared. Prints one line per differing file
+and a count per kind; exits 1 when a compared file differs.
 
     python benchmarks/compare_demo_runs.py nnunet_ataxia_demo nnunet_ataxia_demo_b
+    python benchmarks/compare_demo_runs.py nnunet_ataxia_wmh_demo nnunet_ataxia_wmh_demo_b
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 #: names of files that record paths, timings or time stamps (not compared)
 VOLATILE_NAMES = {".nnunet-ataxia-output.json", "steps.json", "segment.json", "preprocessing.json",
                   "conversion_manifest.json", "debug.json", "progress.png", "report.html", "report.md",
-                  "predict_from_raw_data_args.json"}
+                  "predict_from_raw_data_args.json", "timings.json"}
 TEXT_SUFFIXES = {".csv", ".tsv", ".json", ".md", ".txt"}
 
 
