@@ -16,6 +16,7 @@ def compare_runs(load_benchmark):
 def _demo_folder(root, *, weight: float, volume: float, log_time: str):
     root.mkdir()
     (root / "steps.json").write_text(json.dumps({"time": log_time}))                 # not compared
+    (root / "timings.json").write_text(json.dumps({"train": log_time}))              # the WMH demo's: not compared
     (root / "volumes").mkdir()
     (root / "volumes" / "volumes.csv").write_text(f"case,input,volume\na,{root}/t1/a.nii.gz,{volume}\n")
     fold = root / "results" / "fold_0"
@@ -33,7 +34,7 @@ def test_runs_that_repeat_are_the_same_despite_their_paths_and_times(compare_run
     result = compare_runs.compare(a, b)
     assert sorted(result["same"]) == ["mask.bin", "results/fold_0/checkpoint_final.pth", "volumes/volumes.csv"]
     assert result["different"] == [] and result["missing"] == []
-    assert sorted(result["not compared"]) == ["results/fold_0/training_log_18_00.txt", "steps.json"]
+    assert sorted(result["not compared"]) == ["results/fold_0/training_log_18_00.txt", "steps.json", "timings.json"]
 
 
 def test_a_different_weight_or_volume_is_found(compare_runs, tmp_path):
