@@ -59,4 +59,30 @@ def test_shipped_zip_holds_the_release_trainers_model():
     marker = f"/fold_{release.FOLD}/checkpoint_final.pth"
     models = {n[: -len(marker)] for n in zipfile.ZipFile(release.pretrained_zip_path()).namelist()
               if n.endswith(marker)}
-    assert models == {f"{release.DATASET_NAME}/{release.model_dir_name()}"}
+    assert models == {f"{release.RELEASED_DATASET_NAME}/{release.model_dir_name()}"}
+
+
+@pytest.mark.skipif(not _ships_zip(), reason="the package ships no pretrained zip")
+def test_model_v2_training_starts_from_the_model_v1_shipped_beside_the_model():
+    """The package ships model v1 beside the model: ``train-pretrained --label-maps`` (``start_checkpoint(None)``)
+    starts from it, not from the shipped model, which was itself fine-tuned from model v2."""
+    import zipfile
+
+    import torch
+
+    marker = f"/fold_{release.FOLD}/checkpoint_final.pth"
+    models = {n[: -len(marker)] for n in zipfile.ZipFile(release.pretrained_zip_path(v1=True)).namelist()
+              if n.endswith(marker)}
+    assert models == {f"{release.DATASET_NAME}/{release.model_dir_name(release.V1_TRAINER)}"}
+    with release.start_checkpoint(None) as checkpoint:
+        assert torch.load(checkpoint, map_location="cpu", weights_only=False)["trainer_name"] == release.V1_TRAINER
+    with zipfile.ZipFile(release.pretrained_zip_path()) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(marker))
+        with zf.open(name) as f:
+            assert torch.load(f, map_location="cpu", weights_only=False)["trainer_name"] == release.RELEASED_TRAINER
+
+
+def test_a_missing_model_v1_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(release, "V1_ZIP_NAME", "no_such_model_v1.zip")
+    with pytest.raises(InputError, match="model v1 is missing .*--initial-weights"):
+        release.pretrained_zip_path(v1=True)

@@ -125,7 +125,7 @@ def test_segment_writes_native_masks_volumes_and_qc(segmented, subject):
     marker = json.loads((out / ".nnunet-ataxia-output.json").read_text())
     assert marker["command"] == "segment"
     if not model:
-        assert (out / ".model" / release.DATASET_NAME).is_dir()  # private copy, nnUNet_raw/results not needed
+        assert (out / ".model" / release.RELEASED_DATASET_NAME).is_dir()  # private copy, nnUNet_raw/results not needed
 
     # re-run: the finished subject is skipped, nothing is rewritten
     stamp = (out / case / f"{case}_seg.nii.gz").stat().st_mtime_ns
@@ -309,16 +309,18 @@ def test_install_pretrained_then_stock_predict_finds_it(workspace, tmp_path, req
                                                     validate=False)]
     for _ in range(2):  # re-running is safe
         out = _run(["nnunet-ataxia", "install-pretrained", "--results", results, *zip_args], env)
-    folder = results / release.DATASET_NAME / release.model_dir_name()
+    folder = results / release.RELEASED_DATASET_NAME / release.model_dir_name()
     assert str(folder) in out.stdout
-    assert f"nnUNetv2_predict -i INPUT -o OUTPUT -d 510 -c 3d_fullres -tr {release.RELEASED_TRAINER} " \
+    assert f"nnUNetv2_predict -i INPUT -o OUTPUT -d {release.RELEASED_DATASET_ID} -c 3d_fullres " \
+           f"-tr {release.RELEASED_TRAINER} " \
            "-p nnUNetFixed128Plans -f 0" in out.stdout
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(raw / "imagesTr" / "synth_050000_0000.nii.gz", images)
     pred = tmp_path / "pred"
-    _run(["nnUNetv2_predict", "-i", images, "-o", pred, "-d", 510, "-c", "3d_fullres", "-tr", release.RELEASED_TRAINER,
-          "-p", PLANS, "-f", 0, "-device", "cpu", "--disable_tta", "-npp", 1, "-nps", 1],
+    _run(["nnUNetv2_predict", "-i", images, "-o", pred, "-d", release.RELEASED_DATASET_ID, "-c", "3d_fullres",
+          "-tr", release.RELEASED_TRAINER, "-p", PLANS, "-f", 0, "-device", "cpu", "--disable_tta", "-npp", 1,
+          "-nps", 1],
          dict(env, nnUNet_results=str(results)))
     seg = sitk.GetArrayFromImage(sitk.ReadImage(str(pred / "synth_050000.nii.gz")))
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "labelsTr" / "synth_050000.nii.gz")))
@@ -336,7 +338,7 @@ def test_fine_tune_from_pretrained_weights(workspace, tmp_path, request):
     if SHIPPED_ZIP.is_file():
         results = tmp_path / "installed"
         _run(["nnunet-ataxia", "install-pretrained", "--results", results], env)
-        weights = results / release.DATASET_NAME / release.model_dir_name() / "fold_0" / "checkpoint_final.pth"
+        weights = results / release.RELEASED_DATASET_NAME / release.model_dir_name() / "fold_0" / "checkpoint_final.pth"
     else:  # the stand-in: the smoke model's checkpoint (same network, same labels)
         weights = request.getfixturevalue("smoke_model") / "fold_0" / "checkpoint_final.pth"
     user = root / "nnUNet_raw" / "Dataset911_MyCerebellum"

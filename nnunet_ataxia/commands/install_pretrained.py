@@ -24,8 +24,10 @@ def run(args: argparse.Namespace) -> int:
 
     folder = release.install_pretrained(args.results, zip_file=args.zip, overwrite=args.overwrite)
     print(f"installed the pretrained model in {folder}")
-    print(f"predict with: nnUNetv2_predict -i INPUT -o OUTPUT -d {release.DATASET_ID} -c {release.CONFIGURATION} "
-          f"-tr {release.RELEASED_TRAINER} -p {release.PLANS} -f {release.FOLD}")
+    dataset_id = int(folder.parent.name[len("Dataset"):len("Dataset") + 3])   # the installed model's own identity
+    trainer, plans, configuration = folder.name.split("__")
+    print(f"predict with: nnUNetv2_predict -i INPUT -o OUTPUT -d {dataset_id} -c {configuration} "
+          f"-tr {trainer} -p {plans} -f {release.FOLD}")
     print("  (INPUT: images preprocessed with 'nnunet-ataxia preprocess-mri'; or run 'nnunet-ataxia segment' on "
           "native T1s; nnUNet_extTrainer must be set, see 'nnunet-ataxia trainer-path')")
     return 0

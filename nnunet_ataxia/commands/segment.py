@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("-d", "--dataset", default=None, help="dataset id or name in $nnUNet_results")
     model.add_argument("-tr", "--trainer", default=None,
                        help="trainer of the -d model (default: the pretrained model's, "
-                            "M2InceptionTrainer_pretrainedContrastFinetune2)")
+                            "M2InceptionTrainer_pretrainedLabelMapsFolia)")
     model.add_argument("-p", "--plans", default=None, help="plans of the -d model (default nnUNetFixed128Plans)")
     model.add_argument("-c", "--configuration", default=None, help="configuration of the -d model (default 3d_fullres)")
     model.add_argument("-f", "--folds", nargs="+", default=None,

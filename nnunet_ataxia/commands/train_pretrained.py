@@ -4,14 +4,14 @@ Generates the domain-randomized subjects, plans them with the fixed 1 mm / 128x1
 ``M2InceptionTrainer_pretrained`` (fold 0) with ``nnUNetv2_train`` and exports it with ``nnUNetv2_export_model_to_zip``.
 ``--contrast-finetune`` adds 80 random-contrast subjects and a second stage,
 ``M2InceptionTrainer_pretrainedContrastFinetune``; ``--contrast-finetune 2`` 160 and a third stage after it,
-``M2InceptionTrainer_pretrainedContrastFinetune2`` (the shipped model); the last stage is exported.
+``M2InceptionTrainer_pretrainedContrastFinetune2`` (model v1); the last stage is exported.
 ``--label-maps DIR`` trains the pretrained model v2 instead: pseudo-subjects rendered from the real whole-head label
 maps in DIR (SynthSeg's ``data/training_label_maps``; five of them are held out), one stage,
-``M2InceptionTrainer_pretrainedLabelMaps``, that fine-tunes the shipped model (or ``--initial-weights``);
+``M2InceptionTrainer_pretrainedLabelMaps``, that fine-tunes model v1 (or ``--initial-weights``);
 with ``--cortex-rim`` the subjects are rendered with a partial-volume rim on the cortex and the stage is
 ``M2InceptionTrainer_pretrainedLabelMapsRim``, a shorter fine-tuning meant to start from a trained model v2;
 with ``--cortex-folia`` the cerebellar cortex gets thin sulci drawn at 0.5 mm and the stage is
-``M2InceptionTrainer_pretrainedLabelMapsFolia`` (16 epochs, also from a trained model v2);
+``M2InceptionTrainer_pretrainedLabelMapsFolia`` (16 epochs, from a trained model v2: the shipped model);
 with ``--no-dropout`` the stage is ``M2InceptionTrainer_pretrainedLabelMapsNoDropout`` (the same data, no dropout,
 16 epochs, also from a trained model v2);
 with ``--from-scratch`` the model v2 is trained from random weights with the first stage of model v1
@@ -46,9 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "NoDropout (16 epochs; start it from a model v2 with --initial-weights)")
     parser.add_argument("--from-scratch", action="store_true",
                         help="with --label-maps: train from random weights (M2InceptionTrainer_pretrained, 120 "
-                             "epochs) instead of fine-tuning the shipped model")
+                             "epochs) instead of fine-tuning model v1")
     parser.add_argument("--initial-weights", default=None,
-                        help="with --label-maps: the model zip or checkpoint to fine-tune (default: the shipped model)")
+                        help="with --label-maps: the model zip or checkpoint to fine-tune (default: model v1, shipped "
+                             "in the package for this)")
     parser.add_argument("--n-train", type=positive_int, default=None,
                         help="generated training subjects (default 160; 180 with --label-maps)")
     parser.add_argument("--n-val", type=positive_int, default=None,

@@ -90,7 +90,7 @@ def resolve_model(*, model_folder: str | os.PathLike | None = None, dataset: str
     Example:
         >>> spec = resolve_model(cache_dir="/tmp/cache")  # doctest: +SKIP
         >>> spec.folder.name  # doctest: +SKIP
-        'M2InceptionTrainer_pretrainedContrastFinetune2__nnUNetFixed128Plans__3d_fullres'
+        'M2InceptionTrainer_pretrainedLabelMapsFolia__nnUNetFixed128Plans__3d_fullres'
     """
     if model_folder is not None:
         return _check_model_folder(Path(model_folder), folds, checkpoint, f"model folder {model_folder}")

@@ -28,8 +28,8 @@ __all__ = ["QC_OK", "MIN_CONFIDENT_SIMILARITY", "MIN_MEAN_CONFIDENCE", "MIN_PIEC
 QC_OK = "ok"
 #: below this mean maximum class probability inside a predicted mask the structure is flagged; calibrated on the
 #: held-out real-anatomy subjects (``benchmarks/bench_pretrained_heldout.py --anatomy label-maps``): every
-#: well-segmented subject (cerebellum Dice >= 0.9, |volume error| <= 10 %) scored at least 0.955 with both model
-#: versions
+#: well-segmented subject (cerebellum Dice >= 0.9, |volume error| <= 10 %) scored at least 0.955 with model v1, model
+#: v2 and the shipped v2 + folia
 MIN_MEAN_CONFIDENCE = 0.94
 #: a connected piece of a mask counts as large from this share of the structure's volume
 MIN_PIECE_SHARE = 0.05

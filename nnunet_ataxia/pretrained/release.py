@@ -1,11 +1,12 @@
 """The pretrained M2 shipped with the package: its nnU-Net identity, export to nnU-Net's zip, installation.
 
-The model is an ordinary nnU-Net model folder (:data:`RELEASED_TRAINER`), ``$nnUNet_results/
-Dataset510_SynthCerebellumBrainstem/M2InceptionTrainer_pretrainedContrastFinetune2__nnUNetFixed128Plans__3d_fullres/
-fold_0``, exported with nnU-Net's own
-``export_pretrained_model`` (``nnUNetv2_export_model_to_zip``) and installed with ``install_model_from_zip_file``
+The model is an ordinary nnU-Net model folder (:data:`RELEASED_TRAINER` of :data:`RELEASED_DATASET_NAME`),
+``$nnUNet_results/Dataset511_LabelMapCerebellumBrainstem/M2InceptionTrainer_pretrainedLabelMapsFolia__
+nnUNetFixed128Plans__3d_fullres/fold_0``, exported with nnU-Net's own ``export_pretrained_model``
+(``nnUNetv2_export_model_to_zip``) and installed with ``install_model_from_zip_file``
 (``nnUNetv2_install_pretrained_model_from_zip``). The shipped checkpoint keeps only what inference and
-``-pretrained_weights`` need (no optimizer state).
+``-pretrained_weights`` need (no optimizer state). The package also holds the model it was fine-tuned from, model
+v1 (:data:`V1_ZIP_NAME`): where ``train-pretrained --label-maps`` starts by default.
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ from nnunet_ataxia.errors import InputError
 from nnunet_ataxia.io.constants import CEREBELLUM_BRAINSTEM_LABELS as LABELS  # noqa: F401 (the model's labels)
 from nnunet_ataxia.io.nnunet_env import ext_trainer_path
 
+#: model v1's dataset: subjects generated from the one template anatomy (``train-pretrained`` without ``--label-maps``)
 DATASET_ID = 510
 DATASET_NAME = "Dataset510_SynthCerebellumBrainstem"
-#: the first (from-scratch) stage of the pretrained model's training run
+#: the first (from-scratch) stage of model v1's training run
 TRAINER = "M2InceptionTrainer_pretrained"
 #: the training stages of ``train-pretrained``'s default run
 TRAINING_STAGES = (TRAINER,)
@@ -41,10 +43,10 @@ CONTRAST_FINETUNE_SUBJECTS = 80
 #: ``train-pretrained --contrast-finetune 2``: a third stage on twice the random contrasts, from the second stage
 CONTRAST_FINETUNE2_STAGES = CONTRAST_FINETUNE_STAGES + ("M2InceptionTrainer_pretrainedContrastFinetune2",)
 CONTRAST_FINETUNE2_SUBJECTS = 160
-#: the trainer of the shipped model (the last stage of the run that made it): it names the model folder in the zip
-RELEASED_TRAINER = CONTRAST_FINETUNE2_STAGES[-1]
-#: the pretrained model v2 (``train-pretrained --label-maps``): its dataset and its one stage, which fine-tunes the
-#: shipped model on pseudo-subjects rendered from real label maps
+#: model v1's trainer (the last stage of the template run that made it)
+V1_TRAINER = CONTRAST_FINETUNE2_STAGES[-1]
+#: the pretrained model v2 (``train-pretrained --label-maps``): its dataset and its one stage, which fine-tunes
+#: model v1 on pseudo-subjects rendered from real label maps
 LABEL_MAP_DATASET_ID = 511
 LABEL_MAP_DATASET_NAME = "Dataset511_LabelMapCerebellumBrainstem"
 LABEL_MAP_STAGES = ("M2InceptionTrainer_pretrainedLabelMaps",)
@@ -55,12 +57,18 @@ LABEL_MAP_RIM_STAGES = ("M2InceptionTrainer_pretrainedLabelMapsRim",)
 LABEL_MAP_FOLIA_STAGES = ("M2InceptionTrainer_pretrainedLabelMapsFolia",)
 #: a fine-tuning of a trained model v2 without dropout (``train-pretrained --label-maps DIR --no-dropout``)
 LABEL_MAP_NO_DROPOUT_STAGES = ("M2InceptionTrainer_pretrainedLabelMapsNoDropout",)
+#: the shipped model: model v2 fine-tuned with cerebellar folia; its trainer names the model folder in the zip
+RELEASED_TRAINER = LABEL_MAP_FOLIA_STAGES[-1]
+RELEASED_DATASET_ID = LABEL_MAP_DATASET_ID
+RELEASED_DATASET_NAME = LABEL_MAP_DATASET_NAME
 #: where a v2 run finds the network it starts from (``<nnUNet_results>/<dataset>/initial_weights/``)
 INITIAL_WEIGHTS_FOLDER = "initial_weights"
 PLANS = "nnUNetFixed128Plans"
 CONFIGURATION = "3d_fullres"
 FOLD = 0
 ZIP_NAME = "M2_cerebellum_brainstem_pretrained.zip"
+#: model v1 (:data:`V1_TRAINER` of :data:`DATASET_NAME`), shipped beside the model as the start of model v2's training
+V1_ZIP_NAME = "M2_cerebellum_brainstem_pretrained_v1.zip"
 #: what is known about the shipped model (training progress, held-out accuracy), next to the zip
 RELEASE_INFO_NAME = "release.json"
 #: checkpoint entries kept in the shipped model (what nnU-Net's predictor and load_pretrained_weights read)
@@ -73,15 +81,21 @@ def model_dir_name(trainer: str = RELEASED_TRAINER) -> str:
     return f"{trainer}__{PLANS}__{CONFIGURATION}"
 
 
-def pretrained_zip_path() -> Path:
+def pretrained_zip_path(v1: bool = False) -> Path:
     """The zip shipped inside the package (``nnunet_ataxia/data/pretrained/``); InputError if it is missing.
+
+    Args:
+        v1: model v1's zip (:data:`V1_ZIP_NAME`), where a model v2 training starts, instead of the shipped model's.
 
     Example:
         >>> pretrained_zip_path().name  # doctest: +SKIP
         'M2_cerebellum_brainstem_pretrained.zip'
     """
-    path = Path(__file__).resolve().parent.parent / "data" / "pretrained" / ZIP_NAME
+    path = Path(__file__).resolve().parent.parent / "data" / "pretrained" / (V1_ZIP_NAME if v1 else ZIP_NAME)
     if not path.is_file():
+        if v1:
+            raise InputError(f"{path}: model v1 is missing from this installation; give the network to start from "
+                             f"with --initial-weights")
         raise InputError(f"{path}: this version ships no pretrained model yet (its training is still running, see the "
                          f"model card, docs/model-card.md); give your own model with -m <nnU-Net model folder> or "
                          f"-d/-tr/-p, or build one with 'nnunet-ataxia train-pretrained'")
@@ -139,7 +153,8 @@ def start_checkpoint(initial_weights: str | os.PathLike | None) -> Iterator[Path
     ``with`` block ends, also on an error; a PyTorch checkpoint is used where it lies.
 
     Args:
-        initial_weights: a checkpoint or an nnU-Net model zip; ``None``: the shipped model.
+        initial_weights: a checkpoint or an nnU-Net model zip; ``None``: model v1 (:data:`V1_ZIP_NAME`), where
+            model v2's training starts.
 
     Raises:
         InputError: no such file, or neither a PyTorch checkpoint nor a model zip with one fold-0 checkpoint (on
@@ -150,7 +165,7 @@ def start_checkpoint(initial_weights: str | os.PathLike | None) -> Iterator[Path
         ...     checkpoint.name
         'checkpoint_final.pth'
     """
-    path = Path(initial_weights) if initial_weights is not None else pretrained_zip_path()
+    path = Path(initial_weights) if initial_weights is not None else pretrained_zip_path(v1=True)
     if not path.is_file():
         raise InputError(f"{path}: no such file (--initial-weights: an nnU-Net model zip or checkpoint)")
     if not zipfile.is_zipfile(path):
@@ -183,7 +198,7 @@ def installed_model_folder(results: str | os.PathLike | None = None) -> Path:
         results = os.environ.get("nnUNet_results")
         if not results:
             raise InputError("environment variable nnUNet_results is not set: it says where nnU-Net models live")
-    return Path(results) / DATASET_NAME / model_dir_name()
+    return Path(results) / RELEASED_DATASET_NAME / model_dir_name()
 
 
 def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
@@ -207,8 +222,8 @@ def _nnunet(args: list[str], results: Path) -> None:
 
 def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, *,
                    checkpoint: str = "checkpoint_best.pth", validate: bool = True,
-                   trainer: str = RELEASED_TRAINER, dataset_id: int = DATASET_ID,
-                   dataset_name: str = DATASET_NAME) -> Path:
+                   trainer: str = RELEASED_TRAINER, dataset_id: int = RELEASED_DATASET_ID,
+                   dataset_name: str = RELEASED_DATASET_NAME) -> Path:
     """Export a trained (or partly trained) model folder as the shippable nnU-Net zip.
 
     A staging copy of ``model_folder`` gets ``checkpoint`` as its ``checkpoint_final.pth``; nnU-Net's own
@@ -223,7 +238,7 @@ def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, 
         validate: run nnU-Net's validation (needed for the ``summary.json`` that the export requires; without it a
             placeholder summary is written).
         trainer: the trainer class of the model (tests export short-schedule variants).
-        dataset_id, dataset_name: the model's nnU-Net dataset (the v2 model: :data:`LABEL_MAP_DATASET_ID`).
+        dataset_id, dataset_name: the model's nnU-Net dataset (model v1: :data:`DATASET_ID`).
 
     Example:
         >>> export_release("$nnUNet_results/Dataset510_SynthCerebellumBrainstem/"  # doctest: +SKIP
@@ -272,7 +287,7 @@ def changed_installed_files(results: str | os.PathLike, zip_file: str | os.PathL
 
     Example:
         >>> changed_installed_files("/data/nnUNet_results", pretrained_zip_path())  # doctest: +SKIP
-        [PosixPath('/data/nnUNet_results/Dataset510_.../fold_0/checkpoint_final.pth')]
+        [PosixPath('/data/nnUNet_results/Dataset511_.../fold_0/checkpoint_final.pth')]
     """
     changed = []
     with zipfile.ZipFile(zip_file) as zf:
@@ -306,11 +321,11 @@ def install_pretrained(results: str | os.PathLike | None = None, zip_file: str |
         overwrite: replace installed files that differ from the zip's.
 
     Returns:
-        The installed model folder (give it to ``nnUNetPredictor`` or use ``nnUNetv2_predict -d 510 -tr ... -p ...``).
+        The installed model folder (give it to ``nnUNetPredictor`` or use ``nnUNetv2_predict -d 511 -tr ... -p ...``).
 
     Example:
         >>> install_pretrained("/data/nnUNet_results")  # doctest: +SKIP
-        PosixPath('/data/nnUNet_results/Dataset510_SynthCerebellumBrainstem/...__nnUNetFixed128Plans__3d_fullres')
+        PosixPath('/data/nnUNet_results/Dataset511_LabelMapCerebellumBrainstem/...__nnUNetFixed128Plans__3d_fullres')
     """
     results = installed_model_folder(results).parent.parent
     zip_file = Path(zip_file) if zip_file is not None else pretrained_zip_path()

@@ -1,11 +1,14 @@
-"""The trainers of the released pretrained M2 (cerebellum + brainstem on domain-randomized 1 mm data).
+"""The trainers of the pretrained M2 (cerebellum + brainstem on domain-randomized 1 mm data).
 
-Stock ``nnUNetv2_train`` runs on ``Dataset510_SynthCerebellumBrainstem``: :class:`M2InceptionTrainer_pretrained`
-from scratch (the first stage; ``nnunet-ataxia train-pretrained``), and, with ``train-pretrained
---contrast-finetune``, :class:`M2InceptionTrainer_pretrainedContrastFinetune` from its final checkpoint (a second
-stage with more random contrasts), and with ``--contrast-finetune 2``,
+Model v1, stock ``nnUNetv2_train`` runs on ``Dataset510_SynthCerebellumBrainstem``:
+:class:`M2InceptionTrainer_pretrained` from scratch (the first stage; ``nnunet-ataxia train-pretrained``), and, with
+``train-pretrained --contrast-finetune``, :class:`M2InceptionTrainer_pretrainedContrastFinetune` from its final
+checkpoint (a second stage with more random contrasts), and with ``--contrast-finetune 2``,
 :class:`M2InceptionTrainer_pretrainedContrastFinetune2` from that one's (a third stage on twice the random contrasts).
-All stop cleanly at an epoch end when asked, so that a CPU run spans sessions in resumable chunks.
+The shipped model, on ``Dataset511_LabelMapCerebellumBrainstem``: :class:`M2InceptionTrainer_pretrainedLabelMaps`
+from model v1 (model v2, ``train-pretrained --label-maps``), then :class:`M2InceptionTrainer_pretrainedLabelMapsFolia`
+from model v2 (``--cortex-folia``). All stop cleanly at an epoch end when asked, so that a CPU run spans sessions in
+resumable chunks.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ STOP_FILE = "stop_after_epoch"
 
 
 class M2InceptionTrainer_pretrained(M2InceptionTrainer):
-    """The recipe of the released pretrained M2 (domain-randomized 1 mm data, cerebellum + brainstem).
+    """The recipe of the pretrained M2's first stage (domain-randomized 1 mm data, cerebellum + brainstem).
 
     Changes to nnU-Net's recipe: Adam (lr 1e-3, poly decay) instead of SGD, which learns M2 much faster in short CPU
     runs (see the README); mirroring only left-right (the data are MNI-registered, so up-down and front-back flips
@@ -195,7 +198,7 @@ class M2InceptionTrainer_pretrainedLabelMapsRim(M2InceptionTrainer_pretrainedLab
 
 
 class M2InceptionTrainer_pretrainedLabelMapsFolia(M2InceptionTrainer_pretrainedLabelMapsRim):
-    """:class:`M2InceptionTrainer_pretrainedLabelMapsRim` over 16 epochs instead of 24.
+    """:class:`M2InceptionTrainer_pretrainedLabelMapsRim` over 16 epochs instead of 24: the shipped model's last stage.
 
     Meant for data rendered with cerebellar folia (thin sulci drawn at 0.5 mm and averaged back, labels unchanged;
     ``train-pretrained --label-maps DIR --cortex-folia --initial-weights <v2 zip>``).
