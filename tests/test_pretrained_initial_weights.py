@@ -100,3 +100,14 @@ def test_a_refused_run_leaves_no_extracted_checkpoint_behind(tmp_path, monkeypat
     with pytest.raises(InputError, match="is not an earlier output of 'nnunet-ataxia train-pretrained'"):
         train_pretrained(work, label_maps=maps, initial_weights=_model_zip_with_checkpoint(tmp_path / "m.zip"))
     assert list(scratch.iterdir()) == [] and [p.name for p in work.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("option, flag", [("cortex_folia", "--cortex-folia"), ("cortex_rim", "--cortex-rim"),
+                                          ("no_dropout", "--no-dropout")])
+def test_a_continuation_stage_without_initial_weights_is_refused_before_any_work(tmp_path, option, flag):
+    """The folia, rim and no-dropout stages continue a trained model v2; without ``--initial-weights`` they would
+    silently start from model v1 (the default start of model v2 itself), a recipe that made no released model."""
+    maps = _empty_label_map_folder(tmp_path)
+    with pytest.raises(InputError, match=f"{flag} continues a trained model v2: give its zip with --initial-weights"):
+        train_pretrained(tmp_path / "work", label_maps=maps, **{option: True})
+    assert not (tmp_path / "work").exists()

@@ -35,15 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "data/training_label_maps, training_seg_01..20.nii.gz)")
     parser.add_argument("--cortex-rim", action="store_true",
                         help="with --label-maps: render the subjects with the outer cortex layers blended towards "
-                             "CSF and fine-tune with M2InceptionTrainer_pretrainedLabelMapsRim (24 epochs; start it "
-                             "from a model v2 with --initial-weights)")
+                             "CSF and fine-tune with M2InceptionTrainer_pretrainedLabelMapsRim (24 epochs; needs "
+                             "--initial-weights: a model v2 zip)")
     parser.add_argument("--cortex-folia", action="store_true",
                         help="with --label-maps: render thin sulci between the cerebellar folia (drawn at 0.5 mm, "
                              "averaged back) and fine-tune with M2InceptionTrainer_pretrainedLabelMapsFolia (16 "
-                             "epochs; start it from a model v2 with --initial-weights)")
+                             "epochs; needs --initial-weights: a model v2 zip)")
     parser.add_argument("--no-dropout", action="store_true",
                         help="with --label-maps: fine-tune without dropout, M2InceptionTrainer_pretrainedLabelMaps"
-                             "NoDropout (16 epochs; start it from a model v2 with --initial-weights)")
+                             "NoDropout (16 epochs; needs --initial-weights: a model v2 zip)")
     parser.add_argument("--from-scratch", action="store_true",
                         help="with --label-maps: train from random weights (M2InceptionTrainer_pretrained, 120 "
                              "epochs) instead of fine-tuning model v1")

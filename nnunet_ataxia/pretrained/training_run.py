@@ -351,6 +351,12 @@ def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, h
         if no_dropout and (cortex_rim or cortex_folia or from_scratch):
             raise InputError("--no-dropout is a stage of its own; it cannot be combined with --cortex-rim, "
                              "--cortex-folia or --from-scratch")
+        continuation = next((o for o, on in (("--cortex-folia", cortex_folia), ("--cortex-rim", cortex_rim),
+                                             ("--no-dropout", no_dropout)) if on), None)
+        if continuation and initial_weights is None:
+            raise InputError(f"{continuation} continues a trained model v2: give its zip with --initial-weights "
+                             f"(the --export of a 'train-pretrained --label-maps DIR' run, or "
+                             f"release/model_v2_candidate.zip); without it the stage would start from model v1")
     elif cortex_rim or cortex_folia or from_scratch or no_dropout:
         option = next(o for o, on in (("--cortex-rim", cortex_rim), ("--cortex-folia", cortex_folia),
                                       ("--from-scratch", from_scratch), ("--no-dropout", no_dropout)) if on)
