@@ -24,8 +24,11 @@ def run(args: argparse.Namespace) -> int:
 
     folder = release.install_pretrained(args.results, zip_file=args.zip, overwrite=args.overwrite)
     print(f"installed the pretrained model in {folder}")
-    dataset_id = int(folder.parent.name[len("Dataset"):len("Dataset") + 3])   # the installed model's own identity
-    trainer, plans, configuration = folder.name.split("__")
+    from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
+    from nnunetv2.utilities.file_path_utilities import convert_identifier_to_trainer_plans_config
+
+    dataset_id = convert_dataset_name_to_id(folder.parent.name)   # the installed model's own identity
+    trainer, plans, configuration = convert_identifier_to_trainer_plans_config(folder.name)
     print(f"predict with: nnUNetv2_predict -i INPUT -o OUTPUT -d {dataset_id} -c {configuration} "
           f"-tr {trainer} -p {plans} -f {release.FOLD}")
     print("  (INPUT: images preprocessed with 'nnunet-ataxia preprocess-mri'; or run 'nnunet-ataxia segment' on "

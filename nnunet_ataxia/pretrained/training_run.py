@@ -340,6 +340,8 @@ def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, h
         raise InputError(f"--hours {hours}: must be a positive number of hours")
     if num_processes < 1:
         raise InputError(f"-np {num_processes}: must be at least 1")
+    stage_options = [o for o, on in (("--cortex-rim", cortex_rim), ("--cortex-folia", cortex_folia),
+                                     ("--from-scratch", from_scratch), ("--no-dropout", no_dropout)) if on]
     if label_maps is not None:
         from nnunet_ataxia.synthesis.label_map_subjects import list_label_maps
 
@@ -351,16 +353,13 @@ def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, h
         if no_dropout and (cortex_rim or cortex_folia or from_scratch):
             raise InputError("--no-dropout is a stage of its own; it cannot be combined with --cortex-rim, "
                              "--cortex-folia or --from-scratch")
-        continuation = next((o for o, on in (("--cortex-folia", cortex_folia), ("--cortex-rim", cortex_rim),
-                                             ("--no-dropout", no_dropout)) if on), None)
+        continuation = next((o for o in stage_options if o != "--from-scratch"), None)  # they continue a model v2
         if continuation and initial_weights is None:
             raise InputError(f"{continuation} continues a trained model v2: give its zip with --initial-weights "
                              f"(the --export of a 'train-pretrained --label-maps DIR' run, or "
                              f"release/model_v2_candidate.zip); without it the stage would start from model v1")
-    elif cortex_rim or cortex_folia or from_scratch or no_dropout:
-        option = next(o for o, on in (("--cortex-rim", cortex_rim), ("--cortex-folia", cortex_folia),
-                                      ("--from-scratch", from_scratch), ("--no-dropout", no_dropout)) if on)
-        raise InputError(f"{option} is an option of model v2; it needs --label-maps")
+    elif stage_options:
+        raise InputError(f"{stage_options[0]} is an option of model v2; it needs --label-maps")
     if resume_state is not None and not Path(resume_state).is_dir():
         raise InputError(f"{resume_state}: no such folder (--resume-state: a folder written by --save-state)")
     if save_state_to is not None:
