@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -154,7 +153,7 @@ def test_real_segment_of_a_bids_dataset_in_two_parts(tmp_path, request):
         (root / f"sub-{subject}" / "anat").mkdir(parents=True)
         anat = root / f"sub-{subject}" / "anat"
         sitk.WriteImage(downsample_isotropic(t1, 2.0), str(anat / f"sub-{subject}_T1w.nii.gz"))
-    shipped = Path(release.__file__).resolve().parent.parent / "data" / "pretrained" / release.ZIP_NAME
+    shipped = release.PACKAGE_DATA / release.ZIP_NAME
     model = [] if shipped.is_file() else ["-m", request.getfixturevalue("standin_model")]
     env = nnunet_env(tmp_path / "nnunet", results=False, OMP_NUM_THREADS="1")
     for i in range(2):

@@ -6,7 +6,6 @@ one smoke epoch of the pretrained trainer, exported like the shipped zip).
 import json
 import re
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +17,7 @@ from nnunet_ataxia.pretrained import release
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-SHIPPED_ZIP = Path(release.__file__).resolve().parent.parent / "data" / "pretrained" / release.ZIP_NAME
+SHIPPED_ZIP = release.PACKAGE_DATA / release.ZIP_NAME
 
 
 def _array(path):

@@ -16,7 +16,7 @@ def _never(*args):
 
 def test_without_a_shipped_model_the_step_says_why_in_one_line(tmp_path, monkeypatch, capsys):
     # the package as if it shipped nothing (the real pretrained_zip_path, pointed at a folder without the zip)
-    monkeypatch.setattr(release, "__file__", str(tmp_path / "package" / "pretrained" / "release.py"))
+    monkeypatch.setattr(release, "PACKAGE_DATA", tmp_path / "package" / "data" / "pretrained")
     missing = tmp_path / "package" / "data" / "pretrained" / release.ZIP_NAME
     out = tmp_path / "demo"
     assert segment_test_subjects(out, tmp_path / "no_demo_data", tmp_path / "results", _never) is None

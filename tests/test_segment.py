@@ -35,7 +35,7 @@ from nnunet_ataxia.synthesis.synthetic_subjects import make_native_subject
 PLANS = release.PLANS
 SMOKE = "M2InceptionTrainer_pretrained_smoke"
 FAST = ["--registration-template-mm", "3"]  # hidden option: register against a 3 mm template (tests only)
-SHIPPED_ZIP = Path(release.__file__).resolve().parent.parent / "data" / "pretrained" / release.ZIP_NAME
+SHIPPED_ZIP = release.PACKAGE_DATA / release.ZIP_NAME
 
 
 @pytest.fixture(scope="module")

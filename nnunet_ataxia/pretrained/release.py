@@ -71,6 +71,8 @@ ZIP_NAME = "M2_cerebellum_brainstem_pretrained.zip"
 V1_ZIP_NAME = "M2_cerebellum_brainstem_pretrained_v1.zip"
 #: what is known about the shipped model (training progress, held-out accuracy), next to the zip
 RELEASE_INFO_NAME = "release.json"
+#: the package folder that holds the shipped zips and :data:`RELEASE_INFO_NAME`
+PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data" / "pretrained"
 #: checkpoint entries kept in the shipped model (what nnU-Net's predictor and load_pretrained_weights read)
 INFERENCE_KEYS = ("network_weights", "init_args", "trainer_name", "inference_allowed_mirroring_axes",
                   "current_epoch", "_best_ema")
@@ -91,7 +93,7 @@ def pretrained_zip_path(v1: bool = False) -> Path:
         >>> pretrained_zip_path().name  # doctest: +SKIP
         'M2_cerebellum_brainstem_pretrained.zip'
     """
-    path = Path(__file__).resolve().parent.parent / "data" / "pretrained" / (V1_ZIP_NAME if v1 else ZIP_NAME)
+    path = PACKAGE_DATA / (V1_ZIP_NAME if v1 else ZIP_NAME)
     if not path.is_file():
         if v1:
             raise InputError(f"{path}: model v1 is missing from this installation; give the network to start from "
@@ -109,7 +111,7 @@ def release_info() -> dict:
         >>> release_info().get("status") in (None, "interim", "final")
         True
     """
-    path = Path(__file__).resolve().parent.parent / "data" / "pretrained" / RELEASE_INFO_NAME
+    path = PACKAGE_DATA / RELEASE_INFO_NAME
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
