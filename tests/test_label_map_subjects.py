@@ -244,7 +244,8 @@ def test_registered_case_from_a_real_map_is_on_the_crop_grid_with_the_maps_own_l
 def test_train_pretrained_label_maps_runs_the_two_runs_in_resumable_chunks(tmp_path, monkeypatch, nnunet_environ):
     """``train-pretrained --label-maps`` end to end with smoke schedules: maps -> Dataset511 -> plan -> one epoch of
     model v2 from the initial weights -> its zip; the chunk's time is up, so the folia run waits; the next call
-    renders the folia subjects and fine-tunes the exported model v2 -> the model's zip and the saved state."""
+    (a fresh work folder, resuming from the saved state) renders the folia subjects and fine-tunes model v2, exported
+    again from the restored checkpoint -> the model's zip and the saved state."""
     import torch
 
     from nnunet_ataxia.pretrained import release
@@ -293,10 +294,14 @@ def test_train_pretrained_label_maps_runs_the_two_runs_in_resumable_chunks(tmp_p
     # the folia run has not started: the state keeps the first run's final checkpoint to continue from
     assert (state / "LabelMapSmokeTestTrainer" / "checkpoint_final.pth").is_file()
 
-    out = train_released_model(work, maps, **run)
+    # the next session, on a fresh machine: model v2 comes from the saved state (not trained again), then the folia run
+    work2 = tmp_path / "work2"
+    out = train_released_model(work2, maps, resume_state=state, **run)
     assert out["finished"] is True and out["exported"] == model and zipfile.is_zipfile(model)
     assert out["epochs_done"] == {"LabelMapSmokeTestTrainer": 1, "FoliaSmokeTestTrainer": 1}
-    second = TrainingRunPaths(work / FOLIA_RUN_FOLDER, "FoliaSmokeTestTrainer", release.LABEL_MAP_DATASET_NAME)
+    assert len(list(TrainingRunPaths(work2, "LabelMapSmokeTestTrainer", release.LABEL_MAP_DATASET_NAME).fold.glob(
+        "training_log_*.txt"))) == 1   # the first session's log, restored; no second training
+    second = TrainingRunPaths(work2 / FOLIA_RUN_FOLDER, "FoliaSmokeTestTrainer", release.LABEL_MAP_DATASET_NAME)
     # the folia run fine-tuned the first run's network, on its own (folia) rendering of the maps
     started = torch.load(second.results / release.LABEL_MAP_DATASET_NAME / release.INITIAL_WEIGHTS_FOLDER
                          / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]

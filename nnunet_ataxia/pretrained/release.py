@@ -231,7 +231,8 @@ def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, 
     A staging copy of ``model_folder`` gets ``checkpoint`` as its ``checkpoint_final.pth``; nnU-Net's own
     validation (``nnUNetv2_train ... --val``) writes ``fold_0/validation/summary.json`` there; the checkpoint is then
     stripped to :data:`INFERENCE_KEYS` and ``nnUNetv2_export_model_to_zip`` writes the zip, to which the training
-    logs are added. ``nnUNet_preprocessed`` must hold the dataset (the validation reads it).
+    logs are added. ``nnUNet_preprocessed`` must hold the dataset (the validation reads it; its plans and
+    ``dataset.json`` stand in for the model folder's when a restored checkpoint has not trained there).
 
     Args:
         model_folder: ``.../Dataset510_.../M2InceptionTrainer_pretrained__nnUNetFixed128Plans__3d_fullres``.
@@ -254,8 +255,12 @@ def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, 
         staging = Path(tmp) / "results"
         target = staging / dataset_name / model_dir_name(trainer)
         (target / f"fold_{FOLD}").mkdir(parents=True)
-        for name in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
-            shutil.copy2(model_folder / name, target / name)
+        preprocessed = Path(os.environ.get("nnUNet_preprocessed", model_folder)) / dataset_name
+        for name, planned in (("plans.json", f"{PLANS}.json"), ("dataset.json", "dataset.json"),
+                              ("dataset_fingerprint.json", "dataset_fingerprint.json")):
+            # nnUNetv2_train copies them in when it starts; a checkpoint restored from a saved state has not trained
+            source = model_folder / name if (model_folder / name).is_file() else preprocessed / planned
+            shutil.copy2(source, target / name)
         logs = sorted(fold_dir.glob("training_log_*.txt"))
         for path in [fold_dir / "progress.png", fold_dir / "debug.json", *logs]:
             if path.is_file():
