@@ -73,19 +73,20 @@ def train_released_model(work: str | os.PathLike, label_maps: str | os.PathLike,
     deadline = None if hours is None else time.time() + hours * 3600.0
     common = dict(label_maps=label_maps, n_train=n_train, n_val=n_val, device=device, num_processes=num_processes,
                   overwrite=overwrite)
-    before = epochs_done(TrainingRunPaths(work, first[-1], release.LABEL_MAP_DATASET_NAME).fold)
+    started = time.time()
     out = train_pretrained(work, **common, hours=hours, initial_weights=initial_weights, stages=first,
                            resume_state=resume_state)
     epochs = dict(out["epochs_done"])
+    final = TrainingRunPaths(work, first[-1], release.LABEL_MAP_DATASET_NAME)
+    # trained in this call: a checkpoint written now (one restored from a saved state keeps its time)
+    trained_first = any(f.stat().st_mtime >= started for f in final.fold.glob("checkpoint_*.pth"))
     if out["finished"]:
-        final = TrainingRunPaths(work, first[-1], release.LABEL_MAP_DATASET_NAME)
         checkpoint = final.fold / "checkpoint_final.pth"
         if not model_v2.is_file() or model_v2.stat().st_mtime < checkpoint.stat().st_mtime:
             release.export_release(final.model, model_v2, checkpoint="checkpoint_final.pth", trainer=first[-1],
                                    dataset_id=release.LABEL_MAP_DATASET_ID,
                                    dataset_name=release.LABEL_MAP_DATASET_NAME)
             print(f"model v2 exported to {model_v2}: the start of the folia fine-tuning", flush=True)
-    trained_first = out["epochs_done"][first[-1]] != before
     time_up = deadline is not None and time.time() >= deadline and trained_first
     second_out = None
     if out["finished"] and not time_up:
