@@ -255,11 +255,15 @@ def export_release(model_folder: str | os.PathLike, out_zip: str | os.PathLike, 
         staging = Path(tmp) / "results"
         target = staging / dataset_name / model_dir_name(trainer)
         (target / f"fold_{FOLD}").mkdir(parents=True)
-        preprocessed = Path(os.environ.get("nnUNet_preprocessed", model_folder)) / dataset_name
         for name, planned in (("plans.json", f"{PLANS}.json"), ("dataset.json", "dataset.json"),
                               ("dataset_fingerprint.json", "dataset_fingerprint.json")):
             # nnUNetv2_train copies them in when it starts; a checkpoint restored from a saved state has not trained
-            source = model_folder / name if (model_folder / name).is_file() else preprocessed / planned
+            source = model_folder / name
+            if not source.is_file():
+                source = Path(os.environ.get("nnUNet_preprocessed", "")) / dataset_name / planned
+                if not source.is_file():
+                    raise InputError(f"{model_folder / name}: missing, and no {planned} in "
+                                     f"$nnUNet_preprocessed/{dataset_name} to take it from")
             shutil.copy2(source, target / name)
         logs = sorted(fold_dir.glob("training_log_*.txt"))
         for path in [fold_dir / "progress.png", fold_dir / "debug.json", *logs]:
